@@ -1,0 +1,75 @@
+"""The skeleton every child process of the daemon shares.
+
+initialize -> loop until the stop flag -> shutdown. Signal handlers only set
+flags: SIGTERM asks for an orderly stop; SIGINT is ignored, because a Ctrl-C in
+a terminal reaches the whole process group and the supervisor decides the
+order in which its children stop. A child whose supervisor has died stops by
+itself, so no orphan keeps holding the sockets.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), format=LOG_FORMAT, force=True)
+
+
+class Child:
+    """Subclasses set ``name`` and implement initialize / loop_once / shutdown.
+
+    ``loop_once`` must return within about ``tick`` seconds so the flags are
+    seen promptly.
+    """
+
+    name = "child"
+    tick = 0.1
+
+    def __init__(self, cfg: dict, ready=None):
+        self.cfg = cfg
+        self.ready = ready                 # multiprocessing.Event set after initialize
+        self.stop_requested = False
+        self.log = logging.getLogger(f"linkband_historyd.{self.name}")
+        self._parent = os.getppid()
+
+    # -- the skeleton ------------------------------------------------------
+    def run(self) -> None:
+        setup_logging(self.cfg["daemon.log_level"])
+        os.umask(0o077)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        self.initialize()
+        if self.ready is not None:
+            self.ready.set()
+        self.log.debug("%s ready (pid %d)", self.name, os.getpid())
+        try:
+            while not self.stop_requested:
+                if os.getppid() != self._parent:
+                    self.log.warning("supervisor is gone; stopping")
+                    break
+                self.loop_once()
+        finally:
+            self.shutdown()
+            self.log.debug("%s stopped", self.name)
+
+    def _on_term(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    # -- to implement ------------------------------------------------------
+    def initialize(self) -> None:
+        raise NotImplementedError
+
+    def loop_once(self) -> None:
+        raise NotImplementedError
+
+    def shutdown(self) -> None:
+        pass
+
+
+def run_child(cls, cfg: dict, ready=None) -> None:
+    """multiprocessing target: build the child in the new process and run it."""
+    cls(cfg, ready).run()

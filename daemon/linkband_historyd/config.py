@@ -1,0 +1,234 @@
+"""Configuration: one table of options, four layers.
+
+Precedence: built-in defaults < TOML file (``--config``) < environment
+(``LINKBAND_HISTORY_*``) < command line. Every option is declared once in
+``OPTIONS``; ``config/linkband-history.toml`` documents the same defaults and a
+test keeps the two in step. A bad value raises :class:`ConfigError` naming the
+key and where the value came from, before anything is bound or opened.
+"""
+from __future__ import annotations
+
+import ipaddress
+import os
+import tomllib
+from dataclasses import dataclass
+from typing import Any, Callable
+from urllib.parse import urlsplit
+
+from linkband_history.endpoints import IPC_SUPPORTED, default_endpoint, default_runtime_dir
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Option:
+    key: str                      # "section.name"
+    default: Any
+    parse: Callable[[Any], Any]   # raises ValueError with a reason
+    env: str                      # LINKBAND_HISTORY_... name
+    flag: str | None = None       # command-line flag, if any
+    help: str = ""
+
+
+def _int(lo, hi=None):
+    def parse(v):
+        if isinstance(v, bool):
+            raise ValueError("must be an integer")
+        try:
+            n = int(v)
+        except (TypeError, ValueError):
+            raise ValueError("must be an integer") from None
+        if n < lo or (hi is not None and n > hi):
+            raise ValueError(f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
+        return n
+    return parse
+
+
+def _float(lo, hi=None):
+    def parse(v):
+        if isinstance(v, bool):
+            raise ValueError("must be a number")
+        try:
+            x = float(v)
+        except (TypeError, ValueError):
+            raise ValueError("must be a number") from None
+        if not (x >= lo) or (hi is not None and x > hi):
+            raise ValueError(f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
+        return x
+    return parse
+
+
+def _choice(choices):
+    def parse(v):
+        s = str(v).strip().upper()
+        if s not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return s
+    return parse
+
+
+def _bool(v):
+    if isinstance(v, bool):
+        return v
+    s = str(v).strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def _str(v):
+    if not isinstance(v, str):
+        raise ValueError("must be a string")
+    return v.strip()
+
+
+def _endpoint(v):
+    s = _str(v)
+    if not s:
+        return s                        # empty: the default, resolved later
+    parts = urlsplit(s)
+    if parts.scheme == "ipc":
+        if not IPC_SUPPORTED:
+            raise ValueError("ipc:// is not available on this platform; use tcp://127.0.0.1:PORT")
+        if not s[len("ipc://"):]:
+            raise ValueError("ipc:// needs a path")
+        return s
+    if parts.scheme == "tcp":
+        try:
+            parts.port
+        except ValueError:
+            raise ValueError(f"bad port in {s!r}") from None
+        if not parts.hostname or parts.port is None:
+            raise ValueError(f"must be tcp://HOST:PORT, got {s!r}")
+        return s
+    raise ValueError(f"must be an ipc:// or tcp:// endpoint, got {s!r}")
+
+
+def is_loopback(endpoint: str) -> bool:
+    parts = urlsplit(endpoint)
+    if parts.scheme == "ipc":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("daemon.data_dir", "", _str, "LINKBAND_HISTORY_DATA_DIR", "--data-dir",
+           "directory of the database; empty: the per-OS user data directory"),
+    Option("daemon.runtime_dir", "", _str, "LINKBAND_HISTORY_RUNTIME_DIR", "--runtime-dir",
+           "owner-only directory of the ipc:// sockets; empty: the per-user default"),
+    Option("daemon.log_level", "INFO", _choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
+           "--log-level", "level of the daemon's own log (stderr)"),
+    Option("ingest.endpoint", "", _endpoint, "LINKBAND_HISTORY_INGEST", "--ingest",
+           "PULL socket for records; empty: ipc://<runtime_dir>/ingest.sock"),
+    Option("ingest.batch_size", 5000, _int(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",
+           "--batch-size", "most records in one transaction"),
+    Option("ingest.batch_wait_ms", 0.0, _float(0, 10_000), "LINKBAND_HISTORY_BATCH_WAIT_MS",
+           "--batch-wait-ms", "wait this long for more records before committing; 0: commit "
+           "as soon as the socket is drained"),
+    Option("ingest.max_message_bytes", 16 * 1024 * 1024, _int(1024), "LINKBAND_HISTORY_MAX_MESSAGE_BYTES",
+           None, "larger ingest messages are refused by ZeroMQ (MAXMSGSIZE)"),
+    Option("ingest.receive_hwm", 10_000, _int(1), "LINKBAND_HISTORY_RECEIVE_HWM", None,
+           "messages ZeroMQ queues per client before the client waits"),
+    Option("query.endpoint", "", _endpoint, "LINKBAND_HISTORY_QUERY", "--query",
+           "REP socket for queries; empty: ipc://<runtime_dir>/query.sock"),
+    Option("query.default_limit", 1000, _int(1, 1_000_000), "LINKBAND_HISTORY_DEFAULT_LIMIT", None,
+           "rows per page when a query gives no limit"),
+    Option("query.max_limit", 100_000, _int(1, 10_000_000), "LINKBAND_HISTORY_MAX_LIMIT", None,
+           "largest page a query may ask for"),
+    Option("storage.synchronous", "NORMAL", _choice(SYNC_MODES), "LINKBAND_HISTORY_SYNCHRONOUS",
+           None, "SQLite synchronous mode: NORMAL survives a crash of any process; FULL also "
+           "survives power loss, at a cost"),
+    Option("storage.checkpoint_interval_s", 1.0, _float(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
+           None, "WAL checkpoints run this often on their own connection, off the writer's path"),
+    Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
+           "allow binding a non-loopback tcp:// address"),
+    Option("supervisor.restart_backoff_max_s", 30.0, _float(0.1, 3600),
+           "LINKBAND_HISTORY_RESTART_BACKOFF_MAX_S", None,
+           "a child that keeps dying is restarted after at most this long"),
+    Option("supervisor.stop_timeout_s", 30.0, _float(0.1, 3600), "LINKBAND_HISTORY_STOP_TIMEOUT_S",
+           None, "how long a child may take to drain and stop before it is killed"),
+)
+BY_KEY = {o.key: o for o in OPTIONS}
+
+
+def defaults() -> dict:
+    return {o.key: o.default for o in OPTIONS}
+
+
+def flatten_toml(data: dict, prefix: str = "") -> dict:
+    flat = {}
+    for k, v in data.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            flat.update(flatten_toml(v, key + "."))
+        else:
+            flat[key] = v
+    return flat
+
+
+def load(config_file: str | None = None, environ: dict | None = None,
+         cli: dict | None = None) -> dict:
+    """Resolve the configuration; raise ConfigError on the first bad value."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if config_file:
+        try:
+            with open(config_file, "rb") as f:
+                data = tomllib.load(f)
+        except OSError as exc:
+            raise ConfigError(f"config file {config_file}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {config_file}: {exc}") from None
+        for key, v in flatten_toml(data).items():
+            if key not in BY_KEY:
+                raise ConfigError(f"{key}: unknown key (in {config_file})")
+            values[key], sources[key] = v, f"in {config_file}"
+    for o in OPTIONS:
+        if o.env in environ:
+            values[o.key], sources[o.key] = environ[o.env], f"from environment {o.env}"
+    for key, v in (cli or {}).items():
+        if v is not None:
+            o = BY_KEY[key]
+            values[key], sources[key] = v, f"from command line {o.flag or key}"
+    cfg = defaults()
+    for key, v in values.items():
+        try:
+            cfg[key] = BY_KEY[key].parse(v)
+        except ValueError as exc:
+            raise ConfigError(f"{key}: {exc}, got {v!r} ({sources[key]})") from None
+    return finish(cfg)
+
+
+def finish(cfg: dict) -> dict:
+    """Fill in the derived defaults and check the combination."""
+    if not cfg["daemon.runtime_dir"]:
+        cfg["daemon.runtime_dir"] = default_runtime_dir()
+    if not cfg["daemon.data_dir"]:
+        import platformdirs
+        cfg["daemon.data_dir"] = platformdirs.user_data_dir("linkband-history", appauthor=False)
+    for name in ("ingest", "query"):
+        key = f"{name}.endpoint"
+        if not cfg[key]:
+            cfg[key] = default_endpoint(name, cfg["daemon.runtime_dir"])
+        if not cfg["security.allow_remote"] and not is_loopback(cfg[key]):
+            raise ConfigError(f"{key}: {cfg[key]} is not a loopback or ipc:// address; set "
+                              "security.allow_remote = true to bind it")
+    if cfg["ingest.endpoint"] == cfg["query.endpoint"]:
+        raise ConfigError("query.endpoint: must differ from ingest.endpoint")
+    cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], "history.db")
+    return cfg
+

@@ -1,0 +1,174 @@
+"""Query parameters: parsing, validation and the SQL filters they become.
+
+Every parameter of every command is declared with a parser here; a parameter
+that is not declared, or a value that does not parse, is a ``BadParam`` and
+the reply names it. Values only ever reach SQL as bound parameters; the only
+names that reach SQL text are column names from these declarations and tag
+keys that match ``TAG_KEY``.
+"""
+from __future__ import annotations
+
+import math
+import re
+
+from linkband_history.protocol import ALERT_LEVELS, LOG_LEVELS, normalize_level
+from linkband_history.times import parse_time
+
+TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+MAX_LIST = 100
+
+
+class BadParam(ValueError):
+    def __init__(self, name: str, message: str):
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def time_value(v):
+    try:
+        return parse_time(v)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def text(v):
+    if not isinstance(v, str) or not v or len(v) > 256:
+        raise ValueError("must be a non-empty string of at most 256 characters")
+    return v
+
+
+def text_list(v):
+    """One string, or a list of them (matched with IN)."""
+    items = v if isinstance(v, (list, tuple)) else [v]
+    if not items or len(items) > MAX_LIST:
+        raise ValueError(f"give 1 to {MAX_LIST} values")
+    return [text(x) for x in items]
+
+
+def _levels(allowed):
+    def parse(v):
+        items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+        out = []
+        for x in items:
+            lv = normalize_level(x)
+            if lv not in allowed:
+                raise ValueError(f"{x!r} is not one of {', '.join(allowed)}")
+            out.append(lv)
+        if not out:
+            raise ValueError("give at least one level")
+        return out
+    return parse
+
+
+log_levels = _levels(LOG_LEVELS)
+alert_levels = _levels(ALERT_LEVELS)
+
+
+def min_log_level(v):
+    lv = normalize_level(v)
+    if lv not in LOG_LEVELS:
+        raise ValueError(f"{v!r} is not one of {', '.join(LOG_LEVELS)}")
+    return list(LOG_LEVELS[LOG_LEVELS.index(lv):])
+
+
+def positive_int(v):
+    if isinstance(v, bool) or not isinstance(v, (int, str)):
+        raise ValueError("must be a positive integer")
+    try:
+        n = int(v)
+    except ValueError:
+        raise ValueError("must be a positive integer") from None
+    if n < 1:
+        raise ValueError("must be a positive integer")
+    return n
+
+
+def order(v):
+    s = str(v).lower()
+    if s not in ("asc", "desc"):
+        raise ValueError("must be asc or desc")
+    return s
+
+
+def tags(v):
+    if not isinstance(v, dict) or not v or len(v) > 16:
+        raise ValueError("must be a map of 1 to 16 tag keys to values")
+    out = {}
+    for k, val in v.items():
+        if not isinstance(k, str) or not TAG_KEY.match(k):
+            raise ValueError(f"bad tag key {k!r}: letters, digits, '_', '.', '-' only")
+        if isinstance(val, bool) or not isinstance(val, (str, int, float)):
+            raise ValueError(f"tag {k!r}: value must be a string or a number")
+        if isinstance(val, float) and not math.isfinite(val):
+            raise ValueError(f"tag {k!r}: value must be finite")
+        out[k] = val
+    return out
+
+
+def boolean(v):
+    if isinstance(v, bool):
+        return v
+    if str(v).lower() in ("1", "true", "yes"):
+        return True
+    if str(v).lower() in ("0", "false", "no"):
+        return False
+    raise ValueError("must be true or false")
+
+
+def cursor(v):
+    """Opaque to clients: ``<timestamp>:<id>`` (or ``<id>`` for search)."""
+    if not isinstance(v, str) or len(v) > 64:
+        raise ValueError("not a cursor returned by this daemon")
+    try:
+        if ":" in v:
+            ts, rid = v.split(":", 1)
+            return (float(ts), int(rid))
+        return (None, int(v))
+    except ValueError:
+        raise ValueError("not a cursor returned by this daemon") from None
+
+
+def parse(spec: dict, params: dict) -> dict:
+    out = {}
+    for name, value in params.items():
+        parser = spec.get(name) if isinstance(name, str) else None
+        if parser is None:
+            raise BadParam(str(name), f"unknown parameter (known: {', '.join(sorted(spec)) or 'none'})")
+        if value is None:
+            continue
+        try:
+            out[name] = parser(value)
+        except (ValueError, TypeError) as exc:
+            raise BadParam(name, str(exc)) from None
+    return out
+
+
+class Where:
+    """WHERE clauses and their bound arguments, built from parsed parameters."""
+
+    def __init__(self):
+        self.clauses: list[str] = []
+        self.args: list = []
+
+    def add(self, clause: str, *args) -> None:
+        self.clauses.append(clause)
+        self.args.extend(args)
+
+    def any_of(self, column: str, values) -> None:
+        if len(values) == 1:
+            self.add(f"{column} = ?", values[0])
+        else:
+            self.add(f"{column} IN ({', '.join('?' * len(values))})", *values)
+
+    def time_range(self, p: dict, column: str = "timestamp") -> None:
+        if "since" in p:
+            self.add(f"{column} >= ?", p["since"])
+        if "until" in p:
+            self.add(f"{column} < ?", p["until"])
+
+    def tags(self, tag_filter: dict, column: str = "tags") -> None:
+        for key, value in tag_filter.items():
+            self.add(f"json_extract({column}, ?) = ?", f'$."{key}"', value)
+
+    def sql(self) -> str:
+        return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""

@@ -1,0 +1,84 @@
+"""The query process: a REP socket answered from a read-only connection.
+
+Every request gets exactly one reply (REP demands it): a malformed request, an
+unknown command, a bad parameter or a failing query becomes an error reply
+built by ``protocol.error``, counted, and the loop goes on.
+"""
+from __future__ import annotations
+
+import time
+from collections import Counter
+
+import apsw
+import zmq
+
+from linkband_history import protocol
+
+from . import schema, search
+from .child import Child
+from .commands import COMMANDS, CommandError, QueryContext
+from .params import BadParam, parse
+from .sockets import bind
+
+
+class QueryServer(Child):
+    name = "query"
+
+    def initialize(self) -> None:
+        self.started_at = self.cfg.get("daemon.started_at", time.time())
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.REP)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
+        bind(self.sock, self.cfg["query.endpoint"], self.cfg["daemon.runtime_dir"])
+        self.qctx = None
+        self.errors: Counter = Counter()
+        self.log.info("query server ready: %s", self.cfg["query.endpoint"])
+
+    def _context(self) -> QueryContext:
+        if self.qctx is None:
+            conn = schema.open_reader(self.cfg["daemon.db_path"])
+            conn.createscalarfunction("lbh_fold", search.fold, 1, deterministic=True)
+            self.qctx = QueryContext(conn, self.cfg, self.started_at)
+        return self.qctx
+
+    def loop_once(self) -> None:
+        if self.sock.poll(int(self.tick * 1000)):
+            frame = self.sock.recv()
+            self.sock.send(protocol.encode_reply(self.handle(frame)))
+
+    def handle(self, frame: bytes) -> dict:
+        try:
+            name, raw = protocol.decode_request(frame)
+        except protocol.ProtocolError as exc:
+            return self._error("bad_request", str(exc))
+        cmd = COMMANDS.get(name)
+        if cmd is None:
+            return self._error("unknown_command", f"unknown command {name[:64]!r}; "
+                               "the command 'commands' lists them")
+        try:
+            p = parse(cmd.spec, raw)
+            return cmd.run(self._context(), p)
+        except BadParam as exc:
+            return self._error("bad_param", f"{name}: {exc}")
+        except CommandError as exc:
+            return self._error(exc.code, f"{name}: {exc}")
+        except apsw.CantOpenError as exc:
+            self.qctx = None
+            return self._error("unavailable", f"database not available yet: {exc}")
+        except apsw.Error as exc:
+            self.log.warning("%s failed: %s", name, exc)
+            return self._error("query_failed", f"{name}: {exc.__class__.__name__}: {exc}")
+        except Exception as exc:  # a bug must not kill the socket's only reader
+            self.log.exception("%s crashed", name)
+            return self._error("internal", f"{name}: {exc.__class__.__name__}: {exc}")
+
+    def _error(self, code: str, message: str) -> dict:
+        self.errors[code] += 1
+        return protocol.error(code, message)
+
+    def shutdown(self) -> None:
+        self.sock.close(0)
+        self.ctx.term()
+        if self.qctx is not None:
+            self.qctx.conn.close()

@@ -1,0 +1,209 @@
+"""All SQL of the database's shape: tables, indexes, migrations, connections.
+
+Tables are STRICT, so SQLite itself rejects a wrong type, a missing required
+field or a bad level (CHECK) in C, and the writer needs no per-record Python
+validation on its fast path. Migrations are recorded in ``PRAGMA user_version``.
+
+Logs are searched through ``logs_fts``, a contentless FTS5 trigram index the
+writer fills in the same transaction as the rows. Each message is indexed with
+two sentinel characters appended (``SENTINEL``), so that every occurrence of a
+one- or two-character term is the prefix of some indexed trigram: the search
+module finds such terms through the ``logs_fts_vocab`` term list (see
+``search.py``).
+"""
+from __future__ import annotations
+
+import os
+
+import apsw
+
+from linkband_history.protocol import FIELDS
+
+SENTINEL = "\x1f\x1f"
+
+TABLES = {"metric": "system_metrics", "performance": "performance_data",
+          "log": "system_logs", "alert": "alert_history"}
+COUNTED_TABLES = ("system_metrics", "performance_data", "system_logs")
+
+_JSON = "CHECK ({0} IS NULL OR json_valid({0}))"
+_LEVEL = "CHECK (level IN ({}))"
+_LOG_LEVELS = ", ".join(f"'{x}'" for x in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
+_ALERT_LEVELS = ", ".join(f"'{x}'" for x in ("INFO", "WARNING", "ERROR", "CRITICAL"))
+
+MIGRATIONS: list[list[str]] = [
+    # 1: the design's five tables, FTS over log messages, ingest bookkeeping
+    [
+        f"""CREATE TABLE system_metrics (
+            id INTEGER PRIMARY KEY,
+            timestamp REAL NOT NULL,
+            metric_type TEXT NOT NULL,
+            metric_name TEXT NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT,
+            tags TEXT {_JSON.format('tags')}
+        ) STRICT""",
+        # covering: per-metric ranges and aggregates never touch the table
+        "CREATE INDEX idx_metrics_name_time ON system_metrics(metric_name, timestamp, value)",
+        "CREATE INDEX idx_metrics_time ON system_metrics(timestamp)",
+        f"""CREATE TABLE performance_data (
+            id INTEGER PRIMARY KEY,
+            timestamp REAL NOT NULL,
+            component TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            duration_ms REAL NOT NULL,
+            throughput REAL,
+            efficiency_percent REAL,
+            error_count INTEGER,
+            metadata TEXT {_JSON.format('metadata')}
+        ) STRICT""",
+        "CREATE INDEX idx_perf_comp_time ON performance_data(component, operation, timestamp)",
+        "CREATE INDEX idx_perf_time ON performance_data(timestamp)",
+        f"""CREATE TABLE system_logs (
+            id INTEGER PRIMARY KEY,
+            timestamp REAL NOT NULL,
+            level TEXT NOT NULL {_LEVEL.format(_LOG_LEVELS)},
+            logger_name TEXT NOT NULL,
+            message TEXT NOT NULL,
+            module TEXT,
+            function_name TEXT,
+            line_number INTEGER,
+            thread_id INTEGER,
+            process_id INTEGER,
+            extra_data TEXT {_JSON.format('extra_data')}
+        ) STRICT""",
+        "CREATE INDEX idx_logs_time ON system_logs(timestamp)",
+        "CREATE INDEX idx_logs_level_time ON system_logs(level, timestamp)",
+        "CREATE INDEX idx_logs_logger_time ON system_logs(logger_name, timestamp)",
+        """CREATE VIRTUAL TABLE logs_fts USING fts5(
+            message, content='', contentless_delete=1, tokenize='trigram case_sensitive 0')""",
+        "CREATE VIRTUAL TABLE logs_fts_vocab USING fts5vocab(logs_fts, 'row')",
+        f"""CREATE TABLE alert_history (
+            id INTEGER PRIMARY KEY,
+            timestamp REAL NOT NULL,
+            alert_id TEXT NOT NULL UNIQUE,
+            level TEXT NOT NULL {_LEVEL.format(_ALERT_LEVELS)},
+            category TEXT NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT,
+            source_component TEXT,
+            acknowledged_at REAL,
+            resolved_at REAL,
+            metadata TEXT {_JSON.format('metadata')}
+        ) STRICT""",
+        "CREATE INDEX idx_alerts_time ON alert_history(timestamp)",
+        """CREATE TABLE data_summaries (
+            id INTEGER PRIMARY KEY,
+            summary_type TEXT NOT NULL
+                CHECK (summary_type IN ('minute', 'hourly', 'daily', 'weekly', 'monthly')),
+            data_type TEXT NOT NULL,
+            summary_key TEXT NOT NULL DEFAULT '',
+            period_start REAL NOT NULL,
+            period_end REAL NOT NULL,
+            summary_data TEXT NOT NULL CHECK (json_valid(summary_data)),
+            created_at REAL NOT NULL,
+            UNIQUE (summary_type, data_type, summary_key, period_start)
+        ) STRICT""",
+        # one row per client: the last committed sequence number is written in
+        # the same transaction as the client's records (flush() reads it back)
+        """CREATE TABLE ingest_clients (
+            client_id TEXT PRIMARY KEY,
+            first_seen REAL NOT NULL,
+            last_seen REAL NOT NULL,
+            last_seq INTEGER NOT NULL,
+            records_next INTEGER NOT NULL,
+            stored INTEGER NOT NULL,
+            rejected INTEGER NOT NULL,
+            lost_records INTEGER NOT NULL,
+            lost_messages INTEGER NOT NULL,
+            duplicates INTEGER NOT NULL,
+            client_dropped INTEGER NOT NULL
+        ) STRICT, WITHOUT ROWID""",
+        "CREATE TABLE ingest_rejects (reason TEXT PRIMARY KEY, count INTEGER NOT NULL) STRICT",
+        "CREATE TABLE table_counts (name TEXT PRIMARY KEY, rows INTEGER NOT NULL) STRICT",
+        # small JSON documents the writer publishes (e.g. its latency histogram)
+        "CREATE TABLE writer_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+CLIENT_COLUMNS = ("client_id", "first_seen", "last_seen", "last_seq", "records_next", "stored",
+                  "rejected", "lost_records", "lost_messages", "duplicates", "client_dropped")
+
+
+def _insert(kind: str, upsert: str = "") -> str:
+    cols = FIELDS[kind]
+    return (f"INSERT INTO {TABLES[kind]} ({', '.join(cols)}) "
+            f"VALUES ({', '.join('?' * len(cols))}){upsert}")
+
+
+INSERT = {
+    "metric": _insert("metric"),
+    "performance": _insert("performance"),
+    "log": _insert("log"),
+    # the alert manager pushes an alert again when it is acknowledged or resolved
+    "alert": _insert("alert", " ON CONFLICT (alert_id) DO UPDATE SET "
+                     "acknowledged_at = coalesce(excluded.acknowledged_at, acknowledged_at), "
+                     "resolved_at = coalesce(excluded.resolved_at, resolved_at), "
+                     "description = coalesce(excluded.description, description), "
+                     "metadata = coalesce(excluded.metadata, metadata)"),
+}
+INDEX_LOGS = (f"INSERT INTO logs_fts (rowid, message) SELECT id, message || '{SENTINEL}' "
+              "FROM system_logs WHERE id BETWEEN ? AND ?")
+UPSERT_CLIENT = (f"INSERT OR REPLACE INTO ingest_clients ({', '.join(CLIENT_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(CLIENT_COLUMNS))})")
+ADD_REJECTS = ("INSERT INTO ingest_rejects (reason, count) VALUES (?, ?) "
+               "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count")
+SET_WRITER_STATE = "INSERT OR REPLACE INTO writer_state (key, value) VALUES (?, ?)"
+ADD_COUNT = ("INSERT INTO table_counts (name, rows) VALUES (?, ?) "
+             "ON CONFLICT (name) DO UPDATE SET rows = rows + excluded.rows")
+
+
+def _configure(conn: apsw.Connection, synchronous: str = "NORMAL") -> None:
+    conn.setbusytimeout(5000)
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    conn.execute("PRAGMA temp_store = MEMORY")
+
+
+def open_writer(path: str, synchronous: str = "NORMAL") -> apsw.Connection:
+    """The one read-write connection; creates and migrates the database.
+
+    Automatic checkpoints are off: they would run inside the writer's commits
+    (raising send->commit p99 ~10x); a checkpointer runs them on its own
+    connection instead (:func:`open_checkpointer`).
+    """
+    os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
+    conn = apsw.Connection(path)
+    conn.execute("PRAGMA auto_vacuum = INCREMENTAL")   # only effective on a new file
+    conn.execute("PRAGMA journal_mode = WAL")
+    _configure(conn, synchronous)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    migrate(conn)
+    return conn
+
+
+def open_checkpointer(path: str) -> apsw.Connection:
+    conn = apsw.Connection(path)
+    conn.setbusytimeout(5000)
+    conn.execute("PRAGMA wal_autocheckpoint = 0")
+    return conn
+
+
+def open_reader(path: str) -> apsw.Connection:
+    conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READONLY)
+    conn.setbusytimeout(5000)
+    conn.execute("PRAGMA query_only = ON")
+    conn.execute("PRAGMA temp_store = MEMORY")
+    return conn
+
+
+def migrate(conn: apsw.Connection) -> int:
+    version = conn.execute("PRAGMA user_version").fetchall()[0][0]
+    if version > SCHEMA_VERSION:
+        raise RuntimeError(f"database schema {version} is newer than this daemon ({SCHEMA_VERSION})")
+    for v in range(version, SCHEMA_VERSION):
+        with conn:
+            for stmt in MIGRATIONS[v]:
+                conn.execute(stmt)
+            conn.execute(f"PRAGMA user_version = {v + 1}")
+    return SCHEMA_VERSION

@@ -1,0 +1,83 @@
+"""Log search: user text to a safe FTS5 expression with substring semantics.
+
+A query holds terms separated by spaces; ``"a quoted phrase"`` is one term. A
+log line matches when every term occurs in its message, case-insensitively,
+also inside a longer word: "연결" finds "디바이스 연결이 끊어졌습니다", "EEG"
+finds "[STREAM:EEG]".
+
+The index is FTS5's trigram tokenizer, which matches any substring of three or
+more characters exactly. Shorter terms cannot be asked of it directly, so each
+message is indexed with two sentinel characters appended (schema.SENTINEL):
+then every occurrence of a one- or two-character term is the *prefix* of an
+indexed trigram, and the term becomes an OR of the trigrams in the index's term
+list (``logs_fts_vocab``) that start with it: still exact, still indexed. A
+short term so common that it expands to more than ``MAX_EXPANSION`` trigrams
+selects most of the table anyway; it is checked on the rows instead
+(``instr(lbh_fold(message), term)``), newest first, where the page fills fast.
+
+User text never reaches FTS5 unquoted: every term is a double-quoted string
+with its quotes doubled, so no input can raise an FTS syntax error or change
+the query's shape.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+MAX_EXPANSION = 400
+MAX_TERMS = 16
+_TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def fold(text):
+    """Case folding used on both sides of a row check (SQLite's lower() is ASCII-only)."""
+    return text.lower() if isinstance(text, str) else text
+
+
+def parse_terms(q: str) -> list[str]:
+    terms = []
+    for m in _TOKEN.finditer(q):
+        t = m.group(1) if m.group(1) is not None else m.group(2)
+        t = _CONTROL.sub("", t).strip().lower()
+        if t and t not in terms:
+            terms.append(t)
+    return terms
+
+
+def quote(term: str) -> str:
+    return '"' + term.replace('"', '""') + '"'
+
+
+@dataclass
+class SearchPlan:
+    terms: list[str]
+    fts: str | None = None                 # MATCH expression, or None: no index use
+    row_checks: list[str] = field(default_factory=list)   # terms checked on the rows
+    impossible: bool = False               # a term that occurs nowhere
+
+
+def plan(conn, q: str) -> SearchPlan:
+    terms = parse_terms(q)
+    if not terms:
+        raise ValueError("q: give at least one search term")
+    if len(terms) > MAX_TERMS:
+        raise ValueError(f"q: at most {MAX_TERMS} terms")
+    p = SearchPlan(terms)
+    parts = []
+    for t in terms:
+        if len(t) >= 3:
+            parts.append(quote(t))
+            continue
+        vocab = [r[0] for r in conn.execute(
+            "SELECT term FROM logs_fts_vocab WHERE term >= ? AND term < ? LIMIT ?",
+            (t, t + "\U0010ffff", MAX_EXPANSION + 1))]
+        if not vocab:
+            p.impossible = True
+            return p
+        if len(vocab) > MAX_EXPANSION:
+            p.row_checks.append(t)
+        else:
+            parts.append("(" + " OR ".join(quote(v) for v in vocab) + ")")
+    p.fts = " AND ".join(parts) if parts else None
+    return p

@@ -1,0 +1,177 @@
+"""linkband-historyd: the supervisor of the daemon's processes.
+
+It resolves the configuration (a bad value exits 2 before anything is bound),
+starts the writer and waits until it has the database open and its socket
+bound, then starts the query process; it restarts a child that dies
+unexpectedly, with back-off, and on SIGTERM or SIGINT stops them in order:
+first the query process, then the writer, which drains everything already
+received and commits. Signal handlers only set a flag; the one shutdown path
+runs in the main loop. No double fork, no pid file: run it in the foreground
+under systemd, launchd or the SDK's process manager.
+"""
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+
+import click
+
+from . import config as config_mod
+from .child import run_child, setup_logging
+from .query_server import QueryServer
+from .sockets import prepare_runtime_dir
+from .writer import Writer
+
+log = logging.getLogger("linkband_historyd.supervisor")
+
+READY_TIMEOUT = 60.0
+STABLE_AFTER = 60.0            # a child that ran this long resets its back-off
+
+
+@dataclass
+class Slot:
+    name: str
+    cls: type
+    proc: multiprocessing.Process | None = None
+    ready: object = None
+    started: float = 0.0
+    restarts: int = 0
+    backoff: float = 0.0
+    restart_at: float | None = None
+    history: list = field(default_factory=list)
+
+
+class Supervisor:
+    ORDER = (("writer", Writer), ("query", QueryServer))     # start order; stop is reversed
+
+    def __init__(self, cfg: dict):
+        self.cfg = cfg
+        self.mp = multiprocessing.get_context("spawn")
+        self.slots = {name: Slot(name, cls) for name, cls in self.ORDER}
+        self.stop_requested = False
+
+    # -- signals become the one stop path ----------------------------------------
+    def _on_signal(self, signum, frame) -> None:
+        self.stop_requested = True
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    # -- children ----------------------------------------------------------------
+    def start(self, slot: Slot) -> None:
+        slot.ready = self.mp.Event()
+        slot.proc = self.mp.Process(target=run_child, args=(slot.cls, self.cfg, slot.ready),
+                                    name=f"linkband-historyd-{slot.name}", daemon=False)
+        slot.proc.start()
+        slot.started = time.monotonic()
+        slot.restart_at = None
+
+    def wait_ready(self, slot: Slot) -> bool:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while time.monotonic() < deadline and not self.stop_requested:
+            if slot.ready.wait(0.05):
+                return True
+            if not slot.proc.is_alive():
+                return False
+        return False
+
+    def check_children(self) -> None:
+        now = time.monotonic()
+        for slot in self.slots.values():
+            if slot.restart_at is not None:
+                if now >= slot.restart_at:
+                    log.info("restarting %s (restart #%d)", slot.name, slot.restarts)
+                    self.start(slot)
+                continue
+            if slot.proc is not None and not slot.proc.is_alive():
+                code = slot.proc.exitcode
+                ran = now - slot.started
+                slot.backoff = 0.0 if ran > STABLE_AFTER else min(
+                    max(slot.backoff * 2, 0.5), self.cfg["supervisor.restart_backoff_max_s"])
+                slot.restarts += 1
+                slot.restart_at = now + (0.0 if slot.restarts == 1 or ran > STABLE_AFTER
+                                         else slot.backoff)
+                log.error("%s (pid %s) died with exit code %s after %.1fs; restarting in %.1fs",
+                          slot.name, slot.proc.pid, code, ran, slot.restart_at - now)
+
+    def stop_children(self) -> None:
+        timeout = self.cfg["supervisor.stop_timeout_s"]
+        for name, _ in reversed(self.ORDER):
+            proc = self.slots[name].proc
+            if proc is None or not proc.is_alive():
+                continue
+            proc.terminate()                        # SIGTERM: the child drains and stops
+            proc.join(timeout)
+            if proc.is_alive():
+                log.error("%s did not stop within %.0fs; killing it", name, timeout)
+                proc.kill()
+                proc.join(5)
+
+    # -- the main loop ----------------------------------------------------------
+    def run(self) -> int:
+        os.umask(0o077)
+        self.install_signals()
+        try:
+            prepare_runtime_dir(self.cfg["daemon.runtime_dir"])
+            os.makedirs(self.cfg["daemon.data_dir"], mode=0o700, exist_ok=True)
+        except OSError as exc:
+            log.error("cannot prepare directories: %s", exc)
+            return 1
+        try:
+            for name, _ in self.ORDER:
+                slot = self.slots[name]
+                self.start(slot)
+                if not self.wait_ready(slot):
+                    if self.stop_requested:
+                        return 0
+                    log.error("%s failed to start (exit code %s)", name, slot.proc.exitcode)
+                    return 1
+            log.info("linkband-historyd ready: ingest %s, query %s, database %s",
+                     self.cfg["ingest.endpoint"], self.cfg["query.endpoint"],
+                     self.cfg["daemon.db_path"])
+            while not self.stop_requested:
+                time.sleep(0.1)
+                self.check_children()
+            log.info("stopping")
+            return 0
+        finally:
+            self.stop_children()
+            log.info("stopped")
+
+
+def _cli_options(fn):
+    for o in reversed(config_mod.OPTIONS):
+        if o.flag:
+            fn = click.option(o.flag, o.key.replace(".", "__"), default=None, help=o.help)(fn)
+    return fn
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="TOML configuration file (see config/linkband-history.toml)")
+@click.option("--print-config", is_flag=True, help="print the resolved configuration and exit")
+@_cli_options
+def main(config_file, print_config, **cli):
+    """Run the linkband-history daemon in the foreground."""
+    try:
+        cfg = config_mod.load(config_file, cli={k.replace("__", "."): v for k, v in cli.items()})
+    except config_mod.ConfigError as exc:
+        click.echo(f"linkband-historyd: configuration error: {exc}", err=True)
+        sys.exit(2)
+    if print_config:
+        for key, value in sorted(cfg.items()):
+            click.echo(f"{key} = {value!r}")
+        return
+    cfg["daemon.started_at"] = time.time()
+    setup_logging(cfg["daemon.log_level"])
+    sys.exit(Supervisor(cfg).run())
+
+
+if __name__ == "__main__":
+    main()

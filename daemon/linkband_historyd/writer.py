@@ -1,0 +1,226 @@
+"""The writer process: the only process that ever writes the database.
+
+It binds the PULL socket, takes every frame that is waiting (up to
+``ingest.batch_size`` records), and commits them in one APSW transaction: the
+rows of each kind with one ``executemany`` straight from the decoded messages,
+the FTS rows of the new log lines with one INSERT..SELECT, and each client's
+last sequence number, so ``flush()`` can tell what is durable. It commits as
+soon as the socket is drained (never waiting for a full batch unless
+``ingest.batch_wait_ms`` says so). WAL checkpoints run on a second connection
+in a thread, off the commit path.
+
+A bad frame or record is counted by reason and skipped; the good records of
+the same message are kept: when SQLite refuses a batch (STRICT types, NOT NULL
+and CHECK constraints), the batch is rolled back to its savepoint and retried
+row by row to find the bad rows.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import apsw
+import zmq
+
+from linkband_history.protocol import FIELDS, JSON_FIELDS, TIME_FIELDS, dumps_json, row_from_record
+from linkband_history.times import to_epoch
+
+from . import schema
+from .batch import Batch, ClientState
+from .child import Child
+from .latency import LatencyHistogram
+from .sockets import bind
+
+
+class Writer(Child):
+    name = "writer"
+
+    def initialize(self) -> None:
+        cfg = self.cfg
+        self.db_path = cfg["daemon.db_path"]
+        self.conn = schema.open_writer(self.db_path, cfg["storage.synchronous"])
+        self.clients = {row[0]: ClientState(*row) for row in self.conn.execute(
+            f"SELECT {', '.join(schema.CLIENT_COLUMNS)} FROM ingest_clients")}
+        self.batch_size = cfg["ingest.batch_size"]
+        self.batch_wait = cfg["ingest.batch_wait_ms"] / 1000.0
+        self.max_message_bytes = cfg["ingest.max_message_bytes"]
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.PULL)
+        self.sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        self.sock.setsockopt(zmq.RCVHWM, cfg["ingest.receive_hwm"])
+        self.sock.setsockopt(zmq.LINGER, 0)
+        bind(self.sock, cfg["ingest.endpoint"], cfg["daemon.runtime_dir"])
+        self._stop_checkpoints = threading.Event()
+        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpointer",
+                                              daemon=True)
+        self._checkpointer.start()
+        self.commits = 0
+        self.latency = LatencyHistogram()
+        self.started_at = time.time()
+        self._state_saved = 0.0
+        self._last_commit = 0.0
+        self.log.info("writer ready: %s -> %s", cfg["ingest.endpoint"], self.db_path)
+
+    # -- the loop ------------------------------------------------------------
+    def loop_once(self) -> None:
+        if self.sock.poll(int(self.tick * 1000)):
+            self.commit(self.receive())
+        elif self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
+            with self.conn:                      # idle: publish the last commits' latencies
+                self._save_state()
+
+    def receive(self) -> Batch:
+        """Every frame waiting now, up to ``batch_size`` records."""
+        batch = Batch(self.clients)
+        sock = self.sock
+        deadline = time.monotonic() + self.batch_wait if self.batch_wait else 0.0
+        while batch.records < self.batch_size:
+            try:
+                frame = sock.recv(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                left = deadline - time.monotonic() if deadline else 0.0
+                if left > 0 and sock.poll(max(1, int(left * 1000))):
+                    continue
+                break
+            batch.add(frame)
+        return batch
+
+    def commit(self, batch: Batch) -> None:
+        conn = self.conn
+        try:
+            with conn:
+                for kind, rows in batch.rows.items():
+                    if rows:
+                        self._insert(kind, rows, batch)
+                if batch.clients:
+                    conn.executemany(schema.UPSERT_CLIENT, [st.row() for st in batch.clients.values()])
+                if batch.rejects:
+                    conn.executemany(schema.ADD_REJECTS, batch.rejects.items())
+                counts = [(schema.TABLES[k], n) for k, n in batch.stored.items()
+                          if n and schema.TABLES[k] in schema.COUNTED_TABLES]
+                if counts:
+                    conn.executemany(schema.ADD_COUNT, counts)
+                if batch.received_at - self._state_saved > 1.0:
+                    self._save_state()
+        except apsw.Error:
+            # Nothing of this batch is stored; its clients' sequence numbers were
+            # not advanced either, so their next messages show the gap as lost.
+            self.log.exception("commit of %d records failed", batch.records)
+            return
+        batch.committed()
+        self.commits += 1
+        done = self._last_commit = time.time()
+        add = self.latency.add
+        for sent_at in batch.sent_at:
+            add(done - sent_at)
+
+    def _save_state(self) -> None:
+        """Publish the latency histogram (of commits up to now) for ``stats``."""
+        self._state_saved = time.time()
+        doc = {"since": self.started_at, "commits": self.commits, **self.latency.to_dict()}
+        self.conn.execute(schema.SET_WRITER_STATE, ("ingest_latency", json.dumps(doc)))
+
+    def _insert(self, kind: str, rows: list, batch: Batch) -> None:
+        conn = self.conn
+        first_log_id = 0
+        if kind == "log":
+            first_log_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM system_logs").fetchall()[0][0]
+        try:
+            with conn:                                   # a savepoint
+                conn.executemany(schema.INSERT[kind], rows)
+        except (apsw.Error, TypeError, ValueError, OverflowError):
+            self._insert_one_by_one(kind, rows, batch)
+        if kind == "log":
+            last = conn.execute("SELECT coalesce(max(id), 0) FROM system_logs").fetchall()[0][0]
+            if last >= first_log_id:
+                conn.execute(schema.INDEX_LOGS, (first_log_id, last))
+
+    def _insert_one_by_one(self, kind: str, rows: list, batch: Batch) -> None:
+        """The slow path: find the rows SQLite refuses, keep all the others."""
+        sql = schema.INSERT[kind]
+        fields = FIELDS[kind]
+        now = time.time()
+        for i, row in enumerate(rows):
+            try:
+                row = _coerce(kind, fields, row, now)
+                self.conn.execute(sql, row)
+            except _Refused as exc:
+                batch.reject(kind, i, exc.reason)
+            except apsw.ConstraintError as exc:
+                batch.reject(kind, i, _constraint_reason(exc))
+            except (apsw.Error, TypeError, ValueError, OverflowError):
+                batch.reject(kind, i, "wrong_type")
+
+    # -- checkpoints, off the commit path -------------------------------------
+    def _checkpoint_loop(self) -> None:
+        conn = schema.open_checkpointer(self.db_path)
+        interval = self.cfg["storage.checkpoint_interval_s"]
+        try:
+            while not self._stop_checkpoints.wait(interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                except apsw.Error as exc:
+                    self.log.warning("checkpoint failed: %s", exc)
+        finally:
+            conn.close()
+
+    def shutdown(self) -> None:
+        # Drain: everything ZeroMQ has already received is committed before exit.
+        drained = 0
+        while True:
+            batch = self.receive()
+            if not batch.messages:
+                break
+            self.commit(batch)
+            drained += batch.records
+        self.sock.close(0)
+        self.ctx.term()
+        try:
+            with self.conn:
+                self._save_state()
+        except apsw.Error:
+            pass
+        self._stop_checkpoints.set()
+        self._checkpointer.join(5)
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except apsw.Error:
+            pass
+        self.conn.close()
+        self.log.info("writer stopped after draining %d records", drained)
+
+
+class _Refused(Exception):
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+def _coerce(kind: str, fields: tuple, row, now: float):
+    """Make one raw row insertable, or say why it cannot be."""
+    if isinstance(row, dict):                      # a client that sent records as maps
+        try:
+            return row_from_record(kind, row, now)
+        except (ValueError, TypeError):
+            raise _Refused("bad_value") from None
+    if not isinstance(row, list) or len(row) != len(fields):
+        raise _Refused("bad_shape")
+    for i, name in enumerate(fields):
+        v = row[i]
+        if name in TIME_FIELDS and isinstance(v, str):
+            try:
+                row[i] = to_epoch(v)                # ISO-8601 on the wire: convert at the edge
+            except ValueError:
+                raise _Refused("bad_timestamp") from None
+        elif name in JSON_FIELDS and isinstance(v, (dict, list)):
+            row[i] = dumps_json(v)
+    return row
+
+
+def _constraint_reason(exc: apsw.ConstraintError) -> str:
+    text = str(exc)
+    if "NOT NULL" in text:
+        return "missing_field"
+    if "CHECK" in text:
+        return "bad_value"
+    return "wrong_type"
