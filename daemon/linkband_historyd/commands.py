@@ -173,6 +173,7 @@ def cmd_stats(ctx, p):
         "database": {"path": path, "size_bytes": sum(sizes.values()), "files": sizes,
                      "schema_version": schema.SCHEMA_VERSION},
         "ingest_latency_ms": latency,
+        "writer": json.loads(state.get("writer", "{}")),
         "uptime_s": time.time() - ctx.started_at,
         "pid": os.getpid(),
     }])

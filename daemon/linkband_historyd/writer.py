@@ -17,6 +17,7 @@ row by row to find the bad rows.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 
@@ -31,6 +32,10 @@ from .batch import Batch, ClientState
 from .child import Child
 from .latency import LatencyHistogram
 from .sockets import bind
+
+
+DRAIN_QUIET_S = 0.05       # on stop: drain until the socket has been quiet this long
+DRAIN_MAX_S = 5.0          # ... or this long has passed (senders may never pause)
 
 
 class Writer(Child):
@@ -60,6 +65,9 @@ class Writer(Child):
         self.started_at = time.time()
         self._state_saved = 0.0
         self._last_commit = 0.0
+        self.received = self.committed = 0
+        with self.conn:
+            self._save_state()
         self.log.info("writer ready: %s -> %s", cfg["ingest.endpoint"], self.db_path)
 
     # -- the loop ------------------------------------------------------------
@@ -88,6 +96,7 @@ class Writer(Child):
 
     def commit(self, batch: Batch) -> None:
         conn = self.conn
+        self.received += batch.records
         try:
             with conn:
                 for kind, rows in batch.rows.items():
@@ -110,6 +119,7 @@ class Writer(Child):
             return
         batch.committed()
         self.commits += 1
+        self.committed += batch.records
         done = self._last_commit = time.time()
         add = self.latency.add
         for sent_at in batch.sent_at:
@@ -119,7 +129,10 @@ class Writer(Child):
         """Publish the latency histogram (of commits up to now) for ``stats``."""
         self._state_saved = time.time()
         doc = {"since": self.started_at, "commits": self.commits, **self.latency.to_dict()}
-        self.conn.execute(schema.SET_WRITER_STATE, ("ingest_latency", json.dumps(doc)))
+        writer = {"pid": os.getpid(), "started_at": self.started_at, "commits": self.commits,
+                  "received_records": self.received, "committed_records": self.committed}
+        self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
+                                                        ("writer", json.dumps(writer))])
 
     def _insert(self, kind: str, rows: list, batch: Batch) -> None:
         conn = self.conn
@@ -168,10 +181,14 @@ class Writer(Child):
     def shutdown(self) -> None:
         # Drain: everything ZeroMQ has already received is committed before exit.
         drained = 0
-        while True:
+        deadline = time.monotonic() + DRAIN_MAX_S
+        while time.monotonic() < deadline:
             batch = self.receive()
             if not batch.messages:
-                break
+                # quiet: wait a moment for frames still in flight, then stop
+                if not self.sock.poll(int(DRAIN_QUIET_S * 1000)):
+                    break
+                continue
             self.commit(batch)
             drained += batch.records
         self.sock.close(0)

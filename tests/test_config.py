@@ -1,0 +1,85 @@
+"""Configuration layers, clear errors before binding, and the documented defaults."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from linkband_historyd import config
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_documented_toml_holds_exactly_the_builtin_defaults():
+    with open(ROOT / "config" / "linkband-history.toml", "rb") as f:
+        documented = config.flatten_toml(tomllib.load(f))
+    assert documented == config.defaults()
+
+
+def test_precedence_defaults_file_env_cli(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text('[ingest]\nbatch_size = 10\nbatch_wait_ms = 2\n[daemon]\nlog_level = "debug"\n')
+    cfg = config.load(str(f), environ={"LINKBAND_HISTORY_BATCH_SIZE": "20",
+                                       "LINKBAND_HISTORY_RUNTIME_DIR": str(tmp_path / "r")},
+                      cli={"ingest.batch_size": "30"})
+    assert cfg["ingest.batch_size"] == 30
+    assert cfg["ingest.batch_wait_ms"] == 2.0
+    assert cfg["daemon.log_level"] == "DEBUG"
+    assert cfg["ingest.endpoint"] == f"ipc://{tmp_path / 'r'}/ingest.sock"
+    cfg = config.load(str(f), environ={"LINKBAND_HISTORY_BATCH_SIZE": "20"})
+    assert cfg["ingest.batch_size"] == 20
+    assert config.load(None, environ={})["ingest.batch_size"] == 5000
+
+
+@pytest.mark.parametrize("toml, env, key", [
+    ("[ingest]\nbatch_size = 0\n", {}, "ingest.batch_size"),
+    ("[ingest]\nbatch_size = 'x'\n", {}, "ingest.batch_size"),
+    ("", {"LINKBAND_HISTORY_LOG_LEVEL": "LOUD"}, "daemon.log_level"),
+    ("", {"LINKBAND_HISTORY_INGEST": "http://x"}, "ingest.endpoint"),
+    ("", {"LINKBAND_HISTORY_QUERY": "tcp://0.0.0.0:5562"}, "query.endpoint"),
+    ("[storage]\nsynchronous = 'SOMETIMES'\n", {}, "storage.synchronous"),
+    ("[nope]\nkey = 1\n", {}, "nope.key"),
+])
+def test_bad_values_name_their_key(tmp_path, toml, env, key):
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    with pytest.raises(config.ConfigError, match=key.replace(".", r"\.")):
+        config.load(str(f), environ=env)
+
+
+def test_remote_bind_needs_explicit_permission():
+    env = {"LINKBAND_HISTORY_INGEST": "tcp://0.0.0.0:5561"}
+    with pytest.raises(config.ConfigError):
+        config.load(None, environ=env)
+    cfg = config.load(None, environ={**env, "LINKBAND_HISTORY_ALLOW_REMOTE": "true"})
+    assert cfg["ingest.endpoint"] == "tcp://0.0.0.0:5561"
+
+
+def test_daemon_exits_nonzero_on_bad_value_before_binding(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.run([sys.executable, "-m", "linkband_historyd", "--runtime-dir", str(run),
+                           "--data-dir", str(tmp_path / "data"), "--batch-size", "-5"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "ingest.batch_size" in proc.stderr and "--batch-size" in proc.stderr
+    assert not run.exists() and not (tmp_path / "data").exists()
+
+
+def test_client_import_loads_none_of_the_daemon_dependencies():
+    code = ("import sys, linkband_history, linkband_history.cli; "
+            "bad = [m for m in ('apsw', 'psutil', 'apscheduler', 'linkband_historyd') if m in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_runtime_dir_and_sockets_are_owner_only(daemon):
+    import os
+    import stat
+    assert stat.S_IMODE(os.stat(daemon.run_dir).st_mode) == 0o700
+    for name in ("ingest.sock", "query.sock"):
+        assert stat.S_IMODE(os.stat(daemon.run_dir / name).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(daemon.db_path).st_mode) == 0o600
