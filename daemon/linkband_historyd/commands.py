@@ -16,7 +16,7 @@ from typing import Callable
 
 import apsw
 
-from linkband_history.protocol import FIELDS, JSON_FIELDS, ok
+from linkband_history.protocol import FIELDS, ok
 
 from . import params as P
 from . import schema, search
@@ -52,7 +52,6 @@ class QueryContext:
         self.conn = conn
         self.cfg = cfg
         self.started_at = started_at
-        self._json_cache: dict[str, object] = {}
 
     def limit(self, p: dict) -> int:
         n = p.get("limit", self.cfg["query.default_limit"])
@@ -60,34 +59,9 @@ class QueryContext:
             raise P.BadParam("limit", f"at most {self.cfg['query.max_limit']}")
         return n
 
-    def decode_json(self, text):
-        """JSON columns come back as objects; repeated texts (tags) are decoded once."""
-        if text is None:
-            return None
-        cache = self._json_cache
-        v = cache.get(text)
-        if v is None:
-            try:
-                v = json.loads(text)
-            except ValueError:
-                v = text
-            if len(cache) > 50_000:
-                cache.clear()
-            if len(text) <= 512:
-                cache[text] = v
-        return v
-
-    def rows(self, sql: str, args, columns) -> list[dict]:
-        decode = [i for i, c in enumerate(columns) if c in JSON_FIELDS]
-        out = []
-        dj = self.decode_json
-        for r in self.conn.execute(sql, args):
-            d = dict(zip(columns, r))
-            for i in decode:
-                c = columns[i]
-                d[c] = dj(d[c])
-            out.append(d)
-        return out
+    def dicts(self, sql: str, args, columns) -> list[dict]:
+        """Small results as dicts (JSON columns stay text)."""
+        return [dict(zip(columns, r)) for r in self.conn.execute(sql, args)]
 
 
 COLUMNS = {kind: ("id",) + FIELDS[kind] for kind in FIELDS}
@@ -108,13 +82,12 @@ def list_table(ctx: QueryContext, kind: str, where: P.Where, p: dict) -> dict:
     direction = "DESC" if desc else "ASC"
     sql = (f"SELECT {', '.join(columns)} FROM {schema.TABLES[kind]}{where.sql()} "
            f"ORDER BY timestamp {direction}, id {direction} LIMIT ?")
-    rows = ctx.rows(sql, where.args + [limit + 1], columns)
+    rows = ctx.conn.execute(sql, where.args + [limit + 1]).fetchall()
     nxt = None
     if len(rows) > limit:
         rows.pop()
-        last = rows[-1]
-        nxt = f"{last['timestamp']!r}:{last['id']}"
-    return ok(rows, nxt)
+        nxt = f"{rows[-1][1]!r}:{rows[-1][0]}"       # (timestamp, id) of the last row
+    return ok(rows, nxt, columns)
 
 
 # -- commands -----------------------------------------------------------------
@@ -131,7 +104,7 @@ def cmd_client_ack(ctx, p):
         raise P.BadParam("client_id", "required")
     cols = ("last_seq", "records_next", "stored", "rejected", "lost_records", "lost_messages",
             "duplicates", "client_dropped")
-    rows = ctx.rows(f"SELECT {', '.join(cols)} FROM ingest_clients WHERE client_id = ?",
+    rows = ctx.dicts(f"SELECT {', '.join(cols)} FROM ingest_clients WHERE client_id = ?",
                     (p["client_id"],), cols)
     return ok(rows)
 
@@ -146,7 +119,7 @@ def cmd_stats(ctx, p):
         tables[t] = conn.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0]
     rejected = dict(conn.execute("SELECT reason, count FROM ingest_rejects ORDER BY reason"))
     cols = schema.CLIENT_COLUMNS
-    clients = ctx.rows(f"SELECT {', '.join(cols)} FROM ingest_clients ORDER BY last_seen DESC "
+    clients = ctx.dicts(f"SELECT {', '.join(cols)} FROM ingest_clients ORDER BY last_seen DESC "
                        "LIMIT ?", (p.get("clients", 50),), cols)
     totals = conn.execute("SELECT count(*), coalesce(sum(stored), 0), coalesce(sum(rejected), 0), "
                           "coalesce(sum(lost_records), 0), coalesce(sum(client_dropped), 0), "
@@ -266,12 +239,12 @@ def cmd_logs_search(ctx, p):
                f"{w.sql()} ORDER BY logs_fts.rowid DESC LIMIT ?")
     else:
         sql = f"SELECT {select} FROM system_logs l{w.sql()} ORDER BY l.id DESC LIMIT ?"
-    rows = ctx.rows(sql, w.args + [limit + 1], columns)
+    rows = ctx.conn.execute(sql, w.args + [limit + 1]).fetchall()
     nxt = None
     if len(rows) > limit:
         rows.pop()
-        nxt = str(rows[-1]["id"])
-    return ok(rows, nxt, terms=plan.terms)
+        nxt = str(rows[-1][0])
+    return ok(rows, nxt, columns, terms=plan.terms)
 
 
 @command("alerts", "alert history", level=P.alert_levels, category=P.text_list,

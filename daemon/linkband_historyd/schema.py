@@ -42,8 +42,9 @@ MIGRATIONS: list[list[str]] = [
             unit TEXT,
             tags TEXT {_JSON.format('tags')}
         ) STRICT""",
-        # covering: per-metric ranges and aggregates never touch the table
-        "CREATE INDEX idx_metrics_name_time ON system_metrics(metric_name, timestamp, value)",
+        # per-metric pages come in (timestamp, id) order without a sort, and
+        # aggregates of (timestamp, value) never touch the table (covering)
+        "CREATE INDEX idx_metrics_name_time ON system_metrics(metric_name, timestamp, id, value)",
         "CREATE INDEX idx_metrics_time ON system_metrics(timestamp)",
         f"""CREATE TABLE performance_data (
             id INTEGER PRIMARY KEY,

@@ -1,0 +1,719 @@
+"""Ingest and query benchmark of linkband-history, each figure beside its raw limit.
+
+Run it with ``make bench`` (which runs ``.venv/bin/python bench/ingest.py``),
+or directly: ``.venv/bin/python bench/ingest.py [--quick] [--records N]
+[--log-records N] [--clients K] [--repeat R] [--latency-seconds S]
+[--query-rows N] [--only metrics|logs|latency|query]``. The default run takes
+about 2.5 minutes on a 2-core machine; ``--quick`` (one repeat, smaller sizes)
+about 25 s. The figures table goes to stdout; progress lines (``..``, with
+the CPU seconds used by the clients, the writer and *other* processes of the
+machine during each run, so a disturbed run can be recognised) to stderr.
+
+The machine is shared, so each ingest scenario and its raw limit run
+``--repeat`` times (default 5, each on a fresh daemon and database); the
+table shows the medians, the range of the end-to-end runs and the ratio of
+the medians. The exit code is 1 if any WARNING was printed (rows missing,
+``flush()`` not confirmed, daemon exit code not 0). Every scenario starts its own daemon
+(``python -m linkband_historyd``) on a fresh data and runtime directory (a
+``tempfile.mkdtemp()``, removed afterwards), so figures never mix; the daemon
+is stopped with SIGTERM and must exit with code 0.
+
+What is measured ("ours"), and the raw limit measured in the same run:
+
+1. Metrics end to end, from 1 and from K (default 4) client processes
+   (multiprocessing, spawn). Each process builds its records (realistic SDK
+   metrics: cpu_percent, memory_percent, eeg_throughput, buffer usage ... with
+   tags such as {"host": ..., "sensor": "eeg"}), waits at a barrier, pushes
+   its share of the N records with ``HistoryClient.store_metrics`` in chunks
+   of 500, and calls ``flush(timeout=120)``. Rate = N / (first push start ..
+   last ``flush()`` returned True). The N records are split evenly between
+   the processes. Clients use ``max_queue = max(100000, share)`` so that a
+   burst faster than the daemon is queued, not dropped. Afterwards the
+   ``stats`` command must show ``system_metrics`` == N (else a WARNING line).
+   Raw: APSW ``executemany`` of the same rows (``protocol.row_from_record``)
+   in 1000-row transactions into a fresh ``schema.open_writer`` database.
+2. The same for logs (``store_logs``; bracket-tagged mixed Korean/English
+   SDK log lines, logger names like ``STREAM.eeg``, extra_data dicts). Raw:
+   executemany of the same rows plus ``schema.INDEX_LOGS`` over the new id
+   range in each 1000-row transaction, exactly as ``writer.py`` does.
+   Target (issue): >= 30,000 records/s end to end.
+3. Send->commit latency at a fixed 5,000 metric records/s: one client process
+   (``HistoryClient(batch_interval=0.001)``) sends 5 records every 1 ms with
+   a sleep-until-next-tick loop for S seconds (default 10), flushes, and after
+   1.5 s the writer's own histogram is read from ``stats``
+   (``ingest_latency_ms``: client ``sent_at`` in the message header -> end of
+   COMMIT; p50/p99). Raw: the time of a 5-row executemany transaction on a
+   ``schema.open_writer`` database (WAL, synchronous=NORMAL), as many
+   transactions as the daemon committed, run back to back; a PASSIVE WAL
+   checkpoint runs on a second connection, untimed, every 1000
+   transactions (the daemon runs them off its commit path too).
+   Target: p99 < 2 ms.
+4. A 10,000-row ``metrics`` query (``HistoryClient.query("metrics",
+   metric_name=X, limit=10000)``) through the REQ/REP socket on a database
+   of 200,000 metric rows of 14 names (X has > 10,000), median and p90 of 20
+   runs after 2 warm-up runs; beside it the same SELECT (the shape of
+   ``commands.list_table``, LIMIT 10001 like the daemon) with ``fetchall`` on
+   an APSW read-only connection. The database is filled directly with APSW
+   before that daemon starts. Target: median < 25 ms end to end.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import platform
+import random
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import apsw
+import psutil
+import zmq
+
+from linkband_history import HistoryClient, protocol
+from linkband_historyd import schema
+
+HOSTS = ("lab-mac-01", "lab-win-02")
+CHUNK = 500
+
+# -- realistic SDK data -------------------------------------------------------
+
+# (metric_type, metric_name, unit, sensor or None, value generator)
+METRICS = (
+    ("cpu", "cpu_percent", "%", None, lambda r: round(r.gauss(15, 4), 1)),
+    ("memory", "memory_percent", "%", None, lambda r: round(r.gauss(76, 2), 1)),
+    ("memory", "memory_used_mb", "MB", None, lambda r: round(r.gauss(12150, 80), 1)),
+    ("memory", "process_memory_mb", "MB", None, lambda r: round(r.gauss(182, 5), 1)),
+    ("cpu", "process_cpu_percent", "%", None, lambda r: round(r.gauss(6, 2), 1)),
+    ("disk", "disk_usage_percent", "%", None, lambda r: round(r.uniform(61, 62), 2)),
+    ("network", "network_bytes_sent", "bytes", None, lambda r: float(r.randint(0, 90000))),
+    ("streaming", "eeg_throughput", "samples/s", "eeg", lambda r: round(r.gauss(250, 1.5), 1)),
+    ("streaming", "ppg_throughput", "samples/s", "ppg", lambda r: round(r.gauss(100, 1), 1)),
+    ("streaming", "acc_throughput", "samples/s", "acc", lambda r: round(r.gauss(50, 1), 1)),
+    ("streaming", "total_latency", "ms", None, lambda r: round(r.gauss(12.5, 2), 2)),
+    ("streaming", "battery_level", "%", "battery", lambda r: float(r.randint(20, 100))),
+    ("buffer", "eeg_buffer_usage_percent", "%", "eeg", lambda r: round(r.uniform(5, 60), 1)),
+    ("batch", "eeg_items_processed", "items", "eeg", lambda r: 50.0),
+)
+QUERY_METRIC = "cpu_percent"
+
+
+def make_metrics(n: int, seed: int, t0: float, step: float = 0.001,
+                 names: int = len(METRICS)) -> list[dict]:
+    r = random.Random(seed)
+    out = []
+    nm = names
+    for i in range(n):
+        mtype, name, unit, sensor, gen = METRICS[i % nm]
+        tags = {"host": HOSTS[seed % len(HOSTS)]}
+        if sensor:
+            tags["sensor"] = sensor
+        out.append({"timestamp": t0 + i * step, "metric_type": mtype, "metric_name": name,
+                    "value": gen(r), "unit": unit, "tags": tags})
+    return out
+
+
+def _mac(r):
+    return ":".join(f"{r.randrange(256):02X}" for _ in range(6))
+
+
+def make_logs(n: int, seed: int, t0: float, step: float = 0.001) -> list[dict]:
+    r = random.Random(seed)
+    pid = 40000 + seed
+    addr = _mac(r)
+    out = []
+    for i in range(n):
+        k = r.random()
+        extra = None
+        level = "INFO"
+        if k < 0.40:
+            seq = 1000 + i
+            logger, module, func, line = "STREAM.eeg", "stream_manager", "_handle_eeg", 412
+            msg = f"[STREAM:EEG] 패킷 수신 seq={seq} samples=25 ch1={r.uniform(-80, 80):.2f}µV"
+            if k < 0.10:
+                level = "DEBUG"
+                extra = {"sensor_type": "eeg", "status": "streaming"}
+        elif k < 0.55:
+            logger, module, func, line = "STREAM.ppg", "stream_manager", "_handle_ppg", 455
+            msg = f"[STREAM:PPG] PPG 데이터 처리 완료 red={r.randint(100000, 9000000)} ir={r.randint(100000, 9000000)}"
+        elif k < 0.70:
+            logger, module, func, line = "WEBSOCKET.server", "websocket_server", "broadcast", 233
+            msg = f"[WS_SERVER] broadcast eeg_data to {r.randint(1, 3)} clients ({r.randint(900, 1400)} bytes)"
+        elif k < 0.80:
+            logger, module, func, line = "SYSTEM.monitor", "monitoring_service", "_collect", 118
+            msg = (f"[METRICS_BROADCASTER] 시스템 메트릭 전송 cpu={r.uniform(5, 40):.1f}% "
+                   f"memory={r.uniform(70, 82):.1f}%")
+        elif k < 0.88:
+            logger, module, func, line = "SYSTEM.monitor", "monitoring_service", "_check", 160
+            msg = (f"[STREAMING_MONITOR] EEG {r.uniform(248, 251):.1f}Hz 정상, "
+                   f"버퍼 사용률 {r.uniform(5, 60):.1f}%")
+        elif k < 0.93:
+            logger, module, func, line = "API.router", "router_stream", "start_streaming", 77
+            msg = "[SERVER:START] 스트리밍 시작 요청 POST /stream/start"
+            extra = {"endpoint": "/stream/start", "method": "POST", "action": "start"}
+        elif k < 0.97:
+            logger, module, func, line = "DEVICE.manager", "device_manager", "connect", 301
+            msg = f"[DEVICE_MGR:CONNECT] BLE 연결 성공 address={addr}"
+            extra = {"address": addr, "status": "connected", "timestamp": t0 + i * step}
+        elif k < 0.995:
+            level = "WARNING"
+            logger, module, func, line = "DEVICE.manager", "device_manager", "_on_disconnect", 352
+            msg = f"디바이스 연결이 끊어졌습니다 address={addr}, 재연결 시도 {r.randint(1, 5)}/5"
+            extra = {"address": addr, "status": "disconnected", "action": "reconnect"}
+        else:
+            level = "ERROR"
+            logger, module, func, line = "STREAM.acc", "stream_manager", "_notify", 498
+            msg = "[STREAM:ACC] notification handler failed: BleakError 'Characteristic not found'"
+            extra = {"exception": {"type": "BleakError", "message": "Characteristic not found",
+                                   "traceback": "Traceback (most recent call last):\n  File "
+                                   "\"stream_manager.py\", line 498, in _notify\n"
+                                   "bleak.exc.BleakError: Characteristic not found"},
+                     "sensor_type": "acc"}
+        rec = {"timestamp": t0 + i * step, "level": level, "logger_name": logger,
+               "message": msg, "module": module, "function_name": func, "line_number": line,
+               "thread_id": 123145300000000 + (i % 3), "process_id": pid}
+        if extra is not None:
+            rec["extra_data"] = extra
+        out.append(rec)
+    return out
+
+
+MAKERS = {"metric": make_metrics, "log": make_logs}
+STORE = {"metric": "store_metrics", "log": "store_logs"}
+TABLE = {"metric": "system_metrics", "log": "system_logs"}
+
+
+# -- the daemon -----------------------------------------------------------------
+
+class Daemon:
+    """A fresh ``python -m linkband_historyd`` on its own temporary directories."""
+
+    def __init__(self, name: str, prepare=None):
+        self.base = tempfile.mkdtemp(prefix=f"lbh-{name[:6]}-")
+        self.data_dir = os.path.join(self.base, "d")
+        self.run_dir = os.path.join(self.base, "r")
+        self.db_path = os.path.join(self.data_dir, "history.db")
+        self.ingest = f"ipc://{self.run_dir}/ingest.sock"
+        self.query = f"ipc://{self.run_dir}/query.sock"
+        assert len(self.ingest) < 100, self.ingest
+        if prepare is not None:
+            os.makedirs(self.data_dir, mode=0o700)
+            prepare(self.db_path)
+        self.stderr_path = os.path.join(self.base, "daemon.stderr")
+        self._stderr = open(self.stderr_path, "wb")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "linkband_historyd", "--data-dir", self.data_dir,
+             "--runtime-dir", self.run_dir, "--log-level", "WARNING"],
+            stdout=self._stderr, stderr=subprocess.STDOUT)
+        self.exit_code = None
+        self._wait_ready()
+
+    def client(self, **kw) -> HistoryClient:
+        return HistoryClient(ingest=self.ingest, query=self.query, **kw)
+
+    def _wait_ready(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        c = HistoryClient(ingest=self.ingest, query=self.query, query_timeout=0.5)
+        try:
+            while time.monotonic() < deadline:
+                if self.proc.poll() is not None:
+                    raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.log()}")
+                try:
+                    if c.query("ping").get("ok"):
+                        return
+                except TimeoutError:
+                    pass
+                time.sleep(0.05)
+            raise RuntimeError("daemon did not answer ping within 60 s")
+        finally:
+            c.close()
+
+    def stats(self) -> dict:
+        c = self.client(query_timeout=30.0)
+        try:
+            reply = c.query("stats")
+        finally:
+            c.close()
+        if not reply.get("ok"):
+            raise RuntimeError(f"stats failed: {reply}")
+        return reply["rows"][0]
+
+    def log(self) -> str:
+        try:
+            with open(self.stderr_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")[-4000:]
+        except OSError:
+            return ""
+
+    def stop(self, keep: bool = False) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._stderr.close()
+        self.exit_code = self.proc.returncode
+        text = self.log().strip()
+        if self.exit_code != 0:
+            warn(f"daemon exited with code {self.exit_code} (expected 0); its log:\n{text}")
+        elif text:
+            note(f"daemon log (WARNING and above):\n{text}")
+        if not keep:
+            shutil.rmtree(self.base, ignore_errors=True)
+        return self.exit_code
+
+
+# -- output ---------------------------------------------------------------------
+
+WARNINGS: list[str] = []
+
+
+def note(msg: str) -> None:
+    print(f"  .. {msg}", file=sys.stderr, flush=True)
+
+
+def warn(msg: str) -> None:
+    WARNINGS.append(msg)
+    print(f"WARNING: {msg}", flush=True)
+
+
+def pct(values, q: float) -> float:
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+
+
+# -- CPU accounting: who used the 2 cores during a run ---------------------------
+
+def system_busy() -> float:
+    """CPU seconds all processes of the machine have used (from /proc/stat)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:9]]
+    except OSError:
+        return float("nan")
+    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")     # minus idle, iowait
+
+
+def daemon_cpu(d: "Daemon") -> dict:
+    """CPU seconds of the daemon's processes: writer, query, supervisor (+ tracker)."""
+    out = {"writer": 0.0, "other": 0.0}
+    try:
+        sup = psutil.Process(d.proc.pid)
+        kids = sorted((k for k in sup.children(recursive=True)
+                       if "spawn_main" in " ".join(k.cmdline())), key=lambda k: k.create_time())
+        writer = kids[0].pid if kids else None
+        for proc in [sup] + sup.children(recursive=True):
+            t = proc.cpu_times()
+            out["writer" if proc.pid == writer else "other"] += t.user + t.system
+    except (psutil.Error, IndexError):
+        pass
+    return out
+
+
+class CpuMeter:
+    def __init__(self, d: "Daemon"):
+        self.d = d
+        self.d0 = daemon_cpu(d)
+        self.sys0 = system_busy()
+        self.me0 = time.process_time()
+        self.wall0 = time.monotonic()
+
+    def report(self, clients_cpu: float) -> str:
+        d1 = daemon_cpu(self.d)
+        wall = time.monotonic() - self.wall0
+        busy = system_busy() - self.sys0
+        writer = d1["writer"] - self.d0["writer"]
+        dother = d1["other"] - self.d0["other"]
+        me = time.process_time() - self.me0
+        others = busy - writer - dother - clients_cpu - me
+        return (f"CPU s over {wall:.1f} s wall x {os.cpu_count()} cores: clients {clients_cpu:.1f}, "
+                f"writer {writer:.1f}, rest of daemon {dother:.1f}, this script {me:.1f}, "
+                f"other processes on the machine {max(0.0, others):.1f}")
+
+
+# -- client processes (spawned) ---------------------------------------------------
+
+def push_worker(kind, ingest, query, n, seed, t0, barrier, results):
+    records = MAKERS[kind](n, seed, t0)
+    c = HistoryClient(ingest=ingest, query=query, max_queue=max(100_000, n), query_timeout=10.0)
+    store = getattr(c, STORE[kind])
+    try:
+        barrier.wait(120)
+        cpu0 = time.process_time()
+        start = time.monotonic()
+        for i in range(0, n, CHUNK):
+            store(records[i:i + CHUNK])
+        pushed = time.monotonic()
+        ok = c.flush(timeout=120)
+        end = time.monotonic()
+        results.put({"seed": seed, "n": n, "start": start, "pushed": pushed, "end": end,
+                     "ok": ok, "cpu": time.process_time() - cpu0, **c.stats()})
+    finally:
+        c.close()
+
+
+def paced_worker(ingest, query, seconds, per_tick, tick, results):
+    cpu0 = time.process_time()
+    c = HistoryClient(ingest=ingest, query=query, batch_interval=0.001, query_timeout=10.0)
+    ticks = int(round(seconds / tick))
+    r = random.Random(7)
+    names = METRICS[:per_tick] if per_tick <= len(METRICS) else METRICS
+    now0 = time.time()
+    # build every record up front so the loop only paces and stores
+    batches = []
+    for k in range(ticks):
+        ts = now0 + k * tick
+        recs = []
+        for j in range(per_tick):
+            mtype, name, unit, sensor, gen = names[j % len(names)]
+            tags = {"host": HOSTS[0]}
+            if sensor:
+                tags["sensor"] = sensor
+            recs.append({"timestamp": ts, "metric_type": mtype, "metric_name": name,
+                         "value": gen(r), "unit": unit, "tags": tags})
+        batches.append(recs)
+    late = []
+    try:
+        start = time.monotonic()
+        for k in range(ticks):
+            due = start + k * tick
+            now = time.monotonic()
+            if due > now:
+                time.sleep(due - now)
+                now = time.monotonic()
+            late.append(now - due)
+            c.store_metrics(batches[k])
+        elapsed = time.monotonic() - start
+        ok = c.flush(timeout=60)
+        results.put({"ok": ok, "records": ticks * per_tick, "elapsed": elapsed,
+                     "cpu": time.process_time() - cpu0,
+                     "late_p50_ms": pct(late, 0.5) * 1e3, "late_p99_ms": pct(late, 0.99) * 1e3,
+                     **c.stats()})
+    finally:
+        c.close()
+
+
+# -- raw limits -----------------------------------------------------------------
+
+def raw_insert_rate(kind: str, rows: list, base: str, per_tx: int = 1000) -> float:
+    path = os.path.join(base, f"raw-{kind}.db")
+    conn = schema.open_writer(path)
+    sql = schema.INSERT[kind]
+    try:
+        start = time.perf_counter()
+        for i in range(0, len(rows), per_tx):
+            chunk = rows[i:i + per_tx]
+            with conn:
+                if kind == "log":        # as writer._insert: the new id range goes to FTS
+                    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM system_logs").fetchall()[0][0]
+                    conn.executemany(sql, chunk)
+                    last = conn.execute("SELECT coalesce(max(id), 0) FROM system_logs").fetchall()[0][0]
+                    if last >= first:
+                        conn.execute(schema.INDEX_LOGS, (first, last))
+                else:
+                    conn.executemany(sql, chunk)
+        elapsed = time.perf_counter() - start
+        got = conn.execute(f"SELECT count(*) FROM {TABLE[kind]}").fetchall()[0][0]
+        if got != len(rows):
+            warn(f"raw {kind}: {got} rows stored of {len(rows)}")
+    finally:
+        conn.close()
+        remove_db(path)
+    return len(rows) / elapsed
+
+
+def remove_db(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.remove(path + suffix)
+        except OSError:
+            pass
+
+
+def rows_of(kind: str, n: int, processes: int, t0: float) -> list:
+    """The rows the client processes will send (same seeds, same shares)."""
+    now = time.time()
+    rows = []
+    for seed, share in enumerate(shares(n, processes)):
+        rows.extend(protocol.row_from_record(kind, rec, now)
+                    for rec in MAKERS[kind](share, seed, t0 + seed * 1e-4))
+    return rows
+
+
+def shares(n: int, k: int) -> list[int]:
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+# -- scenarios --------------------------------------------------------------------
+
+def scenario_ingest(kind: str, n: int, processes: int, mp) -> dict:
+    t0 = time.time() - 3600
+    d = Daemon(f"{kind}{processes}")
+    try:
+        barrier = mp.Barrier(processes + 1)
+        results = mp.Queue()
+        procs = [mp.Process(target=push_worker,
+                            args=(kind, d.ingest, d.query, share, seed, t0 + seed * 1e-4,
+                                  barrier, results))
+                 for seed, share in enumerate(shares(n, processes))]
+        for p in procs:
+            p.start()
+        barrier.wait(300)                   # every process has built its records
+        meter = CpuMeter(d)
+        got = [results.get(timeout=600) for _ in procs]
+        cpu = meter.report(sum(r["cpu"] for r in got))
+        for p in procs:
+            p.join(60)
+            if p.exitcode != 0:
+                warn(f"{kind} client process exited with {p.exitcode}")
+        start = min(r["start"] for r in got)
+        end = max(r["end"] for r in got)
+        pushed = max(r["pushed"] for r in got)
+        rate = n / (end - start)
+        if not all(r["ok"] for r in got):
+            warn(f"{kind} x{processes}: flush() returned False in "
+                 f"{sum(not r['ok'] for r in got)} client(s)")
+        time.sleep(1.2)                     # let the writer publish its latency histogram
+        st = d.stats()
+        stored = st["tables"].get(TABLE[kind])
+        if stored != n:
+            warn(f"{kind} x{processes}: stats shows {stored} rows in {TABLE[kind]}, sent {n} "
+                 f"(client dropped {st['client_dropped_total']}, lost {st['lost_records_total']}, "
+                 f"rejected {st['rejected_records_total']})")
+        note(f"{kind} x{processes}: {n} records in {end - start:.2f} s = {rate:,.0f}/s "
+             f"(push done after {pushed - start:.2f} s), stored {stored}, "
+             f"writer send->commit p50 {st['ingest_latency_ms'].get('p50', float('nan')):.1f} ms "
+             f"p99 {st['ingest_latency_ms'].get('p99', float('nan')):.1f} ms "
+             f"over {st['ingest_latency_ms'].get('commits')} commits; {cpu}")
+        return {"rate": rate, "stored": stored, "seconds": end - start}
+    finally:
+        d.stop()
+
+
+def scenario_latency(seconds: float, mp, per_tick: int = 5, tick: float = 0.001) -> dict:
+    d = Daemon("lat")
+    try:
+        results = mp.Queue()
+        p = mp.Process(target=paced_worker, args=(d.ingest, d.query, seconds, per_tick, tick, results))
+        p.start()
+        meter = CpuMeter(d)
+        r = results.get(timeout=seconds + 300)
+        cpu = meter.report(r["cpu"])
+        p.join(60)
+        if not r["ok"]:
+            warn("latency: flush() returned False")
+        time.sleep(1.5)                    # the writer publishes its histogram when idle 1 s
+        st = d.stats()
+        lat = st["ingest_latency_ms"]
+        stored = st["tables"]["system_metrics"]
+        if stored != r["records"]:
+            warn(f"latency: stats shows {stored} metric rows, sent {r['records']}")
+        note(f"latency: sent {r['records']} records in {r['elapsed']:.2f} s "
+             f"= {r['records'] / r['elapsed']:.0f}/s in {r['messages']} messages; pacing lateness "
+             f"p50 {r['late_p50_ms']:.3f} ms p99 {r['late_p99_ms']:.3f} ms; writer: "
+             f"{lat.get('count')} messages in {lat.get('commits')} commits, "
+             f"p90 {lat.get('p90', float('nan')):.3f} ms max {lat.get('max', float('nan')):.2f} ms; "
+             f"{cpu} (client CPU includes building its records)")
+        return {"p50": lat["p50"], "p99": lat["p99"], "commits": lat.get("commits") or lat["count"],
+                "rate": r["records"] / r["elapsed"]}
+    finally:
+        d.stop()
+
+
+def raw_latency(transactions: int, base: str, per_tx: int = 5) -> dict:
+    path = os.path.join(base, "raw-latency.db")
+    conn = schema.open_writer(path)
+    ckpt = schema.open_checkpointer(path)
+    sql = schema.INSERT["metric"]
+    now = time.time()
+    recs = make_metrics(transactions * per_tx, 3, now)
+    rows = [protocol.row_from_record("metric", rec, now) for rec in recs]
+    times = []
+    try:
+        pc = time.perf_counter
+        for k in range(transactions):
+            chunk = rows[k * per_tx:(k + 1) * per_tx]
+            t = pc()
+            with conn:
+                conn.executemany(sql, chunk)
+            times.append(pc() - t)
+            if k % 1000 == 999:
+                ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+    finally:
+        ckpt.close()
+        conn.close()
+        remove_db(path)
+    return {"p50": pct(times, 0.5) * 1e3, "p99": pct(times, 0.99) * 1e3}
+
+
+def fill_query_db(path: str, rows: int, limit: int) -> None:
+    conn = schema.open_writer(path)
+    now = time.time()
+    t0 = now - 86400
+    # X must have more than `limit` rows: use fewer metric names on a small database
+    names = max(1, min(len(METRICS), int(rows // (limit * 1.05))))
+    recs = make_metrics(rows, 11, t0, step=86400 / rows, names=names)
+    data = [protocol.row_from_record("metric", rec, now) for rec in recs]
+    sql = schema.INSERT["metric"]
+    for i in range(0, len(data), 10_000):
+        with conn:
+            conn.executemany(sql, data[i:i + 10_000])
+    with conn:
+        conn.execute(schema.ADD_COUNT, ("system_metrics", rows))
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    conn.close()
+
+
+def scenario_query(rows: int, runs: int, limit: int = 10_000) -> dict:
+    d = Daemon("query", prepare=lambda p: fill_query_db(p, rows, limit))
+    try:
+        c = d.client(query_timeout=30.0)
+        try:
+            for _ in range(2):
+                reply = c.query("metrics", metric_name=QUERY_METRIC, limit=limit)
+            if not reply.get("ok") or len(reply["rows"]) != limit:
+                warn(f"query returned {len(reply.get('rows') or [])} rows, wanted {limit}: "
+                     f"{reply.get('error')}")
+            ours = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                reply = c.query("metrics", metric_name=QUERY_METRIC, limit=limit)
+                ours.append(time.perf_counter() - t)
+        finally:
+            c.close()
+        conn = schema.open_reader(d.db_path)
+        try:
+            sql = ("SELECT id, timestamp, metric_type, metric_name, value, unit, tags "
+                   "FROM system_metrics WHERE metric_name = ? "
+                   "ORDER BY timestamp ASC, id ASC LIMIT ?")
+            have = conn.execute("SELECT count(*) FROM system_metrics WHERE metric_name = ?",
+                                (QUERY_METRIC,)).fetchall()[0][0]
+            for _ in range(2):
+                conn.execute(sql, (QUERY_METRIC, limit + 1)).fetchall()
+            raw = []
+            for _ in range(runs):
+                t = time.perf_counter()
+                conn.execute(sql, (QUERY_METRIC, limit + 1)).fetchall()
+                raw.append(time.perf_counter() - t)
+        finally:
+            conn.close()
+        note(f"query: {rows} metric rows, {have} of them {QUERY_METRIC}; "
+             f"ours min {min(ours) * 1e3:.1f} max {max(ours) * 1e3:.1f} ms, "
+             f"raw min {min(raw) * 1e3:.2f} max {max(raw) * 1e3:.2f} ms")
+        return {"p50": statistics.median(ours) * 1e3, "p90": pct(ours, 0.9) * 1e3,
+                "raw_p50": statistics.median(raw) * 1e3, "raw_p90": pct(raw, 0.9) * 1e3}
+    finally:
+        d.stop()
+
+
+# -- main -------------------------------------------------------------------------
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    ap.add_argument("--records", type=int, default=300_000, help="metric records per ingest run")
+    ap.add_argument("--log-records", type=int, default=150_000, help="log records per ingest run")
+    ap.add_argument("--clients", type=int, default=4, help="client processes of the multi-client runs")
+    ap.add_argument("--latency-seconds", type=float, default=10.0)
+    ap.add_argument("--query-rows", type=int, default=200_000)
+    ap.add_argument("--query-runs", type=int, default=20)
+    ap.add_argument("--repeat", type=int, default=5,
+                    help="runs of each ingest scenario and its raw limit (median reported); "
+                         "the machine is shared, single runs vary")
+    ap.add_argument("--quick", action="store_true",
+                    help="short run: 60k metrics, 30k logs, 3 s of latency, 100k query rows")
+    ap.add_argument("--only", choices=("metrics", "logs", "latency", "query"), action="append",
+                    help="run only these parts (repeatable)")
+    a = ap.parse_args()
+    if a.quick:
+        a.records = min(a.records, 60_000)
+        a.log_records = min(a.log_records, 30_000)
+        a.latency_seconds = min(a.latency_seconds, 3.0)
+        a.query_rows = min(a.query_rows, 100_000)
+        a.query_runs = min(a.query_runs, 10)
+        a.repeat = 1
+    parts = set(a.only or ("metrics", "logs", "latency", "query"))
+    mp = multiprocessing.get_context("spawn")
+
+    print("linkband-history ingest benchmark")
+    print(f"machine: nproc {os.cpu_count()}, {platform.machine()}, {platform.system()} "
+          f"{platform.release()}")
+    print(f"python {platform.python_version()}, SQLite {apsw.sqlite_lib_version()} "
+          f"(apsw {apsw.apsw_version()}), libzmq {zmq.zmq_version()} (pyzmq {zmq.__version__})")
+    print(f"sizes: metrics {a.records}, logs {a.log_records}, clients 1 and {a.clients}, "
+          f"latency {a.latency_seconds:g} s at 5000/s, query db {a.query_rows} rows, "
+          f"{a.query_runs} query runs, ingest runs repeated {a.repeat}x (median)", flush=True)
+    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    started = time.monotonic()
+    lines = []   # (figure, ours, raw, ratio, target, verdict)
+    base = tempfile.mkdtemp(prefix="lbh-raw-")
+
+    def rate_line(label, runs, raws, target=None):
+        ours, raw = statistics.median(runs), statistics.median(raws)
+        verdict = ("PASS" if ours >= target else "MISS") if target else ""
+        if len(runs) > 1:
+            label += f" [runs {min(runs) / 1e3:,.0f}k..{max(runs) / 1e3:,.0f}k]"
+        lines.append((label, f"{ours:,.0f}/s", f"{raw:,.0f}/s", f"{ours / raw:.2f}",
+                      f">= {target:,}/s" if target else "-", verdict))
+
+    try:
+        for kind, n, part, target in (("metric", a.records, "metrics", None),
+                                      ("log", a.log_records, "logs", 30_000)):
+            if part not in parts:
+                continue
+            rows = rows_of(kind, n, 1, time.time() - 3600)
+            raws, runs = [], {1: [], a.clients: []}
+            for rep in range(a.repeat):
+                raws.append(raw_insert_rate(kind, rows, base))
+                note(f"raw {kind} insert of {n} rows (run {rep + 1}): {raws[-1]:,.0f} rows/s")
+                for k in runs:
+                    runs[k].append(scenario_ingest(kind, n, k, mp)["rate"])
+            del rows
+            for k, rates in runs.items():
+                rate_line(f"{part} end-to-end, {k} client{'s' if k > 1 else ''}", rates, raws,
+                          target)
+        if "latency" in parts:
+            r = scenario_latency(a.latency_seconds, mp)
+            raw = raw_latency(int(r["commits"]), base)
+            for q in ("p50", "p99"):
+                target = 2.0 if q == "p99" else None
+                lines.append((f"send->commit {q} @ {r['rate']:,.0f} rec/s (5 rec/1 ms tick)",
+                              f"{r[q]:.3f} ms", f"{raw[q]:.3f} ms", f"{r[q] / raw[q]:.1f}",
+                              f"< {target:g} ms" if target else "-",
+                              ("PASS" if r[q] < target else "MISS") if target else ""))
+        if "query" in parts:
+            r = scenario_query(a.query_rows, a.query_runs)
+            lines.append((f"10k-row metrics query, median of {a.query_runs}",
+                          f"{r['p50']:.1f} ms", f"{r['raw_p50']:.1f} ms",
+                          f"{r['p50'] / r['raw_p50']:.1f}", "< 25 ms",
+                          "PASS" if r["p50"] < 25 else "MISS"))
+            lines.append((f"10k-row metrics query, p90 of {a.query_runs}",
+                          f"{r['p90']:.1f} ms", f"{r['raw_p90']:.1f} ms",
+                          f"{r['p90'] / r['raw_p90']:.1f}", "-", ""))
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+    head = ("figure", "ours", "raw limit (same run)", "ours/raw", "target", "")
+    widths = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
+    print()
+    for row in [head] + lines:
+        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
+                        for i, (v, w) in enumerate(zip(row, widths))).rstrip())
+    print(f"\ntotal time {time.monotonic() - started:.0f} s; "
+          f"{len(WARNINGS)} warning(s)" + ("" if not WARNINGS else ":"))
+    for w in WARNINGS:
+        print(f"  - {w.splitlines()[0]}")
+    return 1 if WARNINGS else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
