@@ -84,3 +84,17 @@ def test_client_started_before_daemon_keeps_the_newest_and_counts_drops(daemon_f
     assert len(stored) + dropped == 1500                          # every record stored or counted
     assert set(range(500, 1500)) <= stored                        # the newest were kept
     assert daemon.stats()["client_dropped_total"] == dropped
+
+
+def test_second_daemon_on_the_same_data_dir_is_refused(daemon_factory, tmp_path):
+    first = daemon_factory()
+    second = daemon_factory(start=False, name="second")
+    second.data_dir = first.data_dir                     # same database, other sockets
+    second.db_path = first.db_path
+    import subprocess
+    proc = subprocess.run(second.argv(), capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "another linkband-historyd writer is using" in proc.stderr
+    c = first.client()
+    c.store_metrics([{"metric_name": "still", "value": 1}])
+    assert c.flush()

@@ -42,7 +42,11 @@ class Child:
         os.umask(0o077)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
-        self.initialize()
+        try:
+            self.initialize()
+        except (OSError, RuntimeError) as exc:     # a refused bind, a locked data dir...
+            self.log.error("%s cannot start: %s", self.name, exc)
+            raise SystemExit(1) from None
         if self.ready is not None:
             self.ready.set()
         self.log.debug("%s ready (pid %d)", self.name, os.getpid())

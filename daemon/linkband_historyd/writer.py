@@ -30,6 +30,7 @@ from linkband_history.times import to_epoch
 from . import schema
 from .batch import Batch, ClientState
 from .child import Child
+from .datalock import DataDirLock
 from .latency import LatencyHistogram
 from .sockets import bind
 
@@ -44,6 +45,8 @@ class Writer(Child):
     def initialize(self) -> None:
         cfg = self.cfg
         self.db_path = cfg["daemon.db_path"]
+        self.lock = DataDirLock(cfg["daemon.data_dir"])
+        self.lock.acquire()                       # before touching the database or sockets
         self.conn = schema.open_writer(self.db_path, cfg["storage.synchronous"])
         self.clients = {row[0]: ClientState(*row) for row in self.conn.execute(
             f"SELECT {', '.join(schema.CLIENT_COLUMNS)} FROM ingest_clients")}
@@ -205,6 +208,7 @@ class Writer(Child):
         except apsw.Error:
             pass
         self.conn.close()
+        self.lock.release()
         self.log.info("writer stopped after draining %d records", drained)
 
 
