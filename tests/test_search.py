@@ -38,8 +38,8 @@ def oracle(messages, q):
 
 @pytest.fixture(scope="module")
 def corpus_daemon(tmp_path_factory):
-    from conftest import Daemon
-    d = Daemon(tmp_path_factory.mktemp("search"))
+    from linkband_historyd.harness import DaemonProcess
+    d = DaemonProcess(tmp_path_factory.mktemp("search"))
     d.start()
     rng = random.Random(7)
     c = d.client()

@@ -163,10 +163,7 @@ def _size(path: str) -> int:
          tags=P.tags, **RANGE)
 def cmd_metrics(ctx, p):
     w = P.Where()
-    if "metric_name" in p:
-        w.any_of("metric_name", p["metric_name"])
-    if "metric_type" in p:
-        w.any_of("metric_type", p["metric_type"])
+    w.match(p, "metric_name", "metric_type")
     if "tags" in p:
         w.tags(p["tags"])
     w.time_range(p)
@@ -177,10 +174,7 @@ def cmd_metrics(ctx, p):
          **RANGE)
 def cmd_performance(ctx, p):
     w = P.Where()
-    if "component" in p:
-        w.any_of("component", p["component"])
-    if "operation" in p:
-        w.any_of("operation", p["operation"])
+    w.match(p, "component", "operation")
     w.time_range(p)
     return list_table(ctx, "performance", w, p)
 
@@ -198,10 +192,7 @@ def log_where(p: dict, prefix: str = "") -> P.Where:
             levels = ["-"]                       # an empty set: nothing matches
     if levels:
         w.any_of(prefix + "level", levels)
-    if "logger_name" in p:
-        w.any_of(prefix + "logger_name", p["logger_name"])
-    if "module" in p:
-        w.any_of(prefix + "module", p["module"])
+    w.match(p, "logger_name", "module", prefix=prefix)
     w.time_range(p, prefix + "timestamp")
     return w
 
@@ -251,12 +242,7 @@ def cmd_logs_search(ctx, p):
          source_component=P.text_list, open=P.boolean, **RANGE)
 def cmd_alerts(ctx, p):
     w = P.Where()
-    if "level" in p:
-        w.any_of("level", p["level"])
-    if "category" in p:
-        w.any_of("category", p["category"])
-    if "source_component" in p:
-        w.any_of("source_component", p["source_component"])
+    w.match(p, "level", "category", "source_component")
     if p.get("open") is True:
         w.add("resolved_at IS NULL")
     elif p.get("open") is False:
