@@ -250,6 +250,7 @@ def decode_reply(frame: bytes) -> dict:
 
 _builders: dict = {}
 _loads_cache: dict = {}
+NESTED_COLUMNS = frozenset({"highlights"})     # row values that are lists (of lists)
 
 
 def _row_builder(columns: tuple):
@@ -264,9 +265,11 @@ def _row_builder(columns: tuple):
     if fn is None:
         if not all(isinstance(c, str) for c in columns):
             raise ProtocolError("reply columns must be strings")
-        items = ", ".join(f"{c!r}: " + (f"_j(r[{i}])" if c in JSON_FIELDS else f"r[{i}]")
+        items = ", ".join(f"{c!r}: " + (f"_j(r[{i}])" if c in JSON_FIELDS else
+                                         f"_l(r[{i}])" if c in NESTED_COLUMNS else f"r[{i}]")
                           for i, c in enumerate(columns))
-        fn = eval(f"lambda r: {{{items}}}", {"_j": _loads_column})  # noqa: S307 - keys are repr()'d
+        fn = eval(f"lambda r: {{{items}}}",  # noqa: S307 - keys are repr()'d
+                  {"_j": _loads_column, "_l": _lists})
         if len(_builders) > 64:
             _builders.clear()
         _builders[columns] = fn

@@ -71,16 +71,31 @@ def min_log_level(v):
     return list(LOG_LEVELS[LOG_LEVELS.index(lv):])
 
 
-def positive_int(v):
-    if isinstance(v, bool) or not isinstance(v, (int, str)):
-        raise ValueError("must be a positive integer")
-    try:
-        n = int(v)
-    except ValueError:
-        raise ValueError("must be a positive integer") from None
-    if n < 1:
-        raise ValueError("must be a positive integer")
-    return n
+def _integer(lo: int):
+    what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
+
+    def parse(v):
+        if isinstance(v, bool) or not isinstance(v, (int, str)):
+            raise ValueError(f"must be {what}")
+        try:
+            n = int(v)
+        except ValueError:
+            raise ValueError(f"must be {what}") from None
+        if n < lo:
+            raise ValueError(f"must be {what}")
+        return n
+    return parse
+
+
+positive_int = _integer(1)
+non_negative_int = _integer(0)
+
+
+def int_list(v):
+    items = v if isinstance(v, (list, tuple)) else [v]
+    if not items or len(items) > MAX_LIST:
+        raise ValueError(f"give 1 to {MAX_LIST} values")
+    return [non_negative_int(x) for x in items]
 
 
 def order(v):

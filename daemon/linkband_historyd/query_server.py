@@ -14,10 +14,11 @@ import zmq
 
 from linkband_history import protocol
 
+from . import analysis_commands, commands, log_commands  # noqa: F401 - they register commands
 from . import schema, search
 from .child import Child
-from .commands import COMMANDS, CommandError, QueryContext
 from .params import BadParam, parse
+from .registry import COMMANDS, CommandError, QueryContext, ResultCache
 from .sockets import bind
 
 
@@ -32,6 +33,7 @@ class QueryServer(Child):
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
         bind(self.sock, self.cfg["query.endpoint"], self.cfg["daemon.runtime_dir"])
         self.qctx = None
+        self.cache = ResultCache()
         self.errors: Counter = Counter()
         self.log.info("query server ready: %s", self.cfg["query.endpoint"])
 
@@ -58,7 +60,16 @@ class QueryServer(Child):
                                "the command 'commands' lists them")
         try:
             p = parse(cmd.spec, raw)
-            return cmd.run(self._context(), p)
+            ctx = self._context()
+            if not cmd.cached:
+                return cmd.run(ctx, p)
+            key = (name, repr(sorted(p.items())))
+            version = ctx.data_version()
+            reply = self.cache.get(key, version)
+            if reply is None:
+                reply = cmd.run(ctx, p)
+                self.cache.put(key, reply)
+            return reply
         except BadParam as exc:
             return self._error("bad_param", f"{name}: {exc}")
         except CommandError as exc:

@@ -124,6 +124,20 @@ MIGRATIONS: list[list[str]] = [
         # small JSON documents the writer publishes (e.g. its latency histogram)
         "CREATE TABLE writer_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT",
     ],
+    # 2: the latest value of every metric, kept by the writer (dashboards, metric lists)
+    [
+        """CREATE TABLE metric_latest (
+            metric_name TEXT PRIMARY KEY,
+            metric_type TEXT NOT NULL,
+            timestamp REAL NOT NULL,
+            value REAL NOT NULL,
+            unit TEXT,
+            tags TEXT
+        ) STRICT, WITHOUT ROWID""",
+        """INSERT INTO metric_latest (metric_name, metric_type, timestamp, value, unit, tags)
+            SELECT metric_name, metric_type, max(timestamp), value, unit, tags
+            FROM system_metrics GROUP BY metric_name""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -150,6 +164,14 @@ INSERT = {
 }
 INDEX_LOGS = (f"INSERT INTO logs_fts (rowid, message) SELECT id, message || '{SENTINEL}' "
               "FROM system_logs WHERE id BETWEEN ? AND ?")
+# With exactly one max() aggregate, SQLite takes the bare columns from its row.
+UPDATE_LATEST = """INSERT INTO metric_latest (metric_name, metric_type, timestamp, value, unit, tags)
+    SELECT metric_name, metric_type, max(timestamp), value, unit, tags
+    FROM system_metrics WHERE id BETWEEN ? AND ? GROUP BY metric_name
+    ON CONFLICT (metric_name) DO UPDATE SET metric_type = excluded.metric_type,
+        timestamp = excluded.timestamp, value = excluded.value, unit = excluded.unit,
+        tags = excluded.tags
+    WHERE excluded.timestamp >= metric_latest.timestamp"""
 UPSERT_CLIENT = (f"INSERT OR REPLACE INTO ingest_clients ({', '.join(CLIENT_COLUMNS)}) "
                  f"VALUES ({', '.join('?' * len(CLIENT_COLUMNS))})")
 ADD_REJECTS = ("INSERT INTO ingest_rejects (reason, count) VALUES (?, ?) "

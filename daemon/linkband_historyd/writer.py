@@ -137,20 +137,24 @@ class Writer(Child):
         self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
                                                         ("writer", json.dumps(writer))])
 
+    # after the rows of a kind: statements over the id range just inserted
+    AFTER_INSERT = {"log": schema.INDEX_LOGS, "metric": schema.UPDATE_LATEST}
+
     def _insert(self, kind: str, rows: list, batch: Batch) -> None:
         conn = self.conn
-        first_log_id = 0
-        if kind == "log":
-            first_log_id = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM system_logs").fetchall()[0][0]
+        after = self.AFTER_INSERT.get(kind)
+        if after:
+            table = schema.TABLES[kind]
+            first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
         try:
             with conn:                                   # a savepoint
                 conn.executemany(schema.INSERT[kind], rows)
         except (apsw.Error, TypeError, ValueError, OverflowError):
             self._insert_one_by_one(kind, rows, batch)
-        if kind == "log":
-            last = conn.execute("SELECT coalesce(max(id), 0) FROM system_logs").fetchall()[0][0]
-            if last >= first_log_id:
-                conn.execute(schema.INDEX_LOGS, (first_log_id, last))
+        if after:
+            last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
+            if last >= first:
+                conn.execute(after, (first, last))
 
     def _insert_one_by_one(self, kind: str, rows: list, batch: Batch) -> None:
         """The slow path: find the rows SQLite refuses, keep all the others."""

@@ -1,0 +1,135 @@
+"""Aggregates and overviews: metric summaries and series, performance analysis and
+comparison, and the dashboard."""
+from __future__ import annotations
+
+import time
+
+from linkband_history.protocol import ok
+
+from . import params as P
+from . import patterns
+from . import query_engine as Q
+from .commands import database_size
+from .registry import command
+
+MAX_AGGREGATE_ROWS = 100_000
+
+
+@command("metrics.summary", "per metric over the range: count, min, max, avg, last",
+         Q.aggregate_spec("metric"), cached=True)
+def cmd_metrics_summary(ctx, p):
+    if "bucket" in p or "group_by" in p:
+        raise P.BadParam("bucket" if "bucket" in p else "group_by",
+                         "metrics.summary is per metric over the whole range; "
+                         "use metrics.aggregate for buckets and other groups")
+    agg = Q.describe_aggregate("metric", p, ["count", "min", "max", "avg", "last"], ["metric_name"])
+    columns, rows = Q.run_aggregate(ctx.conn, agg, MAX_AGGREGATE_ROWS)
+    return ok(rows, None, columns)
+
+
+@command("metrics.aggregate", "a bucketed series for charts: bucket=1s..1d|auto, functions "
+         "count,sum,min,max,avg,last,p50,p95,p99, group_by metric_name|metric_type|unit|tag:KEY",
+         Q.aggregate_spec("metric"), cached=True)
+def cmd_metrics_aggregate(ctx, p):
+    agg = Q.describe_aggregate("metric", {"bucket": "auto", **p}, ["count", "min", "max", "avg"],
+                               ["metric_name"])
+    columns, rows = Q.run_aggregate(ctx.conn, agg, min(ctx.limit(p, MAX_AGGREGATE_ROWS),
+                                                        MAX_AGGREGATE_ROWS))
+    return ok(rows, None, columns, bucket_seconds=agg.step)
+
+
+PERF_FILTERS = Q.filter_spec("performance")
+
+
+def analyze_performance(conn, p: dict) -> dict:
+    """Per (component, operation): count, duration p50/p95/p99/max, means, error rate."""
+    w = Q.where("performance", p)
+    means = {}
+    for comp, op, n, mx, thr, eff, errs, with_err in conn.execute(
+            "SELECT component, operation, count(*), max(duration_ms), avg(throughput), "
+            "avg(efficiency_percent), coalesce(sum(error_count), 0), "
+            f"sum(coalesce(error_count, 0) > 0) FROM performance_data{w.sql()} "
+            "GROUP BY component, operation", w.args):
+        means[(comp, op)] = {"component": comp, "operation": op, "count": n, "duration_max": mx,
+                             "throughput_mean": thr, "efficiency_mean": eff, "errors": errs,
+                             "error_rate": with_err / n if n else None}
+    agg = Q.describe_aggregate("performance", {**p, "functions": ["p50", "p95", "p99"],
+                                               "group_by": ["component", "operation"]}, [])
+    _, rows = Q.run_aggregate(conn, agg, MAX_AGGREGATE_ROWS)
+    for comp, op, p50, p95, p99 in rows:
+        means[(comp, op)].update(duration_p50=p50, duration_p95=p95, duration_p99=p99)
+    return means
+
+
+@command("performance.analysis", "per component and operation: count, duration p50/p95/p99/max, "
+         "mean throughput, mean efficiency, error rate", PERF_FILTERS, cached=True)
+def cmd_performance_analysis(ctx, p):
+    rows = sorted(analyze_performance(ctx.conn, p).values(),
+                  key=lambda r: (r["component"], r["operation"]))
+    return ok(rows)
+
+
+COMPARED = ("duration_p50", "duration_p95", "duration_p99", "duration_max", "throughput_mean",
+            "efficiency_mean", "error_rate", "count")
+COMPARE = {**{k: v for k, v in PERF_FILTERS.items() if k not in ("since", "until")},
+           "a_since": P.time_value, "a_until": P.time_value,
+           "b_since": P.time_value, "b_until": P.time_value}
+
+
+def _change(a, b):
+    if a is None or b is None:
+        return None, None
+    return b - a, ((b - a) / a if a else None)
+
+
+@command("performance.compare", "two windows side by side (a: baseline, b: the one to judge), "
+         "with absolute and relative change; the largest p95 regressions first", COMPARE, cached=True)
+def cmd_performance_compare(ctx, p):
+    for k in ("a_since", "a_until", "b_since", "b_until"):
+        if k not in p:
+            raise P.BadParam(k, "required: the two windows a_since..a_until and b_since..b_until")
+    base = {k: v for k, v in p.items() if k not in COMPARE or k in PERF_FILTERS}
+    a = analyze_performance(ctx.conn, {**base, "since": p["a_since"], "until": p["a_until"]})
+    b = analyze_performance(ctx.conn, {**base, "since": p["b_since"], "until": p["b_until"]})
+    rows = []
+    for key in sorted(set(a) | set(b)):
+        ra, rb = a.get(key, {}), b.get(key, {})
+        row = {"component": key[0], "operation": key[1]}
+        for m in COMPARED:
+            va, vb = ra.get(m), rb.get(m)
+            row[f"{m}_a"], row[f"{m}_b"] = va, vb
+            row[f"{m}_change"], row[f"{m}_change_pct"] = _change(va, vb)
+            if row[f"{m}_change_pct"] is not None:
+                row[f"{m}_change_pct"] *= 100.0
+        rows.append(row)
+    rows.sort(key=lambda r: -(r["duration_p95_change_pct"]
+                              if r["duration_p95_change_pct"] is not None else float("-inf")))
+    return ok(rows)
+
+
+@command("dashboard", "what an overview page needs: the latest value of each metric, log counts "
+         "by level for the last hour, open alerts, top error patterns, storage size",
+         {"window": P.positive_int, "top": P.positive_int}, cached=True)
+def cmd_dashboard(ctx, p):
+    conn = ctx.conn
+    now = float(int(time.time()))            # whole seconds: identical calls can share the cache
+    since = now - p.get("window", 3600)
+    cols = ("metric_name", "metric_type", "timestamp", "value", "unit", "tags")
+    latest = ctx.dicts(f"SELECT {', '.join(cols)} FROM metric_latest ORDER BY metric_name", (), cols)
+    levels = dict(conn.execute("SELECT level, count(*) FROM system_logs WHERE timestamp >= ? "
+                               "GROUP BY level", (since,)))
+    acols = Q.SPECS["alert"].columns
+    open_alerts = ctx.dicts(f"SELECT {', '.join(acols)} FROM alert_history WHERE resolved_at IS NULL "
+                            "ORDER BY timestamp DESC LIMIT 50", (), acols)
+    distinct = conn.execute(
+        "SELECT message, count(*), min(timestamp), max(timestamp), max(id) FROM system_logs "
+        "WHERE timestamp >= ? AND level IN ('WARNING', 'ERROR', 'CRITICAL') GROUP BY message",
+        (since,))
+    return ok([{
+        "time": now, "window_s": now - since,
+        "latest_metrics": latest,
+        "log_levels": levels,
+        "open_alerts": open_alerts,
+        "top_patterns": patterns.group(distinct)[: p.get("top", 10)],
+        "storage": database_size(ctx.cfg),
+    }])

@@ -1,0 +1,172 @@
+"""Log commands: search (highlighted, counted), stats with error patterns, context."""
+from __future__ import annotations
+
+from linkband_history.protocol import LOG_LEVELS, ok
+
+from . import params as P
+from . import patterns, search
+from . import query_engine as Q
+from .registry import command
+
+TOTAL_CAP = 10_000          # counting stops here: "10000+" is enough for a person
+SNIPPET_CHARS = 160
+
+
+def mark(v):
+    if (not isinstance(v, (list, tuple)) or len(v) != 2
+            or not all(isinstance(x, str) and len(x) <= 16 for x in v)):
+        raise ValueError("must be [start, end]: two strings of at most 16 characters")
+    return list(v)
+
+
+SEARCH = dict(Q.filter_spec("log"), q=P.text, limit=P.positive_int, cursor=P.cursor,
+              order=P.order, mark=mark, total=P.boolean)
+
+
+def highlights(message: str, terms: list[str]) -> list[list[int]]:
+    """Character ranges of every term in ``message``, merged where they overlap."""
+    low = message.lower()
+    if len(low) != len(message):          # a rare character changed length when lowered
+        return []
+    spans = []
+    for t in terms:
+        start = low.find(t)
+        while start >= 0:
+            spans.append([start, start + len(t)])
+            start = low.find(t, start + 1)
+    spans.sort()
+    merged: list[list[int]] = []
+    for s in spans:
+        if merged and s[0] <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], s[1])
+        else:
+            merged.append(s)
+    return merged
+
+
+def snippet(message: str, spans: list[list[int]], marks: list[str]) -> str:
+    """The message around its first match, with every match marked."""
+    if spans and len(message) > SNIPPET_CHARS:
+        start = max(0, min(spans[0][0] - SNIPPET_CHARS // 3, len(message) - SNIPPET_CHARS))
+    else:
+        start = 0
+    end = min(len(message), start + SNIPPET_CHARS)
+    out, pos = [], start
+    for a, b in spans:
+        if b <= start or a >= end:
+            continue
+        a, b = max(a, start), min(b, end)
+        out += [message[pos:a], marks[0], message[a:b], marks[1]]
+        pos = b
+    out.append(message[pos:end])
+    return ("…" if start > 0 else "") + "".join(out) + ("…" if end < len(message) else "")
+
+
+@command("logs.search", "log lines whose message contains every term of q, newest first, "
+         "with a highlighted snippet and the total number of matches", SEARCH)
+def cmd_logs_search(ctx, p):
+    if "q" not in p:
+        raise P.BadParam("q", "required")
+    if p.get("order", "desc") != "desc":
+        raise P.BadParam("order", "search results are newest first")
+    try:
+        plan = search.plan(ctx.conn, p["q"])
+    except ValueError as exc:
+        raise P.BadParam("q", str(exc).split(": ", 1)[-1]) from None
+    columns = Q.SPECS["log"].columns
+    out_columns = columns + ("snippet", "highlights")
+    if plan.impossible:
+        return ok([], None, out_columns, terms=plan.terms, total=0, total_exact=True)
+    limit = ctx.limit(p, 100)
+    w = Q.where("log", p, "l.")
+    for t in plan.row_checks:
+        w.add("instr(lbh_fold(l.message), ?) > 0", t)
+    if plan.fts is not None:
+        w.clauses.insert(0, "logs_fts MATCH ?")
+        w.args.insert(0, plan.fts)
+        source = "logs_fts JOIN system_logs l ON l.id = logs_fts.rowid"
+        order_col = "logs_fts.rowid"
+    else:
+        source, order_col = "system_logs l", "l.id"
+    extra = {}
+    if p.get("total", True) and "cursor" not in p:
+        n = ctx.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {source}{w.sql()} LIMIT ?)",
+                             w.args + [TOTAL_CAP + 1]).fetchall()[0][0]
+        extra = {"total": min(n, TOTAL_CAP), "total_exact": n <= TOTAL_CAP}
+    if "cursor" in p:
+        w.add(f"{order_col} < ?", p["cursor"][1])
+    select = ", ".join("l." + c for c in columns)
+    rows = ctx.conn.execute(f"SELECT {select} FROM {source}{w.sql()} ORDER BY {order_col} DESC "
+                            "LIMIT ?", w.args + [limit + 1]).fetchall()
+    nxt = None
+    if len(rows) > limit:
+        rows.pop()
+        nxt = str(rows[-1][0])
+    marks = p.get("mark", ["«", "»"])
+    mi = columns.index("message")
+    out = []
+    for r in rows:
+        spans = highlights(r[mi], plan.terms)
+        out.append(r + (snippet(r[mi], spans, marks), spans))
+    return ok(out, nxt, out_columns, terms=plan.terms, **extra)
+
+
+STATS = dict(Q.filter_spec("log"), bucket=Q.bucket, top=P.positive_int,
+             pattern_level=P.min_log_level)
+
+
+@command("logs.stats", "counts by level, by logger and per bucket, and the top error patterns",
+         STATS, cached=True)
+def cmd_logs_stats(ctx, p):
+    conn = ctx.conn
+    w = Q.where("log", p)
+    by_level = dict(conn.execute(f"SELECT level, count(*) FROM system_logs{w.sql()} GROUP BY level",
+                                 w.args))
+    by_level = {lv: by_level.get(lv, 0) for lv in LOG_LEVELS}
+    by_logger = [{"logger_name": n, "count": c} for n, c in conn.execute(
+        f"SELECT logger_name, count(*) FROM system_logs{w.sql()} GROUP BY logger_name "
+        "ORDER BY 2 DESC, 1 LIMIT 50", w.args)]
+    agg = Q.describe_aggregate("log", {**p, "bucket": p.get("bucket", "auto")}, ["count"], ["level"])
+    buckets = []
+    if agg.step:
+        _, rows = Q.run_aggregate(conn, agg, 100_000)
+        per: dict = {}
+        for b, level, count in rows:
+            per.setdefault(b, {"bucket": b, **{lv: 0 for lv in LOG_LEVELS}})[level] = count
+        buckets = list(per.values())
+    pw = Q.where("log", {**p, "min_level": p.get("pattern_level", ["WARNING", "ERROR", "CRITICAL"])})
+    distinct = conn.execute(
+        f"SELECT message, count(*), min(timestamp), max(timestamp), max(id) FROM system_logs"
+        f"{pw.sql()} GROUP BY message", pw.args)
+    top = patterns.group(distinct)[: p.get("top", 10)]
+    return ok([{"total": sum(by_level.values()), "by_level": by_level, "by_logger": by_logger,
+                "bucket_seconds": agg.step, "buckets": buckets, "top_patterns": top}])
+
+
+CONTEXT = dict(id=P.non_negative_int, before=P.non_negative_int, after=P.non_negative_int,
+               logger_name=P.text_list, process_id=P.int_list)
+
+
+@command("logs.context", "the lines before and after one log line (like grep -C)", CONTEXT)
+def cmd_logs_context(ctx, p):
+    if "id" not in p:
+        raise P.BadParam("id", "required: the id of a log line")
+    columns = Q.SPECS["log"].columns
+    cols = ", ".join(columns)
+    conn = ctx.conn
+    row = conn.execute(f"SELECT {cols} FROM system_logs WHERE id = ?", (p["id"],)).fetchall()
+    if not row:
+        raise P.BadParam("id", f"no log line with id {p['id']}")
+    row = row[0]
+
+    def side(op: str, direction: str, n: int):
+        w = Q.where("log", p)
+        w.add(f"(timestamp, id) {op} (?, ?)", row[1], row[0])
+        return conn.execute(f"SELECT {cols} FROM system_logs{w.sql()} "
+                            f"ORDER BY timestamp {direction}, id {direction} LIMIT ?",
+                            w.args + [min(n, 1000)]).fetchall()
+
+    before = side("<", "DESC", p.get("before", 5))
+    after = side(">", "ASC", p.get("after", 5))
+    rows = [r + (False,) for r in reversed(before)] + [row + (True,)] + [r + (False,) for r in after]
+    return ok(rows, None, columns + ("match",))

@@ -1,0 +1,314 @@
+"""The query engine: a query description in, parameterized SQL out.
+
+A description is a kind (metric, performance, log, alert), filters, a time
+range, fields, order, limit and cursor -- or, for aggregates, a bucket, a
+value column, functions and group-by columns. Every column and function name
+is checked against the whitelist of its kind (``SPECS``); values are always
+bound parameters. Pages are keyset-paginated on (timestamp, id) or on id,
+never OFFSET, so a page stays right while rows are inserted. SQL text depends
+only on the shape of the description, so APSW's statement cache reuses the
+prepared statements of repeated queries.
+"""
+from __future__ import annotations
+
+import itertools
+import math
+import re
+import time
+from dataclasses import dataclass, field
+
+from linkband_history.protocol import FIELDS
+
+from . import params as P
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    kind: str
+    table: str
+    columns: tuple[str, ...]
+    filters: dict = field(default_factory=dict)       # param -> parser; the column has its name
+    group_by: tuple[str, ...] = ()                     # groupable columns (plus tag:KEY for metrics)
+    values: tuple[str, ...] = ()                       # numeric columns that can be aggregated
+    default_value: str | None = None
+
+
+SPECS = {
+    "metric": KindSpec("metric", "system_metrics", ("id",) + FIELDS["metric"],
+                       dict(metric_type=P.text_list, metric_name=P.text_list, unit=P.text_list),
+                       ("metric_name", "metric_type", "unit"), ("value",), "value"),
+    "performance": KindSpec("performance", "performance_data", ("id",) + FIELDS["performance"],
+                            dict(component=P.text_list, operation=P.text_list),
+                            ("component", "operation"),
+                            ("duration_ms", "throughput", "efficiency_percent", "error_count"),
+                            "duration_ms"),
+    "log": KindSpec("log", "system_logs", ("id",) + FIELDS["log"],
+                    dict(level=P.log_levels, logger_name=P.text_list, module=P.text_list,
+                         function_name=P.text_list, process_id=P.int_list),
+                    ("level", "logger_name", "module")),
+    "alert": KindSpec("alert", "alert_history", ("id",) + FIELDS["alert"],
+                      dict(level=P.alert_levels, category=P.text_list,
+                           source_component=P.text_list, alert_id=P.text_list),
+                      ("level", "category", "source_component")),
+}
+
+FUNCTIONS = ("count", "sum", "min", "max", "avg", "last", "p50", "p95", "p99")
+PERCENTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
+_SQL_FUNCTIONS = {"count": "count(*)", "sum": "sum({v})", "min": "min({v})", "max": "max({v})",
+                  "avg": "avg({v})"}
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_BUCKET = re.compile(r"^(\d+)([smhd])$")
+NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600,
+              43200, 86400)
+AUTO_POINTS = 300
+
+
+# -- parameters -----------------------------------------------------------------
+
+def bucket(v):
+    """'1s' .. '1d', 'auto' or 'none' -> seconds, 'auto' or None."""
+    s = str(v).strip().lower()
+    if s in ("auto", "none"):
+        return s if s == "auto" else None
+    m = _BUCKET.match(s)
+    if not m:
+        raise ValueError("must be like 1s, 30s, 5m, 1h, 1d, or auto / none")
+    seconds = int(m.group(1)) * _UNITS[m.group(2)]
+    if not 1 <= seconds <= 86400:
+        raise ValueError("must be between 1s and 1d")
+    return seconds
+
+
+def functions(v):
+    items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    out = []
+    for f in items:
+        f = str(f).strip().lower()
+        if f not in FUNCTIONS:
+            raise ValueError(f"unknown function {f!r} (known: {', '.join(FUNCTIONS)})")
+        if f not in out:
+            out.append(f)
+    if not out:
+        raise ValueError("give at least one function")
+    return out
+
+
+def names(v):
+    items = v if isinstance(v, (list, tuple)) else str(v).split(",")
+    out = [str(x).strip() for x in items if str(x).strip()]
+    if not out or len(out) > 32:
+        raise ValueError("give 1 to 32 names")
+    return out
+
+
+def filter_spec(kind: str) -> dict:
+    spec = dict(SPECS[kind].filters, since=P.time_value, until=P.time_value)
+    if kind == "log":
+        spec["min_level"] = P.min_log_level
+    if kind == "metric":
+        spec["tags"] = P.tags
+    if kind == "alert":
+        spec["open"] = P.boolean
+    return spec
+
+
+def list_spec(kind: str) -> dict:
+    return dict(filter_spec(kind), limit=P.positive_int, cursor=P.cursor, order=P.order,
+                fields=names, after_id=P.non_negative_int, count=P.boolean)
+
+
+def aggregate_spec(kind: str) -> dict:
+    return dict(filter_spec(kind), bucket=bucket, functions=functions, group_by=names,
+                value=P.text, limit=P.positive_int)
+
+
+# -- WHERE ------------------------------------------------------------------------
+
+def where(kind: str, p: dict, prefix: str = "") -> P.Where:
+    """The filters of ``p`` as a WHERE clause over ``kind``'s table."""
+    spec = SPECS[kind]
+    w = P.Where()
+    levels = p.get("level")
+    if "min_level" in p:
+        levels = [lv for lv in (levels or p["min_level"]) if lv in p["min_level"]] or ["-"]
+    for name in spec.filters:
+        values = levels if name == "level" else p.get(name)
+        if values:
+            w.any_of(prefix + name, values)
+    if "tags" in p:
+        w.tags(p["tags"], prefix + "tags")
+    if p.get("open") is True:
+        w.add(f"{prefix}resolved_at IS NULL")
+    elif p.get("open") is False:
+        w.add(f"{prefix}resolved_at IS NOT NULL")
+    w.time_range(p, prefix + "timestamp")
+    return w
+
+
+def check_fields(kind: str, fields) -> tuple[str, ...]:
+    cols = SPECS[kind].columns
+    bad = [f for f in fields if f not in cols]
+    if bad:
+        raise P.BadParam("fields", f"unknown field {bad[0]!r} of {kind} (known: {', '.join(cols)})")
+    # id and timestamp always come along: the cursor is made of them
+    return tuple(c for c in cols if c in ("id", "timestamp") or c in fields)
+
+
+# -- listing ---------------------------------------------------------------------
+
+def list_page(conn, kind: str, p: dict, limit: int):
+    """One page: ``(columns, rows, next_cursor, total_or_None)``.
+
+    Order is (timestamp, id), ascending unless ``order=desc``; with ``after_id``
+    it is id order instead (what was committed after a given row: ``--follow``).
+    """
+    spec = SPECS[kind]
+    columns = check_fields(kind, p["fields"]) if "fields" in p else spec.columns
+    w = where(kind, p)
+    total = None
+    if p.get("count"):
+        total = conn.execute(f"SELECT count(*) FROM {spec.table}{w.sql()}", w.args).fetchall()[0][0]
+    desc = p.get("order", "asc") == "desc"
+    direction = "DESC" if desc else "ASC"
+    if "after_id" in p:
+        if desc:
+            raise P.BadParam("order", "after_id pages forward in id order")
+        w.add("id > ?", p["after_id"])
+        order = "id ASC"
+    else:
+        if "cursor" in p:
+            ts, rid = p["cursor"]
+            if ts is None:
+                raise P.BadParam("cursor", "not a cursor of this command")
+            w.add(f"(timestamp, id) {'<' if desc else '>'} (?, ?)", ts, rid)
+        order = f"timestamp {direction}, id {direction}"
+    sql = f"SELECT {', '.join(columns)} FROM {spec.table}{w.sql()} ORDER BY {order} LIMIT ?"
+    rows = conn.execute(sql, w.args + [limit + 1]).fetchall()
+    nxt = None
+    if len(rows) > limit:
+        rows.pop()
+        last = rows[-1]
+        nxt = str(last[0]) if "after_id" in p else f"{last[1]!r}:{last[0]}"
+    return columns, rows, nxt, total
+
+
+# -- aggregation -----------------------------------------------------------------
+
+def auto_step(since: float, until: float, points: int = AUTO_POINTS) -> int:
+    span = max(until - since, 1.0)
+    for step in NICE_STEPS:
+        if span / step <= points:
+            return step
+    return NICE_STEPS[-1]
+
+
+@dataclass
+class Aggregate:
+    kind: str
+    step: int | None                 # bucket width in seconds, None: the whole range
+    value: str | None
+    functions: list[str]
+    group_by: list[str]
+    where: P.Where
+    since: float | None = None
+    until: float | None = None
+
+
+def describe_aggregate(kind: str, p: dict, default_functions, default_group=()) -> Aggregate:
+    spec = SPECS[kind]
+    funcs = p.get("functions", list(default_functions))
+    value = p.get("value", spec.default_value)
+    if value is not None and value not in spec.values:
+        raise P.BadParam("value", f"{value!r} cannot be aggregated for {kind} "
+                                  f"(known: {', '.join(spec.values) or 'none: count only'})")
+    if value is None and any(f != "count" for f in funcs):
+        raise P.BadParam("functions", f"{kind} records have no value: only count")
+    groups = p.get("group_by", list(default_group))
+    for g in groups:
+        if g in spec.group_by:
+            continue
+        if kind == "metric" and g.startswith("tag:") and P.TAG_KEY.match(g[4:]):
+            continue
+        allowed = list(spec.group_by) + (["tag:KEY"] if kind == "metric" else [])
+        raise P.BadParam("group_by", f"cannot group {kind} by {g!r} (known: {', '.join(allowed)})")
+    step = p.get("bucket")
+    since, until = p.get("since"), p.get("until")
+    if step == "auto":
+        until = until if until is not None else time.time()
+        since = since if since is not None else until - 3600
+        step = auto_step(since, until)
+    return Aggregate(kind, step, value, funcs, groups, where(kind, p), since, until)
+
+
+def _group_sql(agg: Aggregate):
+    """SELECT expressions and args of the bucket and the group columns."""
+    exprs, args = [], []
+    if agg.step:
+        exprs.append("CAST(timestamp / ? AS INTEGER) * ?")
+        args += [agg.step, agg.step]
+    for g in agg.group_by:
+        if g.startswith("tag:"):
+            exprs.append("json_extract(tags, ?)")
+            args.append(f'$."{g[4:]}"')
+        else:
+            exprs.append(g)
+    return exprs, args
+
+
+def run_aggregate(conn, agg: Aggregate, max_rows: int):
+    """``(columns, rows)``: one row per bucket and group, ordered by them."""
+    table = SPECS[agg.kind].table
+    keys, key_args = _group_sql(agg)
+    n = len(keys)
+    aliases = [f"k{i}" for i in range(n)]
+    key_cols = (["bucket"] if agg.step else []) + list(agg.group_by)
+    sql_funcs = [f for f in agg.functions if f in _SQL_FUNCTIONS]
+    select = [f"{e} AS {a}" for e, a in zip(keys, aliases)]
+    select += [_SQL_FUNCTIONS[f].format(v=agg.value) for f in sql_funcs] or ["count(*)"]
+    group = f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(aliases)}" if n else ""
+    w = agg.where
+    sql = f"SELECT {', '.join(select)} FROM {table}{w.sql()}{group} LIMIT ?"
+    base = conn.execute(sql, key_args + w.args + [max_rows + 1]).fetchall()
+    if len(base) > max_rows:
+        raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
+                                   "or a shorter range")
+    extra: dict[str, dict] = {}
+    if "last" in agg.functions:
+        # SQLite: with exactly one max() aggregate, a bare column comes from its row
+        sel = select[:n] + [agg.value, "max(timestamp)"]
+        gsql = f" GROUP BY {', '.join(aliases)}" if n else ""
+        extra["last"] = {tuple(r[:n]): r[n] for r in conn.execute(
+            f"SELECT {', '.join(sel)} FROM {table}{w.sql()}{gsql}", key_args + w.args)
+            if r[n + 1] is not None}
+    wanted = [f for f in agg.functions if f in PERCENTILES]
+    if wanted:
+        psql = (f"SELECT {', '.join(select[:n] + [agg.value])} FROM {table}{w.sql()} "
+                f"ORDER BY {', '.join(aliases + [agg.value])}")
+        for f in wanted:
+            extra[f] = {}
+        rows = conn.execute(psql, key_args + w.args)
+        for key, group in itertools.groupby(rows, key=lambda r: tuple(r[:n])):
+            values = [r[n] for r in group if r[n] is not None]
+            for f in wanted:
+                extra[f][key] = percentile(values, PERCENTILES[f])
+    columns = key_cols + agg.functions
+    out = []
+    for r in base:
+        key = tuple(r[:n])
+        computed = dict(zip(sql_funcs, r[n:]))
+        out.append(list(key) + [computed[f] if f in computed else extra[f].get(key)
+                                for f in agg.functions])
+    return columns, out
+
+
+def percentile(sorted_values: list, q: float):
+    """Linear interpolation between closest ranks (numpy's default, and
+    ``statistics.quantiles(method='inclusive')``); None for no values."""
+    n = len(sorted_values)
+    if n == 0:
+        return None
+    pos = (n - 1) * q
+    lo = math.floor(pos)
+    hi = min(lo + 1, n - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+

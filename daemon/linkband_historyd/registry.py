@@ -1,0 +1,93 @@
+"""The table of query commands and what every command receives.
+
+A command is a name, a parameter spec (name -> parser, see ``params``) and a
+function ``run(ctx, params) -> reply``. Replies are built by
+``protocol.ok``; failures are raised as ``params.BadParam`` or
+:class:`CommandError` and turned into ``protocol.error`` by the query server.
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Callable
+
+import apsw
+
+from . import params as P
+
+
+class CommandError(Exception):
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class Command:
+    name: str
+    spec: dict
+    run: Callable
+    help: str
+    cached: bool = False          # replies reused while the database is unchanged
+
+
+COMMANDS: dict[str, Command] = {}
+
+
+def command(name: str, help: str, spec: dict | None = None, cached: bool = False, **more):
+    def register(fn):
+        COMMANDS[name] = Command(name, {**(spec or {}), **more}, fn, help, cached)
+        return fn
+    return register
+
+
+class QueryContext:
+    """The read-only connection of the query process, and its settings."""
+
+    def __init__(self, conn: apsw.Connection, cfg: dict, started_at: float):
+        self.conn = conn
+        self.cfg = cfg
+        self.started_at = started_at
+
+    def limit(self, p: dict, default: int | None = None) -> int:
+        n = p.get("limit", default or self.cfg["query.default_limit"])
+        if n > self.cfg["query.max_limit"]:
+            raise P.BadParam("limit", f"at most {self.cfg['query.max_limit']}")
+        return n
+
+    def dicts(self, sql: str, args, columns) -> list[dict]:
+        """Small results as dicts (JSON columns stay text)."""
+        return [dict(zip(columns, r)) for r in self.conn.execute(sql, args)]
+
+    def data_version(self) -> int:
+        """Changes whenever another connection (the writer) has committed."""
+        return self.conn.execute("PRAGMA data_version").fetchall()[0][0]
+
+
+class ResultCache:
+    """Replies of cached commands, valid while the writer has committed nothing
+    new (``PRAGMA data_version`` unchanged): a stale row is never served."""
+
+    def __init__(self, size: int = 64):
+        self.size = size
+        self._entries: OrderedDict = OrderedDict()
+        self.version = None
+        self.hits = self.misses = 0
+
+    def get(self, key, version: int):
+        if version != self.version:
+            self._entries.clear()
+            self.version = version
+            return None
+        reply = self._entries.get(key)
+        if reply is None:
+            self.misses += 1
+        else:
+            self.hits += 1
+            self._entries.move_to_end(key)
+        return reply
+
+    def put(self, key, reply) -> None:
+        self._entries[key] = reply
+        if len(self._entries) > self.size:
+            self._entries.popitem(last=False)
