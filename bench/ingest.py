@@ -3,7 +3,7 @@
 Run it with ``make bench`` (which runs ``.venv/bin/python bench/ingest.py``),
 or directly: ``.venv/bin/python bench/ingest.py [--quick] [--records N]
 [--log-records N] [--clients K] [--repeat R] [--latency-seconds S]
-[--query-rows N] [--only metrics|logs|latency|query]``. The default run takes
+[--query-rows N] [--query-runs N] [--only metrics|logs|latency|query]``. The default run takes
 about 2.5 minutes on a 2-core machine; ``--quick`` (one repeat, smaller sizes)
 about 25 s. The figures table goes to stdout; progress lines (``..``, with
 the CPU seconds used by the clients, the writer and *other* processes of the
@@ -13,10 +13,16 @@ The machine is shared, so each ingest scenario and its raw limit run
 ``--repeat`` times (default 5, each on a fresh daemon and database); the
 table shows the medians, the range of the end-to-end runs and the ratio of
 the medians. The exit code is 1 if any WARNING was printed (rows missing,
-``flush()`` not confirmed, daemon exit code not 0). Every scenario starts its own daemon
-(``python -m linkband_historyd``) on a fresh data and runtime directory (a
-``tempfile.mkdtemp()``, removed afterwards), so figures never mix; the daemon
-is stopped with SIGTERM and must exit with code 0.
+``flush()`` not confirmed, daemon exit code not 0). Every scenario starts its
+own daemon (``python -m linkband_historyd --log-level WARNING``, run by
+``linkband_historyd.harness.DaemonProcess``) on a fresh data and runtime
+directory (a ``tempfile.mkdtemp()``, removed afterwards), so figures never
+mix; the daemon is stopped with SIGTERM and must exit with code 0 (its log,
+if not empty, is shown as a progress line).
+
+The record generators, the daemon wrapper (``fresh_daemon``), the CPU
+accounting, percentiles and the table printer are in ``bench/common.py``,
+shared with the other benchmarks; this file holds the scenarios and main().
 
 What is measured ("ours"), and the raw limit measured in the same run:
 
@@ -59,286 +65,23 @@ What is measured ("ours"), and the raw limit measured in the same run:
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import os
-import platform
 import random
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-import apsw
-import psutil
-import zmq
-
+from common import (HOSTS, MAKERS, METRICS, STORE, TABLE, CpuMeter, fresh_daemon, load_average,
+                    make_metrics, metric_record, note, pct, print_machine, print_summary,
+                    print_table, warn)
 from linkband_history import HistoryClient, protocol
 from linkband_historyd import schema
 
-HOSTS = ("lab-mac-01", "lab-win-02")
 CHUNK = 500
-
-# -- realistic SDK data -------------------------------------------------------
-
-# (metric_type, metric_name, unit, sensor or None, value generator)
-METRICS = (
-    ("cpu", "cpu_percent", "%", None, lambda r: round(r.gauss(15, 4), 1)),
-    ("memory", "memory_percent", "%", None, lambda r: round(r.gauss(76, 2), 1)),
-    ("memory", "memory_used_mb", "MB", None, lambda r: round(r.gauss(12150, 80), 1)),
-    ("memory", "process_memory_mb", "MB", None, lambda r: round(r.gauss(182, 5), 1)),
-    ("cpu", "process_cpu_percent", "%", None, lambda r: round(r.gauss(6, 2), 1)),
-    ("disk", "disk_usage_percent", "%", None, lambda r: round(r.uniform(61, 62), 2)),
-    ("network", "network_bytes_sent", "bytes", None, lambda r: float(r.randint(0, 90000))),
-    ("streaming", "eeg_throughput", "samples/s", "eeg", lambda r: round(r.gauss(250, 1.5), 1)),
-    ("streaming", "ppg_throughput", "samples/s", "ppg", lambda r: round(r.gauss(100, 1), 1)),
-    ("streaming", "acc_throughput", "samples/s", "acc", lambda r: round(r.gauss(50, 1), 1)),
-    ("streaming", "total_latency", "ms", None, lambda r: round(r.gauss(12.5, 2), 2)),
-    ("streaming", "battery_level", "%", "battery", lambda r: float(r.randint(20, 100))),
-    ("buffer", "eeg_buffer_usage_percent", "%", "eeg", lambda r: round(r.uniform(5, 60), 1)),
-    ("batch", "eeg_items_processed", "items", "eeg", lambda r: 50.0),
-)
 QUERY_METRIC = "cpu_percent"
-
-
-def make_metrics(n: int, seed: int, t0: float, step: float = 0.001,
-                 names: int = len(METRICS)) -> list[dict]:
-    r = random.Random(seed)
-    out = []
-    nm = names
-    for i in range(n):
-        mtype, name, unit, sensor, gen = METRICS[i % nm]
-        tags = {"host": HOSTS[seed % len(HOSTS)]}
-        if sensor:
-            tags["sensor"] = sensor
-        out.append({"timestamp": t0 + i * step, "metric_type": mtype, "metric_name": name,
-                    "value": gen(r), "unit": unit, "tags": tags})
-    return out
-
-
-def _mac(r):
-    return ":".join(f"{r.randrange(256):02X}" for _ in range(6))
-
-
-def make_logs(n: int, seed: int, t0: float, step: float = 0.001) -> list[dict]:
-    r = random.Random(seed)
-    pid = 40000 + seed
-    addr = _mac(r)
-    out = []
-    for i in range(n):
-        k = r.random()
-        extra = None
-        level = "INFO"
-        if k < 0.40:
-            seq = 1000 + i
-            logger, module, func, line = "STREAM.eeg", "stream_manager", "_handle_eeg", 412
-            msg = f"[STREAM:EEG] 패킷 수신 seq={seq} samples=25 ch1={r.uniform(-80, 80):.2f}µV"
-            if k < 0.10:
-                level = "DEBUG"
-                extra = {"sensor_type": "eeg", "status": "streaming"}
-        elif k < 0.55:
-            logger, module, func, line = "STREAM.ppg", "stream_manager", "_handle_ppg", 455
-            msg = f"[STREAM:PPG] PPG 데이터 처리 완료 red={r.randint(100000, 9000000)} ir={r.randint(100000, 9000000)}"
-        elif k < 0.70:
-            logger, module, func, line = "WEBSOCKET.server", "websocket_server", "broadcast", 233
-            msg = f"[WS_SERVER] broadcast eeg_data to {r.randint(1, 3)} clients ({r.randint(900, 1400)} bytes)"
-        elif k < 0.80:
-            logger, module, func, line = "SYSTEM.monitor", "monitoring_service", "_collect", 118
-            msg = (f"[METRICS_BROADCASTER] 시스템 메트릭 전송 cpu={r.uniform(5, 40):.1f}% "
-                   f"memory={r.uniform(70, 82):.1f}%")
-        elif k < 0.88:
-            logger, module, func, line = "SYSTEM.monitor", "monitoring_service", "_check", 160
-            msg = (f"[STREAMING_MONITOR] EEG {r.uniform(248, 251):.1f}Hz 정상, "
-                   f"버퍼 사용률 {r.uniform(5, 60):.1f}%")
-        elif k < 0.93:
-            logger, module, func, line = "API.router", "router_stream", "start_streaming", 77
-            msg = "[SERVER:START] 스트리밍 시작 요청 POST /stream/start"
-            extra = {"endpoint": "/stream/start", "method": "POST", "action": "start"}
-        elif k < 0.97:
-            logger, module, func, line = "DEVICE.manager", "device_manager", "connect", 301
-            msg = f"[DEVICE_MGR:CONNECT] BLE 연결 성공 address={addr}"
-            extra = {"address": addr, "status": "connected", "timestamp": t0 + i * step}
-        elif k < 0.995:
-            level = "WARNING"
-            logger, module, func, line = "DEVICE.manager", "device_manager", "_on_disconnect", 352
-            msg = f"디바이스 연결이 끊어졌습니다 address={addr}, 재연결 시도 {r.randint(1, 5)}/5"
-            extra = {"address": addr, "status": "disconnected", "action": "reconnect"}
-        else:
-            level = "ERROR"
-            logger, module, func, line = "STREAM.acc", "stream_manager", "_notify", 498
-            msg = "[STREAM:ACC] notification handler failed: BleakError 'Characteristic not found'"
-            extra = {"exception": {"type": "BleakError", "message": "Characteristic not found",
-                                   "traceback": "Traceback (most recent call last):\n  File "
-                                   "\"stream_manager.py\", line 498, in _notify\n"
-                                   "bleak.exc.BleakError: Characteristic not found"},
-                     "sensor_type": "acc"}
-        rec = {"timestamp": t0 + i * step, "level": level, "logger_name": logger,
-               "message": msg, "module": module, "function_name": func, "line_number": line,
-               "thread_id": 123145300000000 + (i % 3), "process_id": pid}
-        if extra is not None:
-            rec["extra_data"] = extra
-        out.append(rec)
-    return out
-
-
-MAKERS = {"metric": make_metrics, "log": make_logs}
-STORE = {"metric": "store_metrics", "log": "store_logs"}
-TABLE = {"metric": "system_metrics", "log": "system_logs"}
-
-
-# -- the daemon -----------------------------------------------------------------
-
-class Daemon:
-    """A fresh ``python -m linkband_historyd`` on its own temporary directories."""
-
-    def __init__(self, name: str, prepare=None):
-        self.base = tempfile.mkdtemp(prefix=f"lbh-{name[:6]}-")
-        self.data_dir = os.path.join(self.base, "d")
-        self.run_dir = os.path.join(self.base, "r")
-        self.db_path = os.path.join(self.data_dir, "history.db")
-        self.ingest = f"ipc://{self.run_dir}/ingest.sock"
-        self.query = f"ipc://{self.run_dir}/query.sock"
-        assert len(self.ingest) < 100, self.ingest
-        if prepare is not None:
-            os.makedirs(self.data_dir, mode=0o700)
-            prepare(self.db_path)
-        self.stderr_path = os.path.join(self.base, "daemon.stderr")
-        self._stderr = open(self.stderr_path, "wb")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "linkband_historyd", "--data-dir", self.data_dir,
-             "--runtime-dir", self.run_dir, "--log-level", "WARNING"],
-            stdout=self._stderr, stderr=subprocess.STDOUT)
-        self.exit_code = None
-        self._wait_ready()
-
-    def client(self, **kw) -> HistoryClient:
-        return HistoryClient(ingest=self.ingest, query=self.query, **kw)
-
-    def _wait_ready(self, timeout: float = 60.0) -> None:
-        deadline = time.monotonic() + timeout
-        c = HistoryClient(ingest=self.ingest, query=self.query, query_timeout=0.5)
-        try:
-            while time.monotonic() < deadline:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"daemon exited with {self.proc.returncode}: {self.log()}")
-                try:
-                    if c.query("ping").get("ok"):
-                        return
-                except TimeoutError:
-                    pass
-                time.sleep(0.05)
-            raise RuntimeError("daemon did not answer ping within 60 s")
-        finally:
-            c.close()
-
-    def stats(self) -> dict:
-        c = self.client(query_timeout=30.0)
-        try:
-            reply = c.query("stats")
-        finally:
-            c.close()
-        if not reply.get("ok"):
-            raise RuntimeError(f"stats failed: {reply}")
-        return reply["rows"][0]
-
-    def log(self) -> str:
-        try:
-            with open(self.stderr_path, "rb") as f:
-                return f.read().decode("utf-8", "replace")[-4000:]
-        except OSError:
-            return ""
-
-    def stop(self, keep: bool = False) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(60)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self._stderr.close()
-        self.exit_code = self.proc.returncode
-        text = self.log().strip()
-        if self.exit_code != 0:
-            warn(f"daemon exited with code {self.exit_code} (expected 0); its log:\n{text}")
-        elif text:
-            note(f"daemon log (WARNING and above):\n{text}")
-        if not keep:
-            shutil.rmtree(self.base, ignore_errors=True)
-        return self.exit_code
-
-
-# -- output ---------------------------------------------------------------------
-
-WARNINGS: list[str] = []
-
-
-def note(msg: str) -> None:
-    print(f"  .. {msg}", file=sys.stderr, flush=True)
-
-
-def warn(msg: str) -> None:
-    WARNINGS.append(msg)
-    print(f"WARNING: {msg}", flush=True)
-
-
-def pct(values, q: float) -> float:
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
-
-
-# -- CPU accounting: who used the 2 cores during a run ---------------------------
-
-def system_busy() -> float:
-    """CPU seconds all processes of the machine have used (from /proc/stat)."""
-    try:
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:9]]
-    except OSError:
-        return float("nan")
-    return (sum(v) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")     # minus idle, iowait
-
-
-def daemon_cpu(d: "Daemon") -> dict:
-    """CPU seconds of the daemon's processes: writer, query, supervisor (+ tracker)."""
-    out = {"writer": 0.0, "other": 0.0}
-    try:
-        sup = psutil.Process(d.proc.pid)
-        kids = sorted((k for k in sup.children(recursive=True)
-                       if "spawn_main" in " ".join(k.cmdline())), key=lambda k: k.create_time())
-        writer = kids[0].pid if kids else None
-        for proc in [sup] + sup.children(recursive=True):
-            t = proc.cpu_times()
-            out["writer" if proc.pid == writer else "other"] += t.user + t.system
-    except (psutil.Error, IndexError):
-        pass
-    return out
-
-
-class CpuMeter:
-    def __init__(self, d: "Daemon"):
-        self.d = d
-        self.d0 = daemon_cpu(d)
-        self.sys0 = system_busy()
-        self.me0 = time.process_time()
-        self.wall0 = time.monotonic()
-
-    def report(self, clients_cpu: float) -> str:
-        d1 = daemon_cpu(self.d)
-        wall = time.monotonic() - self.wall0
-        busy = system_busy() - self.sys0
-        writer = d1["writer"] - self.d0["writer"]
-        dother = d1["other"] - self.d0["other"]
-        me = time.process_time() - self.me0
-        others = busy - writer - dother - clients_cpu - me
-        return (f"CPU s over {wall:.1f} s wall x {os.cpu_count()} cores: clients {clients_cpu:.1f}, "
-                f"writer {writer:.1f}, rest of daemon {dother:.1f}, this script {me:.1f}, "
-                f"other processes on the machine {max(0.0, others):.1f}")
 
 
 # -- client processes (spawned) ---------------------------------------------------
@@ -373,15 +116,8 @@ def paced_worker(ingest, query, seconds, per_tick, tick, results):
     batches = []
     for k in range(ticks):
         ts = now0 + k * tick
-        recs = []
-        for j in range(per_tick):
-            mtype, name, unit, sensor, gen = names[j % len(names)]
-            tags = {"host": HOSTS[0]}
-            if sensor:
-                tags["sensor"] = sensor
-            recs.append({"timestamp": ts, "metric_type": mtype, "metric_name": name,
-                         "value": gen(r), "unit": unit, "tags": tags})
-        batches.append(recs)
+        batches.append([metric_record(names[j % len(names)], r, ts, HOSTS[0])
+                        for j in range(per_tick)])
     late = []
     try:
         start = time.monotonic()
@@ -458,8 +194,7 @@ def shares(n: int, k: int) -> list[int]:
 
 def scenario_ingest(kind: str, n: int, processes: int, mp) -> dict:
     t0 = time.time() - 3600
-    d = Daemon(f"{kind}{processes}")
-    try:
+    with fresh_daemon(f"{kind}{processes}") as d:
         barrier = mp.Barrier(processes + 1)
         results = mp.Queue()
         procs = [mp.Process(target=push_worker,
@@ -496,13 +231,10 @@ def scenario_ingest(kind: str, n: int, processes: int, mp) -> dict:
              f"p99 {st['ingest_latency_ms'].get('p99', float('nan')):.1f} ms "
              f"over {st['ingest_latency_ms'].get('commits')} commits; {cpu}")
         return {"rate": rate, "stored": stored, "seconds": end - start}
-    finally:
-        d.stop()
 
 
 def scenario_latency(seconds: float, mp, per_tick: int = 5, tick: float = 0.001) -> dict:
-    d = Daemon("lat")
-    try:
+    with fresh_daemon("lat") as d:
         results = mp.Queue()
         p = mp.Process(target=paced_worker, args=(d.ingest, d.query, seconds, per_tick, tick, results))
         p.start()
@@ -526,8 +258,6 @@ def scenario_latency(seconds: float, mp, per_tick: int = 5, tick: float = 0.001)
              f"{cpu} (client CPU includes building its records)")
         return {"p50": lat["p50"], "p99": lat["p99"], "commits": lat.get("commits") or lat["count"],
                 "rate": r["records"] / r["elapsed"]}
-    finally:
-        d.stop()
 
 
 def raw_latency(transactions: int, base: str, per_tx: int = 5) -> dict:
@@ -575,8 +305,7 @@ def fill_query_db(path: str, rows: int, limit: int) -> None:
 
 
 def scenario_query(rows: int, runs: int, limit: int = 10_000) -> dict:
-    d = Daemon("query", prepare=lambda p: fill_query_db(p, rows, limit))
-    try:
+    with fresh_daemon("query", prepare=lambda p: fill_query_db(p, rows, limit)) as d:
         c = d.client(query_timeout=30.0)
         try:
             for _ in range(2):
@@ -591,7 +320,7 @@ def scenario_query(rows: int, runs: int, limit: int = 10_000) -> dict:
                 ours.append(time.perf_counter() - t)
         finally:
             c.close()
-        conn = schema.open_reader(d.db_path)
+        conn = schema.open_reader(str(d.db_path))
         try:
             sql = ("SELECT id, timestamp, metric_type, metric_name, value, unit, tags "
                    "FROM system_metrics WHERE metric_name = ? "
@@ -612,8 +341,6 @@ def scenario_query(rows: int, runs: int, limit: int = 10_000) -> dict:
              f"raw min {min(raw) * 1e3:.2f} max {max(raw) * 1e3:.2f} ms")
         return {"p50": statistics.median(ours) * 1e3, "p90": pct(ours, 0.9) * 1e3,
                 "raw_p50": statistics.median(raw) * 1e3, "raw_p90": pct(raw, 0.9) * 1e3}
-    finally:
-        d.stop()
 
 
 # -- main -------------------------------------------------------------------------
@@ -645,14 +372,11 @@ def main() -> int:
     mp = multiprocessing.get_context("spawn")
 
     print("linkband-history ingest benchmark")
-    print(f"machine: nproc {os.cpu_count()}, {platform.machine()}, {platform.system()} "
-          f"{platform.release()}")
-    print(f"python {platform.python_version()}, SQLite {apsw.sqlite_lib_version()} "
-          f"(apsw {apsw.apsw_version()}), libzmq {zmq.zmq_version()} (pyzmq {zmq.__version__})")
+    print_machine()
     print(f"sizes: metrics {a.records}, logs {a.log_records}, clients 1 and {a.clients}, "
           f"latency {a.latency_seconds:g} s at 5000/s, query db {a.query_rows} rows, "
           f"{a.query_runs} query runs, ingest runs repeated {a.repeat}x (median)", flush=True)
-    print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}", flush=True)
+    print(f"load average at start: {load_average()}", flush=True)
     started = time.monotonic()
     lines = []   # (figure, ours, raw, ratio, target, verdict)
     base = tempfile.mkdtemp(prefix="lbh-raw-")
@@ -707,18 +431,9 @@ def main() -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
 
-    head = ("figure", "ours", "raw limit (same run)", "ours/raw", "target", "")
-    widths = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]
     print()
-    for row in [head] + lines:
-        print("  ".join(str(v).ljust(w) if i == 0 else str(v).rjust(w)
-                        for i, (v, w) in enumerate(zip(row, widths))).rstrip())
-    print(f"\ntotal time {time.monotonic() - started:.0f} s; "
-          f"{len(WARNINGS)} warning(s)" + ("" if not WARNINGS else ":"))
-    for w in WARNINGS:
-        print(f"  - {w.splitlines()[0]}")
-    return 1 if WARNINGS else 0
-
+    print_table(("figure", "ours", "raw limit (same run)", "ours/raw", "target", ""), lines)
+    return print_summary(started)
 
 if __name__ == "__main__":
     sys.exit(main())
