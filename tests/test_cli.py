@@ -44,3 +44,76 @@ def test_tool_says_when_no_daemon_answers(tmp_path):
     out = subprocess.run([sys.executable, "-m", "linkband_history.cli", "--timeout", "0.3", "status"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert out.returncode == 1 and "is linkband-historyd running" in out.stderr
+
+
+def test_export_round_trips_in_every_format(daemon, tmp_path):
+    import pytest
+    from linkband_history.export import read_back
+    from conftest import all_rows
+    c = daemon.client()
+    c.store_metrics([{"timestamp": 1_700_000_000 + i * 0.5, "metric_type": "cpu",
+                      "metric_name": "cpu_percent", "value": i / 3, "unit": "%",
+                      "tags": {"host": "h", "n": i % 3}} for i in range(25_000)])
+    c.store_logs([{"timestamp": 1_700_000_000 + i, "level": "INFO", "logger_name": "STREAM.eeg",
+                   "message": f"디바이스 연결 {i}, \"quoted\", comma", "extra_data": {"k": [i, None]}}
+                  for i in range(300)])
+    assert c.flush(timeout=30)
+    for kind, command in (("metrics", "metrics"), ("logs", "logs")):
+        want = all_rows(daemon, command, limit=10_000)
+        for fmt in ("csv", "jsonl", "parquet"):
+            out = tmp_path / f"{kind}.{fmt}"
+            r = tool(daemon, "export", kind, "--format", fmt, "-o", str(out))
+            assert r.returncode == 0, r.stderr
+            assert f"{len(want):,} rows" in r.stdout
+            assert read_back(str(out), fmt, kind) == want, (kind, fmt)
+    out = tmp_path / "filtered.jsonl"
+    r = tool(daemon, "export", "metrics", "--format", "jsonl", "-o", str(out), "--since",
+             "1700012000")
+    assert r.returncode == 0 and len(read_back(str(out), "jsonl", "metrics")) == 1000
+    r = tool(daemon, "export", "metrics", "--format", "xml", "-o", str(out))
+    assert r.returncode == 2
+
+
+def test_analysis_subcommands(daemon):
+    c = daemon.client()
+    c.store_metrics([{"metric_name": "cpu_percent", "value": v} for v in (10, 20, 30)])
+    c.store_performance([{"component": "buffer", "operation": "push", "duration_ms": d}
+                         for d in (1, 2, 3)])
+    c.store_logs([{"level": "ERROR", "logger_name": "X", "message": f"failed after {n} tries"}
+                  for n in (1, 2)])
+    assert c.flush()
+    out = tool(daemon, "summary")
+    assert out.returncode == 0 and "cpu_percent" in out.stdout and "20" in out.stdout
+    out = tool(daemon, "--json", "aggregate", "--bucket", "none", "--fn", "max")
+    assert json.loads(out.stdout)["rows"][0]["max"] == 30.0
+    out = tool(daemon, "perf")
+    assert out.returncode == 0 and "buffer" in out.stdout
+    out = tool(daemon, "log-stats")
+    assert out.returncode == 0 and "failed after <n> tries" in out.stdout
+    out = tool(daemon, "dashboard")
+    assert out.returncode == 0 and "cpu_percent" in out.stdout
+    log_id = json.loads(tool(daemon, "--json", "logs").stdout)["rows"][0]["id"]
+    out = tool(daemon, "context", str(log_id), "-C", "1")
+    assert out.stdout.splitlines()[0].startswith("> ")
+    out = tool(daemon, "perf-compare", "--a-since", "2h", "--a-until", "1h", "--b-since", "1h",
+               "--b-until", "now")
+    assert out.returncode == 0 and "buffer" in out.stdout
+
+
+def test_follow_prints_lines_as_they_are_committed(daemon):
+    import time
+    c = daemon.client()
+    c.store_logs([{"level": "INFO", "logger_name": "X", "message": "before"}])
+    assert c.flush()
+    env = {**os.environ, "LINKBAND_HISTORY_QUERY": daemon.query, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "linkband_history.cli", "logs", "--follow",
+                             "--interval", "0.05"], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert "before" in proc.stdout.readline()
+        time.sleep(0.2)
+        c.store_logs([{"level": "WARNING", "logger_name": "X", "message": "디바이스 연결이 끊어졌습니다"}])
+        assert c.flush()
+        assert "디바이스 연결이 끊어졌습니다" in proc.stdout.readline()
+    finally:
+        proc.kill()
+        proc.wait()

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import datetime
 
 import click
 
 from .client import HistoryClient
+from .export import FORMATS, KIND_NAMES
+from .export import export as run_export
 from .times import parse_time
 
 TABLE_COLUMNS = {
@@ -28,7 +31,7 @@ TABLE_COLUMNS = {
     "logs.search": ("timestamp", "level", "logger_name", "message"),
     "alerts": ("timestamp", "level", "category", "title", "resolved_at"),
 }
-TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at"}
+TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at", "bucket", "first_seen", "last_seen"}
 
 
 def _time(ctx, param, value):
@@ -43,7 +46,7 @@ def _time(ctx, param, value):
 def _cell(col, v, width=60):
     if v is None:
         return ""
-    if col in TIME_COLUMNS and isinstance(v, (int, float)):
+    if col in TIME_COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool):
         return datetime.fromtimestamp(v).isoformat(sep=" ", timespec="milliseconds")
     if isinstance(v, (dict, list)):
         v = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
@@ -68,10 +71,8 @@ class Tool:
 
     def ask(self, command, **params):
         params = {k: v for k, v in params.items() if v not in (None, (), [])}
-        if self._client is None:
-            self._client = HistoryClient(query=self.query_endpoint, query_timeout=self.timeout)
         try:
-            reply = self._client.query(command, **params)
+            reply = self.client().query(command, **params)
         except TimeoutError as exc:
             raise click.ClickException(f"{exc} (is linkband-historyd running?)") from None
         if not reply.get("ok"):
@@ -92,6 +93,19 @@ class Tool:
 
     def list(self, command, **params):
         self.show(command, self.ask(command, **params))
+
+    def generic(self, command, **params):
+        """Ask, then print the rows as a table with the columns they have."""
+        reply = self.ask(command, **params)
+        if self.as_json:
+            return self.show(command, reply)
+        rows = reply.get("rows", [])
+        print_table(rows, tuple(rows[0]) if rows else ())
+
+    def client(self):
+        if self._client is None:
+            self._client = HistoryClient(query=self.query_endpoint, query_timeout=self.timeout)
+        return self._client
 
     def close(self):
         if self._client is not None:
@@ -174,10 +188,43 @@ def log_options(fn):
 
 @main.command()
 @log_options
+@click.option("-f", "--follow", is_flag=True, help="keep printing new lines as they are committed")
+@click.option("--interval", type=float, default=0.5, show_default=True, help="--follow poll interval")
 @click.pass_obj
-def logs(tool, **params):
-    """Log lines."""
-    tool.list("logs", **_lists(params))
+def logs(tool, follow, interval, **params):
+    """Log lines (with --follow: then new ones as they arrive, like journalctl -f)."""
+    params = _lists(params)
+    if not follow:
+        return tool.list("logs", **params)
+    if params.pop("cursor", None) or params.pop("order", None):
+        raise click.UsageError("--follow starts from the newest lines: no --cursor or --order")
+    limit = params.pop("limit", None) or 10
+    first = tool.ask("logs", order="desc", limit=limit, **params)["rows"][::-1]
+    _print_follow(tool, first)
+    last_id = max([r["id"] for r in first], default=0)
+    if not first:
+        newest = tool.ask("logs", order="desc", limit=1)["rows"]
+        last_id = newest[0]["id"] if newest else 0
+    params.pop("since", None)
+    try:
+        while True:
+            rows = tool.ask("logs", after_id=last_id, limit=1000, **params)["rows"]
+            if rows:
+                _print_follow(tool, rows)
+                last_id = rows[-1]["id"]
+            else:
+                time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+def _print_follow(tool, rows):
+    for r in rows:
+        if tool.as_json:
+            click.echo(json.dumps(r, ensure_ascii=False))
+        else:
+            click.echo(f"{_cell('timestamp', r['timestamp'])} {r['level']:<8} {r['logger_name']}: "
+                       f"{r['message']}")
 
 
 @main.command()
@@ -198,6 +245,159 @@ def search(tool, text, **params):
 def alerts(tool, open_, **params):
     """Alert history."""
     tool.list("alerts", open=open_, **_lists(params))
+
+
+@main.command()
+@click.option("--name", "metric_name", multiple=True)
+@click.option("--type", "metric_type", multiple=True)
+@click.option("--since", callback=_time)
+@click.option("--until", callback=_time)
+@click.pass_obj
+def summary(tool, **params):
+    """Per metric over the range: count, min, max, avg, last."""
+    tool.generic("metrics.summary", **_lists(params))
+
+
+@main.command()
+@click.option("--name", "metric_name", multiple=True)
+@click.option("--type", "metric_type", multiple=True)
+@click.option("--bucket", default=None, help="1s .. 1d, auto (default) or none")
+@click.option("--fn", "functions", multiple=True,
+              help="count sum min max avg last p50 p95 p99 (repeatable)")
+@click.option("--group-by", "group_by", multiple=True, help="metric_name, metric_type, unit, tag:KEY")
+@click.option("--since", callback=_time)
+@click.option("--until", callback=_time)
+@click.pass_obj
+def aggregate(tool, **params):
+    """A bucketed series of metrics (for charts)."""
+    tool.generic("metrics.aggregate", **_lists(params))
+
+
+@main.command("log-stats")
+@click.option("--level", multiple=True)
+@click.option("--logger", "logger_name", multiple=True)
+@click.option("--bucket", default=None)
+@click.option("--top", type=int, default=None, help="how many error patterns")
+@click.option("--since", callback=_time)
+@click.option("--until", callback=_time)
+@click.pass_obj
+def log_stats(tool, **params):
+    """Counts by level, logger and bucket, and the top error patterns."""
+    reply = tool.ask("logs.stats", **_lists(params))
+    if tool.as_json:
+        return tool.show("logs.stats", reply)
+    s = reply["rows"][0]
+    click.echo("total " + f"{s['total']:,}  " + "  ".join(f"{k} {v:,}" for k, v in s["by_level"].items()))
+    click.echo("\ntop loggers")
+    print_table(s["by_logger"][:10], ("logger_name", "count"))
+    click.echo("\ntop error patterns")
+    print_table(s["top_patterns"], ("count", "last_seen", "pattern"))
+
+
+@main.command()
+@click.argument("log_id", type=int)
+@click.option("-B", "--before", type=int, default=5)
+@click.option("-A", "--after", type=int, default=5)
+@click.option("-C", "--context", "both", type=int, default=None, help="lines before and after")
+@click.option("--logger", "logger_name", multiple=True, help="only lines of these loggers")
+@click.pass_obj
+def context(tool, log_id, before, after, both, logger_name):
+    """The log lines around one log line (like grep -C)."""
+    if both is not None:
+        before = after = both
+    reply = tool.ask("logs.context", id=log_id, before=before, after=after,
+                     logger_name=list(logger_name))
+    if tool.as_json:
+        return tool.show("logs.context", reply)
+    for r in reply["rows"]:
+        click.echo(("> " if r["match"] else "  ") + f"{_cell('timestamp', r['timestamp'])} "
+                   f"{r['level']:<8} {r['logger_name']}: {r['message']}")
+
+
+@main.command()
+@click.option("--component", multiple=True)
+@click.option("--operation", multiple=True)
+@click.option("--since", callback=_time)
+@click.option("--until", callback=_time)
+@click.pass_obj
+def perf(tool, **params):
+    """Per component and operation: count, duration percentiles, throughput, errors."""
+    tool.generic("performance.analysis", **_lists(params))
+
+
+@main.command("perf-compare")
+@click.option("--a-since", callback=_time, required=True, help="baseline window start")
+@click.option("--a-until", callback=_time, required=True)
+@click.option("--b-since", callback=_time, required=True, help="window to judge")
+@click.option("--b-until", callback=_time, required=True)
+@click.option("--component", multiple=True)
+@click.option("--operation", multiple=True)
+@click.pass_obj
+def perf_compare(tool, **params):
+    """Two windows side by side, the largest p95 regressions first."""
+    reply = tool.ask("performance.compare", **_lists(params))
+    if tool.as_json:
+        return tool.show("performance.compare", reply)
+    print_table(reply["rows"], ("component", "operation", "duration_p95_a", "duration_p95_b",
+                                "duration_p95_change_pct", "error_rate_a", "error_rate_b"))
+
+
+@main.command()
+@click.pass_obj
+def dashboard(tool):
+    """The overview: latest metrics, log levels of the last hour, open alerts, patterns."""
+    reply = tool.ask("dashboard")
+    if tool.as_json:
+        return tool.show("dashboard", reply)
+    d = reply["rows"][0]
+    print_table(d["latest_metrics"], ("metric_name", "value", "unit", "timestamp"))
+    click.echo("\nlast hour: " + ", ".join(f"{k} {v:,}" for k, v in sorted(d["log_levels"].items())))
+    click.echo("\nopen alerts")
+    print_table(d["open_alerts"], ("timestamp", "level", "category", "title"))
+    click.echo("\ntop error patterns")
+    print_table(d["top_patterns"], ("count", "last_seen", "pattern"))
+    click.echo(f"\nstorage {d['storage']['size_bytes'] / 1e6:.1f} MB")
+
+
+@main.command("export")
+@click.argument("kind", type=click.Choice(sorted(KIND_NAMES)))
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False))
+@click.option("--name", "metric_name", multiple=True)
+@click.option("--type", "metric_type", multiple=True)
+@click.option("--component", multiple=True)
+@click.option("--operation", multiple=True)
+@click.option("--level", multiple=True)
+@click.option("--logger", "logger_name", multiple=True)
+@click.option("--category", multiple=True)
+@click.option("--since", callback=_time)
+@click.option("--until", callback=_time)
+@click.pass_obj
+def export_cmd(tool, kind, fmt, output, **params):
+    """Write every matching row to a file, page by page (bounded memory)."""
+    params = {k: v for k, v in _lists(params).items() if v not in (None, [], ())}
+    client = tool.client()
+    bar = None
+    show = sys.stderr.isatty() and not tool.as_json
+
+    def progress(done, total):
+        nonlocal bar
+        if not show:
+            return
+        if bar is None:
+            bar = click.progressbar(length=total or done, label=f"exporting {kind}", file=sys.stderr)
+            bar.__enter__()
+        bar.update(done - bar.pos)
+
+    try:
+        n = run_export(client, kind, params, fmt, output, progress)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+    click.echo(json.dumps({"rows": n, "file": output, "format": fmt}) if tool.as_json
+               else f"{n:,} rows written to {output}")
 
 
 def _lists(params: dict) -> dict:
