@@ -1,0 +1,80 @@
+"""Search accuracy on 100,000 generated mixed Korean/English log lines: precision
+and recall against case-insensitive substring matching must both be 100 %."""
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from linkband_historyd.harness import DaemonProcess
+from linkband_historyd.search import parse_terms
+import sdkdata
+
+N = 100_000
+
+QUERIES = {
+    "english word": ["connected", "samples", "overflow", "broadcast", "started"],
+    "english fragment": ["connec", "oadca", "verfl", "amp", "sdk"],
+    "case variant": ["CONNECTED", "Samples", "eRRoR", "Link Band", "OK"],
+    "korean stem with particle": ["연결", "연결이", "사용률", "임계값", "버퍼"],
+    "two-character korean": ["연결", "감지", "발생", "시도", "초과"],
+    "one character": ["회", "끊", "x", "%"],
+    "multi-term": ["연결 address", "STREAM samples dropped", "cpu memory", "재연결 회"],
+    "phrase": ['"연결이 끊어"', '"samples broadcast"', '"server started on"', '"127.0.0.1:"'],
+    "bracket tag": ["STREAM:EEG", "[STREAM:PPG]", "[DEVICE_MGR:CONNECT]", "MONITORING_BROADCAST"],
+    "number": ["8121", "85.0", "127.0.0.1", "42", "7"],
+    "hostile": ['AND OR', "NEAR(x", '"', "a*", "'; --", "(", "^"],
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    d = DaemonProcess(tmp_path_factory.mktemp("accuracy")).start()
+    rng = random.Random(2026)
+    messages = [sdkdata.log_message(rng)[2] for _ in range(N)]
+    c = d.client(max_queue=N)
+    for i in range(0, N, 5000):
+        c.store_logs([{"timestamp": 1_700_000_000 + (i + k) * 0.01, "level": "INFO",
+                       "logger_name": "STREAM.eeg", "message": m}
+                      for k, m in enumerate(messages[i:i + 5000])])
+    assert c.flush(timeout=120)
+    first_id = d.ask("logs", limit=1)["rows"][0]["id"]
+    yield d, {first_id + i: m.lower() for i, m in enumerate(messages)}
+    d.close()
+
+
+def search_ids(d, q):
+    ids, cursor = [], None
+    while True:
+        params = {"q": q, "limit": 20_000, **({"cursor": cursor} if cursor else {})}
+        r = d.ask("logs.search", **params)
+        assert r["ok"], r
+        ids += [row["id"] for row in r["rows"]]
+        cursor = r["next"]
+        if not cursor:
+            return ids
+
+
+def test_every_query_kind_has_full_precision_and_recall(corpus):
+    d, lowered = corpus
+    report = []
+    total = 0
+    for kind, queries in QUERIES.items():
+        for q in queries:
+            terms = parse_terms(q)
+            if not terms:
+                r = d.ask("logs.search", q=q)
+                assert not r["ok"] and r["error"]["code"] == "bad_param"
+                continue
+            want = {i for i, m in lowered.items() if all(t in m for t in terms)}
+            got = search_ids(d, q)
+            assert len(got) == len(set(got)), q
+            tp = len(want & set(got))
+            precision = tp / len(got) if got else 1.0
+            recall = tp / len(want) if want else 1.0
+            report.append((kind, q, len(want), precision, recall))
+            total += 1
+    bad = [r for r in report if r[3] < 1.0 or r[4] < 1.0]
+    assert total >= 30
+    assert not bad, bad
+    assert sum(1 for r in report if r[2] > 0) >= 30      # queries that do match something
