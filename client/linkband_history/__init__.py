@@ -10,8 +10,9 @@ Importing this package loads only pyzmq and msgpack: never the daemon's
 dependencies (apsw, psutil, apscheduler).
 """
 from .client import HistoryClient
+from .events import subscribe
 from .loghandler import HistoryLogHandler
 from .protocol import KINDS, FIELDS, PROTOCOL_VERSION
 
-__all__ = ["HistoryClient", "HistoryLogHandler", "KINDS", "FIELDS", "PROTOCOL_VERSION"]
+__all__ = ["HistoryClient", "HistoryLogHandler", "subscribe", "KINDS", "FIELDS", "PROTOCOL_VERSION"]
 __version__ = "0.1.0"

@@ -400,6 +400,22 @@ def export_cmd(tool, kind, fmt, output, **params):
                else f"{n:,} rows written to {output}")
 
 
+@main.command()
+@click.argument("topics", nargs=-1)
+@click.option("--events", "events_endpoint", default=None, envvar="LINKBAND_HISTORY_EVENTS",
+              help="events endpoint (default: the daemon's default socket)")
+@click.option("--count", type=int, default=None, help="stop after this many events")
+@click.option("--timeout", "wait", type=float, default=None, help="stop after this long without one")
+def events(topics, events_endpoint, count, wait):
+    """Print the daemon's events as they happen (JSON lines), optionally only TOPICS."""
+    from .events import subscribe
+    with subscribe(list(topics), events_endpoint, wait) as sub:
+        for n, (topic, payload) in enumerate(sub, 1):
+            click.echo(json.dumps({"topic": topic, "data": payload}, ensure_ascii=False, default=str))
+            if count and n >= count:
+                break
+
+
 def _lists(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 

@@ -12,7 +12,8 @@ import sys
 import tempfile
 
 IPC_SUPPORTED = sys.platform != "win32"
-DEFAULT_TCP_PORTS = {"ingest": 5561, "query": 5562, "events": 5563}
+DEFAULT_TCP_PORTS = {"ingest": 5561, "query": 5562, "events": 5563, "control": 5564,
+                     "scheduler": 5565}
 ENV_PREFIX = "LINKBAND_HISTORY_"
 
 

@@ -46,6 +46,7 @@ class Batch:
         self.records = 0
         self.messages = 0
         self.sent_at: list[float] = []                  # client send times, for latency
+        self.new_alerts: list[dict] = []                # alerts stored by this batch
         self.received_at = time.time()
 
     def _state(self, client_id: str, now: float) -> ClientState:

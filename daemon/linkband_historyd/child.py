@@ -52,13 +52,16 @@ class Child:
         self.log.debug("%s ready (pid %d)", self.name, os.getpid())
         try:
             while not self.stop_requested:
-                if os.getppid() != self._parent:
+                if self.parent_gone():
                     self.log.warning("supervisor is gone; stopping")
                     break
                 self.loop_once()
         finally:
             self.shutdown()
             self.log.debug("%s stopped", self.name)
+
+    def parent_gone(self) -> bool:
+        return os.getppid() != self._parent
 
     def _on_term(self, signum, frame) -> None:
         self.stop_requested = True

@@ -89,6 +89,17 @@ def _str(v):
     return v.strip()
 
 
+def _clock(v):
+    s = _str(v)
+    try:
+        h, m = (int(x) for x in s.split(":"))
+    except ValueError:
+        raise ValueError("must be HH:MM") from None
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise ValueError("must be HH:MM")
+    return f"{h:02d}:{m:02d}"
+
+
 def _endpoint(v):
     s = _str(v)
     if not s:
@@ -148,11 +159,49 @@ OPTIONS: tuple[Option, ...] = (
            "rows per page when a query gives no limit"),
     Option("query.max_limit", 100_000, _int(1, 10_000_000), "LINKBAND_HISTORY_MAX_LIMIT", None,
            "largest page a query may ask for"),
+    Option("events.endpoint", "", _endpoint, "LINKBAND_HISTORY_EVENTS", "--events",
+           "PUB socket of the daemon's events; empty: ipc://<runtime_dir>/events.sock"),
+    Option("events.coalesce_ms", 500.0, _float(0, 60_000), "LINKBAND_HISTORY_EVENTS_COALESCE_MS", None,
+           "history_data_updated is published at most once per this many milliseconds"),
     Option("storage.synchronous", "NORMAL", _choice(SYNC_MODES), "LINKBAND_HISTORY_SYNCHRONOUS",
            None, "SQLite synchronous mode: NORMAL survives a crash of any process; FULL also "
            "survives power loss, at a cost"),
     Option("storage.checkpoint_interval_s", 1.0, _float(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
            None, "WAL checkpoints run this often on their own connection, off the writer's path"),
+    Option("scheduler.enabled", True, _bool, "LINKBAND_HISTORY_SCHEDULER", None,
+           "run the scheduler process (summaries, retention, archives, optimize)"),
+    Option("scheduler.summaries_interval_s", 60.0, _float(1, 86400), "LINKBAND_HISTORY_SUMMARIES_INTERVAL_S",
+           None, "how often new rows are folded into the summary tiers"),
+    Option("scheduler.retention_interval_s", 3600.0, _float(10, 7 * 86400),
+           "LINKBAND_HISTORY_RETENTION_INTERVAL_S", None, "how often retention and archiving run"),
+    Option("scheduler.budget_interval_s", 60.0, _float(1, 86400), "LINKBAND_HISTORY_BUDGET_INTERVAL_S",
+           None, "how often the size budget and free disk are checked"),
+    Option("scheduler.optimize_at", "03:30", _clock, "LINKBAND_HISTORY_OPTIMIZE_AT", None,
+           "local time of the daily optimize (ANALYZE, FTS merge, incremental vacuum)"),
+    Option("retention.metric_days", 30.0, _float(0), "LINKBAND_HISTORY_METRIC_DAYS", None,
+           "metric detail rows are kept this many days (0: for ever)"),
+    Option("retention.performance_days", 30.0, _float(0), "LINKBAND_HISTORY_PERFORMANCE_DAYS", None,
+           "performance detail rows are kept this many days (0: for ever)"),
+    Option("retention.log_days", 30.0, _float(0), "LINKBAND_HISTORY_LOG_DAYS", None,
+           "log lines are kept this many days (0: for ever)"),
+    Option("retention.alert_days", 30.0, _float(0), "LINKBAND_HISTORY_ALERT_DAYS", None,
+           "alerts are kept this many days (0: for ever)"),
+    Option("retention.minute_days", 90.0, _float(0), "LINKBAND_HISTORY_MINUTE_DAYS", None,
+           "the minute tier of metric summaries is kept this many days"),
+    Option("retention.summary_days", 365.0, _float(0), "LINKBAND_HISTORY_SUMMARY_DAYS", None,
+           "hourly, daily, weekly and monthly summaries are kept this many days"),
+    Option("retention.max_db_bytes", 4 * 1024 ** 3, _int(0), "LINKBAND_HISTORY_MAX_DB_BYTES", None,
+           "size budget of the database; over it the oldest detail goes first (0: none)"),
+    Option("retention.min_free_percent", 5.0, _float(0, 100), "LINKBAND_HISTORY_MIN_FREE_PERCENT", None,
+           "keep at least this share of the disk free; under it the oldest detail goes first"),
+    Option("archive.enabled", True, _bool, "LINKBAND_HISTORY_ARCHIVE", None,
+           "move detail past its retention into compressed monthly archive files before deleting"),
+    Option("archive.dir", "", _str, "LINKBAND_HISTORY_ARCHIVE_DIR", None,
+           "where archives go; empty: <data_dir>/archives"),
+    Option("archive.level", 19, _int(1, 22), "LINKBAND_HISTORY_ARCHIVE_LEVEL", None,
+           "zstandard compression level of archives"),
+    Option("archive.restore_days", 7.0, _float(0.01), "LINKBAND_HISTORY_RESTORE_DAYS", None,
+           "a restored month stays queryable this many days before it is removed again"),
     Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
            "allow binding a non-loopback tcp:// address"),
     Option("supervisor.restart_backoff_max_s", 30.0, _float(0.1, 3600),
@@ -220,15 +269,24 @@ def finish(cfg: dict) -> dict:
     if not cfg["daemon.data_dir"]:
         import platformdirs
         cfg["daemon.data_dir"] = platformdirs.user_data_dir("linkband-history", appauthor=False)
-    for name in ("ingest", "query"):
+    for name in ("ingest", "query", "events"):
         key = f"{name}.endpoint"
         if not cfg[key]:
             cfg[key] = default_endpoint(name, cfg["daemon.runtime_dir"])
         if not cfg["security.allow_remote"] and not is_loopback(cfg[key]):
             raise ConfigError(f"{key}: {cfg[key]} is not a loopback or ipc:// address; set "
                               "security.allow_remote = true to bind it")
-    if cfg["ingest.endpoint"] == cfg["query.endpoint"]:
-        raise ConfigError("query.endpoint: must differ from ingest.endpoint")
+    seen = {}
+    for key in ("ingest.endpoint", "query.endpoint", "events.endpoint"):
+        if cfg[key] in seen:
+            raise ConfigError(f"{key}: must differ from {seen[cfg[key]]}")
+        seen[cfg[key]] = key
+    # internal sockets between the daemon's own processes: never configurable to
+    # anything but the owner-only runtime directory (or loopback on Windows)
+    cfg["daemon.control_endpoint"] = default_endpoint("control", cfg["daemon.runtime_dir"])
+    cfg["daemon.scheduler_endpoint"] = default_endpoint("scheduler", cfg["daemon.runtime_dir"])
     cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], "history.db")
+    if not cfg["archive.dir"]:
+        cfg["archive.dir"] = os.path.join(cfg["daemon.data_dir"], "archives")
     return cfg
 

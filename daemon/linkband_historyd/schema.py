@@ -138,6 +138,27 @@ MIGRATIONS: list[list[str]] = [
             SELECT metric_name, metric_type, max(timestamp), value, unit, tags
             FROM system_metrics GROUP BY metric_name""",
     ],
+    # 3: typed metric summaries per tier (minute, hourly, daily, weekly, monthly), so
+    # charts over days never touch detail rows; count/sum/min/max/last keep every
+    # tier's averages exact. data_summaries keeps the readable JSON of every kind.
+    [
+        """CREATE TABLE metric_rollups (
+            tier TEXT NOT NULL,
+            metric_name TEXT NOT NULL,
+            tags TEXT NOT NULL,
+            bucket REAL NOT NULL,
+            metric_type TEXT NOT NULL,
+            unit TEXT,
+            count INTEGER NOT NULL,
+            sum REAL NOT NULL,
+            min REAL NOT NULL,
+            max REAL NOT NULL,
+            last REAL NOT NULL,
+            last_ts REAL NOT NULL,
+            PRIMARY KEY (tier, metric_name, tags, bucket)
+        ) STRICT, WITHOUT ROWID""",
+        "CREATE INDEX idx_rollups_bucket ON metric_rollups(tier, bucket)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -176,6 +197,17 @@ UPSERT_CLIENT = (f"INSERT OR REPLACE INTO ingest_clients ({', '.join(CLIENT_COLU
                  f"VALUES ({', '.join('?' * len(CLIENT_COLUMNS))})")
 ADD_REJECTS = ("INSERT INTO ingest_rejects (reason, count) VALUES (?, ?) "
                "ON CONFLICT (reason) DO UPDATE SET count = count + excluded.count")
+ROLLUP_COLUMNS = ("tier", "metric_name", "tags", "bucket", "metric_type", "unit", "count", "sum",
+                  "min", "max", "last", "last_ts")
+UPSERT_ROLLUP = (f"INSERT OR REPLACE INTO metric_rollups ({', '.join(ROLLUP_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(ROLLUP_COLUMNS))})")
+SUMMARY_COLUMNS = ("summary_type", "data_type", "summary_key", "period_start", "period_end",
+                   "summary_data", "created_at")
+UPSERT_SUMMARY = ("INSERT INTO data_summaries (summary_type, data_type, summary_key, period_start, "
+                  "period_end, summary_data, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                  "ON CONFLICT (summary_type, data_type, summary_key, period_start) DO UPDATE SET "
+                  "period_end = excluded.period_end, summary_data = excluded.summary_data, "
+                  "created_at = excluded.created_at")
 SET_WRITER_STATE = "INSERT OR REPLACE INTO writer_state (key, value) VALUES (?, ?)"
 ADD_COUNT = ("INSERT INTO table_counts (name, rows) VALUES (?, ?) "
              "ON CONFLICT (name) DO UPDATE SET rows = rows + excluded.rows")

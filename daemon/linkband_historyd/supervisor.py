@@ -24,6 +24,7 @@ import click
 from . import config as config_mod
 from .child import run_child, setup_logging
 from .query_server import QueryServer
+from .scheduler import Scheduler
 from .sockets import prepare_runtime_dir
 from .writer import Writer
 
@@ -47,11 +48,13 @@ class Slot:
 
 
 class Supervisor:
-    ORDER = (("writer", Writer), ("query", QueryServer))     # start order; stop is reversed
-
     def __init__(self, cfg: dict):
         self.cfg = cfg
         self.mp = multiprocessing.get_context("spawn")
+        # start order; stop order is the reverse: the writer starts first and stops last
+        self.ORDER = [("writer", Writer), ("query", QueryServer)]
+        if cfg["scheduler.enabled"]:
+            self.ORDER.append(("scheduler", Scheduler))
         self.slots = {name: Slot(name, cls) for name, cls in self.ORDER}
         self.stop_requested = False
 

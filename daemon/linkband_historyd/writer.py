@@ -22,15 +22,17 @@ import threading
 import time
 
 import apsw
+import msgpack
 import zmq
 
 from linkband_history.protocol import FIELDS, JSON_FIELDS, TIME_FIELDS, dumps_json, row_from_record
 from linkband_history.times import to_epoch
 
-from . import schema
+from . import schema, write_ops
 from .batch import Batch, ClientState
 from .child import Child
 from .datalock import DataDirLock
+from .events import EventPublisher
 from .latency import LatencyHistogram
 from .sockets import bind
 
@@ -59,6 +61,16 @@ class Writer(Child):
         self.sock.setsockopt(zmq.RCVHWM, cfg["ingest.receive_hwm"])
         self.sock.setsockopt(zmq.LINGER, 0)
         bind(self.sock, cfg["ingest.endpoint"], cfg["daemon.runtime_dir"])
+        self.control = self.ctx.socket(zmq.ROUTER)
+        self.control.setsockopt(zmq.LINGER, 0)
+        self.control.setsockopt(zmq.MAXMSGSIZE, 64 * 1024 * 1024)
+        bind(self.control, cfg["daemon.control_endpoint"], cfg["daemon.runtime_dir"])
+        self.events = EventPublisher(self.ctx, cfg["events.endpoint"], cfg["daemon.runtime_dir"],
+                                     cfg["events.coalesce_ms"] / 1000.0)
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.poller.register(self.control, zmq.POLLIN)
+        self.pid = os.getpid()
         self._stop_checkpoints = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpointer",
                                               daemon=True)
@@ -75,12 +87,32 @@ class Writer(Child):
 
     # -- the loop ------------------------------------------------------------
     def loop_once(self) -> None:
-        if self.sock.poll(int(self.tick * 1000)):
+        ready = dict(self.poller.poll(int(self.tick * 1000)))
+        if self.sock in ready:
             self.commit(self.receive())
-        elif self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
-            with self.conn:                      # idle: publish the last commits' latencies
-                self._save_state()
+        if self.control in ready:
+            self.control_once()                   # one bounded operation between batches
+        if not ready:
+            self.events.flush()
+            if self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
+                with self.conn:                  # idle: publish the last commits' latencies
+                    self._save_state()
 
+    def control_once(self) -> None:
+        """Run one write operation asked for by another process of the daemon."""
+        try:
+            frames = self.control.recv_multipart(zmq.NOBLOCK)
+        except zmq.Again:
+            return
+        envelope, body = frames[:-1], frames[-1]
+        try:
+            name, params = msgpack.unpackb(body, raw=False)
+            reply = {"ok": True, "result": write_ops.run(self, name, params)}
+        except write_ops.OpError as exc:
+            reply = {"ok": False, "error": {"code": "op_failed", "message": str(exc)}}
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            reply = {"ok": False, "error": {"code": "bad_request", "message": str(exc)}}
+        self.control.send_multipart(envelope + [msgpack.packb(reply, use_bin_type=True, default=str)])
     def receive(self) -> Batch:
         """Every frame waiting now, up to ``batch_size`` records."""
         batch = Batch(self.clients)
@@ -123,6 +155,9 @@ class Writer(Child):
         batch.committed()
         self.commits += 1
         self.committed += batch.records
+        self.events.data_committed(batch.stored)
+        for alert in batch.new_alerts:
+            self.events.publish("alert_stored", alert)
         done = self._last_commit = time.time()
         add = self.latency.add
         for sent_at in batch.sent_at:
@@ -143,7 +178,7 @@ class Writer(Child):
     def _insert(self, kind: str, rows: list, batch: Batch) -> None:
         conn = self.conn
         after = self.AFTER_INSERT.get(kind)
-        if after:
+        if after or kind == "alert":
             table = schema.TABLES[kind]
             first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
         try:
@@ -155,6 +190,10 @@ class Writer(Child):
             last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
             if last >= first:
                 conn.execute(after, (first, last))
+        elif kind == "alert":                            # announced once committed
+            cols = ("id",) + FIELDS["alert"]
+            batch.new_alerts = [dict(zip(cols, r)) for r in conn.execute(
+                f"SELECT {', '.join(cols)} FROM alert_history WHERE id >= ?", (first,))]
 
     def _insert_one_by_one(self, kind: str, rows: list, batch: Batch) -> None:
         """The slow path: find the rows SQLite refuses, keep all the others."""
@@ -199,6 +238,8 @@ class Writer(Child):
             self.commit(batch)
             drained += batch.records
         self.sock.close(0)
+        self.control.close(0)
+        self.events.close()
         self.ctx.term()
         try:
             with self.conn:

@@ -1,0 +1,57 @@
+"""Subscribe to the daemon's events (see the daemon's ``events`` module for topics).
+
+    for topic, payload in subscribe(["history_data_updated"], timeout=5):
+        ...
+
+The iterator ends when no event arrives within ``timeout`` seconds (None:
+wait for ever) or when it is closed.
+"""
+from __future__ import annotations
+
+import msgpack
+import zmq
+
+from .endpoints import resolve_endpoint
+
+__all__ = ["subscribe", "Subscription"]
+
+
+class Subscription:
+    def __init__(self, topics=(), endpoint: str | None = None, timeout: float | None = None):
+        self.endpoint = resolve_endpoint("events", endpoint)
+        self.timeout = timeout
+        self._ctx = zmq.Context()
+        self._sock = self._ctx.socket(zmq.SUB)
+        self._sock.setsockopt(zmq.LINGER, 0)
+        for t in (topics or [""]):
+            self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        self._sock.connect(self.endpoint)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        if self._sock is None:
+            raise StopIteration
+        ms = None if self.timeout is None else int(self.timeout * 1000)
+        if not self._sock.poll(ms):
+            raise StopIteration
+        topic, payload = self._sock.recv_multipart()
+        return topic.decode(), msgpack.unpackb(payload, raw=False)
+
+    def close(self) -> None:
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+            self._ctx.term()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def subscribe(topics=(), endpoint: str | None = None, timeout: float | None = None) -> Subscription:
+    """An iterator of ``(topic, payload)``; topics match by prefix; none: all."""
+    return Subscription(topics, endpoint, timeout)

@@ -1,0 +1,147 @@
+"""Maintenance and alert commands of the query socket.
+
+``cleanup``, ``archive``, ``restore``, ``optimize`` and ``summarize`` start a
+job in the scheduler process and return its id at once; ``jobs`` reports
+progress (the tool polls it to draw a progress bar). ``storage`` and
+``archives`` read what is there. ``alerts.ack`` and ``alerts.resolve`` go to
+the writer, which is the only one that writes.
+"""
+from __future__ import annotations
+
+import time
+
+import msgpack
+import zmq
+
+from linkband_history.protocol import ok
+
+from . import maintenance
+from . import params as P
+from .archiver import list_parts
+from .registry import CommandError, command
+from .writer_client import WriterClient, WriterError
+
+_ctx = None
+
+
+def _scheduler(ctx, request: dict, timeout: float = 10.0) -> dict:
+    global _ctx
+    _ctx = _ctx or zmq.Context()
+    sock = _ctx.socket(zmq.REQ)
+    sock.setsockopt(zmq.LINGER, 0)
+    try:
+        sock.connect(ctx.cfg["daemon.scheduler_endpoint"])
+        sock.send(msgpack.packb(request, use_bin_type=True))
+        if not sock.poll(int(timeout * 1000)):
+            raise CommandError("unavailable", "the scheduler did not answer "
+                                              "(is scheduler.enabled true?)")
+        reply = msgpack.unpackb(sock.recv(), raw=False)
+    finally:
+        sock.close(0)
+    if not reply.get("ok"):
+        err = reply.get("error", {})
+        raise CommandError(err.get("code", "error"), err.get("message", ""))
+    return reply
+
+
+def _start(ctx, job: str, params: dict | None = None) -> dict:
+    reply = _scheduler(ctx, {"op": "run", "job": job, "params": params or {}})
+    return ok(reply["rows"])
+
+
+def policy(v):
+    if not isinstance(v, dict) or not v:
+        raise ValueError("must be a map of kind (metric, performance, log, alert, minute, "
+                         "summary) to days")
+    out = {}
+    for k, days in v.items():
+        if k not in ("metric", "performance", "log", "alert", "minute", "summary"):
+            raise ValueError(f"unknown kind {k!r}")
+        if isinstance(days, bool) or not isinstance(days, (int, float)) or days < 0:
+            raise ValueError(f"{k}: days must be a number >= 0")
+        out[k] = float(days)
+    return out
+
+
+def kind(v):
+    if v not in ("metric", "performance", "log", "alert"):
+        raise ValueError("must be metric, performance, log or alert")
+    return v
+
+
+def month(v):
+    s = str(v)
+    if len(s) != 7 or s[4] != "-" or not (s[:4] + s[5:]).isdigit():
+        raise ValueError("must be YYYY-MM")
+    return s
+
+
+@command("cleanup", "apply retention now (policy: {kind: days} overrides the configured days); "
+         "returns a job id", policy=policy)
+def cmd_cleanup(ctx, p):
+    return _start(ctx, "retention", {"policy": p.get("policy")})
+
+
+@command("archive", "archive (and remove) detail past its retention now; returns a job id",
+         kind=kind)
+def cmd_archive(ctx, p):
+    return _start(ctx, "archive", p)
+
+
+@command("restore", "bring an archived month back for querying; returns a job id",
+         kind=kind, month=month)
+def cmd_restore(ctx, p):
+    if "kind" not in p or "month" not in p:
+        raise P.BadParam("month", "restore needs kind and month (YYYY-MM)")
+    return _start(ctx, "restore", p)
+
+
+@command("optimize", "ANALYZE, FTS merge and incremental vacuum now; returns a job id")
+def cmd_optimize(ctx, p):
+    return _start(ctx, "optimize")
+
+
+@command("summarize", "fold new rows into the summary tiers now; returns a job id")
+def cmd_summarize(ctx, p):
+    return _start(ctx, "summarize")
+
+
+@command("jobs", "state and progress of maintenance jobs (id: one of them)", id=P.text)
+def cmd_jobs(ctx, p):
+    reply = _scheduler(ctx, {"op": "jobs", "id": p.get("id")})
+    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []))
+
+
+@command("archives", "the archive files, per kind and month", kind=kind, month=month)
+def cmd_archives(ctx, p):
+    return ok(list_parts(ctx.cfg["archive.dir"], p.get("kind"), p.get("month")))
+
+
+@command("storage", "size per table and index, free disk, oldest and newest record per kind, "
+         "archives")
+def cmd_storage(ctx, p):
+    return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg["archive.dir"])])
+
+
+def _alert_update(ctx, p, field):
+    if "alert_id" not in p:
+        raise P.BadParam("alert_id", "required")
+    w = WriterClient(ctx.cfg["daemon.control_endpoint"], timeout=10.0)
+    try:
+        return ok([w.call("alerts.update", alert_id=p["alert_id"], field=field,
+                          at=p.get("at", time.time()))])
+    except WriterError as exc:
+        code = "bad_param" if "no alert" in str(exc) else "unavailable"
+        raise CommandError(code, str(exc)) from None
+    finally:
+        w.close()
+
+
+@command("alerts.ack", "acknowledge an alert by alert_id", alert_id=P.text, at=P.time_value)
+def cmd_alerts_ack(ctx, p):
+    return _alert_update(ctx, p, "acknowledged_at")
+
+
+@command("alerts.resolve", "resolve an alert by alert_id", alert_id=P.text, at=P.time_value)
+def cmd_alerts_resolve(ctx, p):
+    return _alert_update(ctx, p, "resolved_at")

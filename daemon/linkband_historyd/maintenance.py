@@ -1,0 +1,185 @@
+"""Retention, size budget, optimize and the storage report (scheduler jobs).
+
+Every function reads through ``conn`` (read-only) and writes only through
+``writer`` (the writer process), in bounded chunks, and takes ``now`` so that
+tests run them with a frozen clock.
+
+Retention, like journald and Prometheus: detail rows older than their kind's
+``retention.<kind>_days`` go (archived first when archiving is on, see
+``archiver``); summaries older than ``retention.summary_days`` (the minute tier:
+``retention.minute_days``) go. Independently, when the database is larger than
+``retention.max_db_bytes`` or the disk's free share falls under
+``retention.min_free_percent``, the oldest detail goes first, a day at a time,
+until it fits; a ``storage_warning`` is published and recorded when a threshold
+is crossed.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import time
+
+from . import schema
+
+log = logging.getLogger("linkband_historyd.maintenance")
+KINDS = ("metric", "performance", "log", "alert")
+DELETE_CHUNK = 5_000
+
+
+def delete_older(writer, kind: str, before: float, progress=None, **where) -> int:
+    """Delete every row of ``kind`` with timestamp < before, chunk by chunk
+    (``where``: after, min_id, max_id, keep -- see write_ops.op_delete)."""
+    total = 0
+    while True:
+        n = writer.call("delete", kind=kind, before=before, limit=DELETE_CHUNK, **where)["deleted"]
+        total += n
+        if progress:
+            progress(kind, total)
+        if n < DELETE_CHUNK:
+            return total
+
+
+def retention(conn, writer, cfg: dict, now: float, archiver=None, policy: dict | None = None,
+              progress=None) -> dict:
+    """Apply the age policy (``policy`` overrides the configured days per kind)."""
+    policy = policy or {}
+    done = {}
+    for kind in KINDS:
+        days = policy.get(kind, cfg[f"retention.{kind}_days"])
+        if not days:
+            continue
+        cutoff = now - days * 86400
+        keep = []
+        if archiver is not None:
+            done[f"{kind}_archived"] = archiver.archive_before(kind, cutoff, progress=progress)
+            keep = archiver.held_ranges(kind)
+        done[kind] = delete_older(writer, kind, cutoff, progress=progress, keep=keep)
+    for tier, days in (("minute", policy.get("minute", cfg["retention.minute_days"])),
+                       *((t, policy.get("summary", cfg["retention.summary_days"]))
+                         for t in ("hourly", "daily", "weekly", "monthly"))):
+        if days:
+            total = 0
+            while True:
+                n = writer.call("summaries.delete", summary_type=tier, before=now - days * 86400,
+                                limit=DELETE_CHUNK)["deleted"]
+                total += n
+                if n == 0:
+                    break
+            done[f"summaries_{tier}"] = total
+    return done
+
+
+def db_bytes(path: str) -> int:
+    return sum(os.path.getsize(path + s) for s in ("", "-wal") if os.path.exists(path + s))
+
+
+def used_bytes(conn) -> int:
+    """Bytes the database really uses (its size less the free pages)."""
+    page = conn.execute("PRAGMA page_size").fetchall()[0][0]
+    count = conn.execute("PRAGMA page_count").fetchall()[0][0]
+    free = conn.execute("PRAGMA freelist_count").fetchall()[0][0]
+    return (count - free) * page
+
+
+def free_share(path: str) -> tuple[int, float]:
+    du = shutil.disk_usage(os.path.dirname(path) or ".")
+    return du.free, 100.0 * du.free / du.total
+
+
+def oldest(conn, kind: str):
+    t = schema.TABLES[kind]
+    return conn.execute(f"SELECT min(timestamp) FROM {t}").fetchall()[0][0]
+
+
+def enforce_budget(conn, writer, cfg: dict, now: float, archiver=None, progress=None) -> dict:
+    """Delete the oldest detail, a day at a time, while over the size budget or
+    under the free-disk share. Returns what happened (and warns when it had to act)."""
+    limit = cfg["retention.max_db_bytes"]
+    min_free = cfg["retention.min_free_percent"]
+    path = cfg["daemon.db_path"]
+    removed = {}
+    rounds = 0
+    while rounds < 10_000:
+        used = used_bytes(conn)
+        free, share = free_share(path)
+        over = (limit and used > limit) or (min_free and share < min_free)
+        if not over:
+            break
+        if rounds == 0:
+            warn(writer, "size_budget" if limit and used > limit else "low_disk",
+                 used=used, limit=limit, free_bytes=free, free_percent=share, now=now)
+        starts = [(oldest(conn, k), k) for k in KINDS]
+        starts = [(t, k) for t, k in starts if t is not None]
+        if not starts:
+            break
+        t0 = min(t for t, _ in starts)
+        cutoff = t0 + 86400
+        before = sum(removed.values())
+        for _, kind in starts:
+            keep = []
+            if archiver is not None:
+                archiver.archive_before(kind, cutoff, progress=progress)
+                keep = archiver.held_ranges(kind)
+            removed[kind] = removed.get(kind, 0) + delete_older(writer, kind, cutoff,
+                                                                progress=progress, keep=keep)
+        writer.call("maintenance", step="incremental_vacuum", pages=100_000)
+        rounds += 1
+        if sum(removed.values()) == before:
+            break                                   # nothing left that may go (held rows)
+    return {"removed": removed, "rounds": rounds}
+
+
+def warn(writer, reason: str, now: float, **details) -> None:
+    """Publish and record a storage_warning (once per crossing, by the caller)."""
+    payload = {"reason": reason, "time": now, **details}
+    log.warning("storage_warning: %s", payload)
+    writer.call("publish", topic="storage_warning", payload=payload)
+    writer.call("state.set", key="storage_warning", value=payload)
+
+
+def optimize(writer, progress=None) -> dict:
+    """ANALYZE where useful, merge FTS segments, hand free pages back to the disk."""
+    out = {"analyze": writer.call("maintenance", step="analyze")}
+    merged = 0
+    for _ in range(200):                       # bounded steps; each is short
+        r = writer.call("maintenance", step="fts_merge", pages=200)
+        merged += 1
+        if progress:
+            progress("fts_merge", merged)
+        if r.get("changed", 0) <= 1:
+            break
+    out["fts_merge_steps"] = merged
+    out["vacuum"] = writer.call("maintenance", step="incremental_vacuum", pages=100_000)
+    return out
+
+
+def storage(conn, cfg: dict, archive_dir: str | None = None) -> dict:
+    """Size per table and index, free disk, oldest and newest record per kind, archives."""
+    path = cfg["daemon.db_path"]
+    sizes = {}
+    try:
+        for name, size in conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name "
+                                       "ORDER BY 2 DESC"):
+            sizes[name] = size
+    except Exception:                           # dbstat not compiled in: page counts only
+        sizes = {}
+    records = {}
+    for kind in KINDS:
+        t = schema.TABLES[kind]
+        lo, hi = conn.execute(f"SELECT min(timestamp), max(timestamp) FROM {t}").fetchall()[0]
+        records[kind] = {"oldest": lo, "newest": hi}
+    free, share = free_share(path)
+    archives = {"files": 0, "bytes": 0}
+    if archive_dir and os.path.isdir(archive_dir):
+        for f in os.listdir(archive_dir):
+            if f.endswith(".lbha"):
+                archives["files"] += 1
+                archives["bytes"] += os.path.getsize(os.path.join(archive_dir, f))
+    warning = conn.execute("SELECT value FROM writer_state WHERE key = 'storage_warning'").fetchall()
+    return {"database_bytes": db_bytes(path), "used_bytes": used_bytes(conn), "objects": sizes,
+            "free_bytes": free, "free_percent": share, "records": records, "archives": archives,
+            "max_db_bytes": cfg["retention.max_db_bytes"],
+            "last_storage_warning": json.loads(warning[0][0]) if warning else None,
+            "time": time.time()}
