@@ -3,11 +3,12 @@ comparison, and the dashboard."""
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 from linkband_history.protocol import ok
 
 from . import params as P
-from . import patterns
+from . import patterns, tiers
 from . import query_engine as Q
 from .commands import database_size
 from .registry import command
@@ -15,27 +16,59 @@ from .registry import command
 MAX_AGGREGATE_ROWS = 100_000
 
 
+METRIC_AGGREGATE = dict(Q.aggregate_spec("metric"), tier=tiers.tier_param)
+
+
+def _metric_aggregate(ctx, agg, p, max_rows):
+    """From the summary tiers or from detail rows; the reply says which answered.
+
+    Summaries lag the newest rows by up to one summarizer run: the part of the
+    range they do not cover yet comes from detail rows, and the two are folded
+    together (reply tier "<tier>+detail")."""
+    conn = ctx.conn
+    tier = tiers.choose(conn, agg, p.get("tier", "auto"))
+    if tier is None:
+        return "detail", *Q.run_aggregate(conn, agg, max_rows)
+    split = tiers.summarized_until(conn)
+    if split is None or (agg.until is not None and agg.until <= split):
+        return tier, *tiers.run(conn, agg, tier, p, max_rows)
+    size = agg.step or tiers.TIER_SECONDS.get(tier, 86400)
+    split = float(int(split // size) * size) if tier != "monthly" else tiers.bucket_start(tier, split)
+    if agg.since is not None and split <= agg.since:
+        return "detail", *Q.run_aggregate(conn, agg, max_rows)
+    needed = list(agg.functions) + [f for f in ("count", "sum") if f not in agg.functions]
+    old = replace(agg, until=split, functions=needed)
+    _, rows_a = tiers.run(conn, old, tier, {**p, "until": split}, max_rows)
+    new = Q.describe_aggregate("metric", {**p, "bucket": agg.step, "since": split,
+                                          "functions": needed}, needed, agg.group_by)
+    columns, rows_b = Q.run_aggregate(conn, new, max_rows)
+    n = len(columns) - len(needed)
+    rows = tiers.combine(rows_a, rows_b, n, needed)
+    keep = n + len(agg.functions)
+    return f"{tier}+detail", columns[:keep], [r[:keep] for r in rows]
+
+
 @command("metrics.summary", "per metric over the range: count, min, max, avg, last",
-         Q.aggregate_spec("metric"), cached=True)
+         METRIC_AGGREGATE, cached=True)
 def cmd_metrics_summary(ctx, p):
     if "bucket" in p or "group_by" in p:
         raise P.BadParam("bucket" if "bucket" in p else "group_by",
                          "metrics.summary is per metric over the whole range; "
                          "use metrics.aggregate for buckets and other groups")
     agg = Q.describe_aggregate("metric", p, ["count", "min", "max", "avg", "last"], ["metric_name"])
-    columns, rows = Q.run_aggregate(ctx.conn, agg, MAX_AGGREGATE_ROWS)
-    return ok(rows, None, columns)
+    tier, columns, rows = _metric_aggregate(ctx, agg, p, MAX_AGGREGATE_ROWS)
+    return ok(rows, None, columns, tier=tier)
 
 
 @command("metrics.aggregate", "a bucketed series for charts: bucket=1s..1d|auto, functions "
-         "count,sum,min,max,avg,last,p50,p95,p99, group_by metric_name|metric_type|unit|tag:KEY",
-         Q.aggregate_spec("metric"), cached=True)
+         "count,sum,min,max,avg,last,p50,p95,p99, group_by metric_name|metric_type|unit|tag:KEY, "
+         "tier=auto|detail|minute|hourly|daily|weekly", METRIC_AGGREGATE, cached=True)
 def cmd_metrics_aggregate(ctx, p):
     agg = Q.describe_aggregate("metric", {"bucket": "auto", **p}, ["count", "min", "max", "avg"],
                                ["metric_name"])
-    columns, rows = Q.run_aggregate(ctx.conn, agg, min(ctx.limit(p, MAX_AGGREGATE_ROWS),
-                                                        MAX_AGGREGATE_ROWS))
-    return ok(rows, None, columns, bucket_seconds=agg.step)
+    tier, columns, rows = _metric_aggregate(ctx, agg, p, min(ctx.limit(p, MAX_AGGREGATE_ROWS),
+                                                             MAX_AGGREGATE_ROWS))
+    return ok(rows, None, columns, bucket_seconds=agg.step, tier=tier)
 
 
 PERF_FILTERS = Q.filter_spec("performance")
