@@ -12,8 +12,8 @@ from linkband_historyd.harness import DaemonProcess
 def daemon_factory(tmp_path):
     made = []
 
-    def make(*extra_args, start=True, name="d"):
-        d = DaemonProcess(tmp_path / name, *extra_args)
+    def make(*extra_args, start=True, name="d", env=None):
+        d = DaemonProcess(tmp_path / name, *extra_args, env=env)
         made.append(d)
         return d.start() if start else d
 

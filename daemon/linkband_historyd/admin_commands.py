@@ -109,7 +109,7 @@ def cmd_summarize(ctx, p):
 @command("jobs", "state and progress of maintenance jobs (id: one of them)", id=P.text)
 def cmd_jobs(ctx, p):
     reply = _scheduler(ctx, {"op": "jobs", "id": p.get("id")})
-    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []))
+    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"))
 
 
 @command("archives", "the archive files, per kind and month", kind=kind, month=month)

@@ -7,6 +7,7 @@ and any program that embeds the daemon (the SDK's process manager).
 """
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from linkband_history import HistoryClient
 
 
 class DaemonProcess:
-    def __init__(self, base, *extra_args, log_level: str = "INFO"):
+    def __init__(self, base, *extra_args, log_level: str = "INFO", env: dict | None = None):
         self.base = Path(base)
         self.data_dir = self.base / "data"
         self.run_dir = self.base / "run"
@@ -28,6 +29,9 @@ class DaemonProcess:
             raise ValueError(f"ipc path too long for a unix socket: {self.ingest}")
         self.log_path = self.base / "daemon.log"
         self.extra_args = [*extra_args, "--log-level", log_level]
+        self.env = {**os.environ, **(env or {})}
+        self.control = f"ipc://{self.run_dir}/control.sock"
+        self.events = f"ipc://{self.run_dir}/events.sock"
         self.proc: subprocess.Popen | None = None
         self._log = None
         self._clients: list[HistoryClient] = []
@@ -39,7 +43,8 @@ class DaemonProcess:
     def start(self, timeout: float = 60.0) -> "DaemonProcess":
         self.base.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.argv(), stdout=self._log, stderr=subprocess.STDOUT,
+                                     env=self.env)
         self.wait_ready(timeout)
         return self
 

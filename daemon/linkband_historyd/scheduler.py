@@ -14,6 +14,7 @@ that socket and watches the stop flag, so signals still only set a flag.
 from __future__ import annotations
 
 import itertools
+import os
 import logging
 import threading
 import time
@@ -196,7 +197,7 @@ class Scheduler(Child):
             scheduled = [{"id": j.id, "next_run": j.next_run_time.timestamp()
                           if j.next_run_time else None} for j in self.sched.get_jobs()
                          if j.id in RUNNABLE]
-            return {"ok": True, "rows": rows[::-1], "scheduled": scheduled}
+            return {"ok": True, "rows": rows[::-1], "scheduled": scheduled, "pid": os.getpid()}
         return {"ok": False, "error": {"code": "bad_request", "message": f"unknown op {op!r}"}}
 
     def shutdown(self) -> None:
