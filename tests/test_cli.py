@@ -117,3 +117,27 @@ def test_follow_prints_lines_as_they_are_committed(daemon):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_maintenance_subcommands_follow_their_job(daemon, tmp_path):
+    import time as _t
+    c = daemon.client()
+    c.store_metrics([{"timestamp": _t.time() - 40 * 86400 + i, "metric_name": "old", "value": i}
+                     for i in range(1000)])
+    assert c.flush()
+    out = tool(daemon, "archive")
+    assert out.returncode == 0 and "archive done" in out.stdout, out.stdout + out.stderr
+    out = tool(daemon, "--json", "archives")
+    parts = json.loads(out.stdout)["rows"]
+    assert parts and parts[0]["rows"] == 1000
+    out = tool(daemon, "restore", "metric", parts[0]["month"])
+    assert out.returncode == 0 and "restore done" in out.stdout
+    assert len(json.loads(tool(daemon, "--json", "metrics").stdout)["rows"]) == 1000
+    out = tool(daemon, "cleanup", "--days", "log=7")
+    assert out.returncode == 0 and "retention done" in out.stdout
+    out = tool(daemon, "optimize")
+    assert out.returncode == 0 and "optimize done" in out.stdout
+    out = tool(daemon, "storage")
+    assert out.returncode == 0 and "system_metrics" in out.stdout
+    out = tool(daemon, "restore", "metric", "1999-01")
+    assert out.returncode == 1 and "no archive" in out.stdout

@@ -31,7 +31,8 @@ TABLE_COLUMNS = {
     "logs.search": ("timestamp", "level", "logger_name", "message"),
     "alerts": ("timestamp", "level", "category", "title", "resolved_at"),
 }
-TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at", "bucket", "first_seen", "last_seen"}
+TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at", "bucket", "first_seen", "last_seen",
+                "oldest", "newest", "queued", "finished"}
 
 
 def _time(ctx, param, value):
@@ -420,5 +421,8 @@ def _lists(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+from . import cli_admin  # noqa: E402,F401 - registers the maintenance subcommands
+
+if __name__ == "__main__":          # python -m linkband_history.cli: the package's module, complete
+    from linkband_history.cli import main as _main
+    sys.exit(_main())

@@ -1,0 +1,112 @@
+"""linkband-history maintenance subcommands: cleanup, archive, restore, optimize,
+archives, storage, jobs. Jobs run in the daemon's scheduler; these follow them
+to the end with their progress on a terminal."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from .cli import main, print_table
+
+
+def _run_job(tool, command, **params):
+    """Start a maintenance job and follow it to the end, with progress on a terminal."""
+    run = tool.ask(command, **params)["rows"][0]
+    show = sys.stderr.isatty() and not tool.as_json
+    last = None
+    while run["state"] in ("queued", "running"):
+        time.sleep(0.2)
+        run = tool.ask("jobs", id=run["id"])["rows"][0]
+        prog = run.get("progress")
+        if show and prog and prog != last:
+            click.echo(f"\r{run['job']}: {prog['step']} {prog['count']:,}".ljust(60), nl=False, err=True)
+            last = prog
+    if show and last:
+        click.echo("", err=True)
+    if tool.as_json:
+        click.echo(json.dumps(run, ensure_ascii=False, indent=2, default=str))
+    else:
+        click.echo(f"{run['job']} {run['state']}: "
+                   + json.dumps(run.get("result") or run.get("error"), ensure_ascii=False, default=str))
+    if run["state"] != "done":
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--days", "days", multiple=True, metavar="KIND=DAYS",
+              help="override a retention: metric=7, log=14, summary=180 ... (repeatable)")
+@click.pass_obj
+def cleanup(tool, days):
+    """Apply retention (and the size budget) now."""
+    policy = {}
+    for item in days:
+        k, _, v = item.partition("=")
+        try:
+            policy[k] = float(v)
+        except ValueError:
+            raise click.BadParameter(f"{item!r}: use KIND=DAYS", param_hint="--days") from None
+    _run_job(tool, "cleanup", policy=policy or None)
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["metric", "performance", "log", "alert"]), default=None)
+@click.pass_obj
+def archive(tool, kind):
+    """Archive (and remove) detail past its retention now."""
+    _run_job(tool, "archive", kind=kind)
+
+
+@main.command()
+@click.argument("kind", type=click.Choice(["metric", "performance", "log", "alert"]))
+@click.argument("month", metavar="YYYY-MM")
+@click.pass_obj
+def restore(tool, kind, month):
+    """Bring an archived month back for querying (for archive.restore_days)."""
+    _run_job(tool, "restore", kind=kind, month=month)
+
+
+@main.command()
+@click.pass_obj
+def optimize(tool):
+    """ANALYZE, FTS merge and incremental vacuum now."""
+    _run_job(tool, "optimize")
+
+
+@main.command()
+@click.option("--kind", type=click.Choice(["metric", "performance", "log", "alert"]), default=None)
+@click.pass_obj
+def archives(tool, kind):
+    """The archive files, per kind and month."""
+    reply = tool.ask("archives", kind=kind)
+    if tool.as_json:
+        return tool.show("archives", reply)
+    print_table(reply["rows"], ("kind", "month", "part", "rows", "bytes", "complete", "file"))
+
+
+@main.command()
+@click.pass_obj
+def storage(tool):
+    """Sizes per table and index, free disk, oldest and newest record, archives."""
+    reply = tool.ask("storage")
+    if tool.as_json:
+        return tool.show("storage", reply)
+    s = reply["rows"][0]
+    click.echo(f"database {s['database_bytes'] / 1e6:.1f} MB (used {s['used_bytes'] / 1e6:.1f} MB), "
+               f"free disk {s['free_bytes'] / 1e9:.1f} GB ({s['free_percent']:.1f} %), "
+               f"archives {s['archives']['files']} files {s['archives']['bytes'] / 1e6:.1f} MB")
+    print_table([{"kind": k, **v} for k, v in s["records"].items()], ("kind", "oldest", "newest"))
+    print_table([{"object": k, "bytes": v} for k, v in list(s["objects"].items())[:15]],
+                ("object", "bytes"))
+
+
+@main.command()
+@click.pass_obj
+def jobs(tool):
+    """Maintenance jobs: recent runs and the next scheduled ones."""
+    reply = tool.ask("jobs")
+    if tool.as_json:
+        return tool.show("jobs", reply)
+    print_table(reply["rows"], ("id", "state", "queued", "finished", "result"))
