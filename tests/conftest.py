@@ -13,7 +13,9 @@ def daemon_factory(tmp_path):
     made = []
 
     def make(*extra_args, start=True, name="d", env=None):
-        d = DaemonProcess(tmp_path / name, *extra_args, env=env)
+        # the daemon's own system metrics would mix with what the tests count
+        d = DaemonProcess(tmp_path / name, *extra_args,
+                          env={"LINKBAND_HISTORY_COLLECTOR": "false", **(env or {})})
         made.append(d)
         return d.start() if start else d
 

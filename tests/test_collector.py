@@ -318,3 +318,12 @@ def test_standalone_command(daemon):
     own = all_rows(daemon, "metrics", metric_name="process_threads",   # it follows itself
                    tags={"pid": proc.pid, "process_pid": proc.pid})
     assert own and all(r["value"] >= 1 for r in own)
+
+
+def test_the_daemon_runs_the_collector_as_a_scheduler_job(daemon_factory):
+    from conftest import wait_for
+    d = daemon_factory(env={"LINKBAND_HISTORY_COLLECTOR": "true",
+                            "LINKBAND_HISTORY_COLLECTOR_INTERVAL_S": "0.2"})
+    rows = wait_for(lambda: d.ask("metrics", metric_name="memory_percent")["rows"], timeout=20)
+    assert rows[0]["metric_type"] == "memory" and "host" in rows[0]["tags"]
+    assert 0 < rows[0]["value"] <= 100

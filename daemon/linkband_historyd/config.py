@@ -89,6 +89,22 @@ def _str(v):
     return v.strip()
 
 
+def _str_list(v):
+    """A TOML array of strings, or a comma-separated string (environment)."""
+    items = v.split(",") if isinstance(v, str) else v
+    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
+        raise ValueError("must be a list of strings")
+    return [x.strip() for x in items if x.strip()]
+
+
+def _int_list(v):
+    items = _str_list(v) if isinstance(v, str) else v
+    try:
+        return [int(x) for x in items]
+    except (TypeError, ValueError):
+        raise ValueError("must be a list of integers") from None
+
+
 def _clock(v):
     s = _str(v)
     try:
@@ -178,6 +194,16 @@ OPTIONS: tuple[Option, ...] = (
            None, "how often the size budget and free disk are checked"),
     Option("scheduler.optimize_at", "03:30", _clock, "LINKBAND_HISTORY_OPTIMIZE_AT", None,
            "local time of the daily optimize (ANALYZE, FTS merge, incremental vacuum)"),
+    Option("collector.enabled", True, _bool, "LINKBAND_HISTORY_COLLECTOR", None,
+           "sample system metrics with psutil (a job of the scheduler process)"),
+    Option("collector.interval_s", 1.0, _float(0.1, 3600), "LINKBAND_HISTORY_COLLECTOR_INTERVAL_S", None,
+           "seconds between two samples"),
+    Option("collector.process_names", [], _str_list, "LINKBAND_HISTORY_COLLECTOR_PROCESSES", None,
+           "SDK processes to follow by name (cpu, rss, threads, open files)"),
+    Option("collector.pids", [], _int_list, "LINKBAND_HISTORY_COLLECTOR_PIDS", None,
+           "SDK processes to follow by pid"),
+    Option("collector.mounts", [], _str_list, "LINKBAND_HISTORY_COLLECTOR_MOUNTS", None,
+           "mount points whose usage is sampled; empty: every physical mount"),
     Option("retention.metric_days", 30.0, _float(0), "LINKBAND_HISTORY_METRIC_DAYS", None,
            "metric detail rows are kept this many days (0: for ever)"),
     Option("retention.performance_days", 30.0, _float(0), "LINKBAND_HISTORY_PERFORMANCE_DAYS", None,

@@ -123,6 +123,18 @@ class Scheduler(Child):
         s.add_job(self.run_job, "cron", hour=hour, minute=minute, timezone=get_localzone(),
                   args=["optimize"], id="optimize")
         s.add_job(self.serve, "interval", seconds=self.tick, id="control", max_instances=1)
+        self.collector_client = None
+        if cfg["collector.enabled"]:
+            from linkband_history import HistoryClient
+            from .collector import SystemCollector
+            collector = SystemCollector(process_names=cfg["collector.process_names"],
+                                        pids=cfg["collector.pids"],
+                                        mounts=cfg["collector.mounts"] or None,
+                                        interval=cfg["collector.interval_s"])
+            self.collector_client = HistoryClient(ingest=cfg["ingest.endpoint"],
+                                                  query=cfg["query.endpoint"])
+            s.add_job(collector.push, "interval", seconds=cfg["collector.interval_s"],
+                      args=[self.collector_client], id="collector", next_run_time=_soon(0.5))
         logging.getLogger("apscheduler").setLevel(logging.WARNING)   # no line per job run
         self.log.info("scheduler ready: %s", cfg["daemon.scheduler_endpoint"])
 
@@ -201,6 +213,8 @@ class Scheduler(Child):
         return {"ok": False, "error": {"code": "bad_request", "message": f"unknown op {op!r}"}}
 
     def shutdown(self) -> None:
+        if self.collector_client is not None:
+            self.collector_client.close(timeout=2.0)
         self.control.close(0)
         self.ctx.term()
 
