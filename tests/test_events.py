@@ -1,0 +1,60 @@
+"""Events: subscribe, push data, archive, cross a storage threshold; each event once."""
+from __future__ import annotations
+
+import threading
+import time
+
+from linkband_history import subscribe
+from linkband_historyd import config, maintenance, schema
+from linkband_historyd.writer_client import WriterClient
+
+
+def test_each_event_arrives_once_with_its_payload(daemon_factory):
+    d = daemon_factory(env={"LINKBAND_HISTORY_METRIC_DAYS": "1", "LINKBAND_HISTORY_SCHEDULER": "true",
+                            "LINKBAND_HISTORY_BUDGET_INTERVAL_S": "3600"})
+    got = []
+    ready = threading.Event()
+
+    def listen():
+        with subscribe([], d.events, timeout=3.0) as sub:
+            ready.set()
+            got.extend(sub)
+
+    t = threading.Thread(target=listen)
+    t.start()
+    ready.wait(5)
+    time.sleep(0.3)                                   # the SUB socket has connected
+    c = d.client()
+    now = time.time()
+    c.store_metrics([{"timestamp": now - 5 * 86400 + i, "metric_name": "old", "value": i}
+                     for i in range(100)])
+    c.store_alerts([{"level": "ERROR", "category": "SYSTEM", "title": "높은 CPU 사용률 감지",
+                     "alert_id": "evt-1"}])
+    assert c.flush()
+    job = d.ask("archive")["rows"][0]["id"]
+    for _ in range(100):
+        if d.ask("jobs", id=job)["rows"][0]["state"] == "done":
+            break
+        time.sleep(0.05)
+    cfg = config.load(None, environ={}, cli={"daemon.data_dir": str(d.data_dir),
+                                             "daemon.runtime_dir": str(d.run_dir)})
+    conn = schema.open_reader(str(d.db_path))
+    w = WriterClient(d.control)
+    maintenance.enforce_budget(conn, w, {**cfg, "retention.max_db_bytes": 1,
+                                         "archive.enabled": False}, now)
+    w.close()
+    conn.close()
+    t.join(15)
+    topics = [topic for topic, _ in got]
+    payload = {topic: p for topic, p in got}
+    assert topics.count("alert_stored") == 1
+    assert payload["alert_stored"]["alert_id"] == "evt-1"
+    assert payload["alert_stored"]["title"] == "높은 CPU 사용률 감지"
+    assert topics.count("archive_completed") == 1
+    assert payload["archive_completed"]["kind"] == "metric" and payload["archive_completed"]["rows"] == 100
+    assert topics.count("storage_warning") == 1
+    assert payload["storage_warning"]["reason"] == "size_budget"
+    updates = [p for topic, p in got if topic == "history_data_updated"]
+    assert 1 <= len(updates) <= 3                         # coalesced, not one per message
+    assert sum(u["counts"].get("metric", 0) for u in updates) == 100
+    assert sum(u["counts"].get("alert", 0) for u in updates) == 1
