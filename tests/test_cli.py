@@ -141,3 +141,20 @@ def test_maintenance_subcommands_follow_their_job(daemon, tmp_path):
     assert out.returncode == 0 and "system_metrics" in out.stdout
     out = tool(daemon, "restore", "metric", "1999-01")
     assert out.returncode == 1 and "no archive" in out.stdout
+
+
+def test_trend_report_and_alert_subcommands(daemon):
+    c = daemon.client()
+    c.store_metrics([{"metric_name": "cpu_percent", "value": float(v % 7)} for v in range(50)])
+    c.store_alerts([{"alert_id": "cli-1", "level": "WARNING", "title": "메모리 경고"}])
+    assert c.flush()
+    out = tool(daemon, "trends", "cpu_percent", "--since", "1h", "--bucket", "1m")
+    assert out.returncode == 0 and "cpu_percent" in out.stdout, out.stderr
+    out = tool(daemon, "report", "--period", "day")
+    assert out.returncode == 0 and out.stdout.startswith("# linkband-history report (day)")
+    assert "메모리 경고" in out.stdout
+    assert tool(daemon, "ack", "cli-1").returncode == 0
+    assert tool(daemon, "resolve", "cli-1").returncode == 0
+    assert json.loads(tool(daemon, "--json", "alerts", "--open").stdout)["rows"] == []
+    out = tool(daemon, "ack", "nope")
+    assert out.returncode == 1 and "no alert" in out.stderr

@@ -421,7 +421,7 @@ def _lists(params: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
 
-from . import cli_admin  # noqa: E402,F401 - registers the maintenance subcommands
+from . import cli_admin, cli_trends  # noqa: E402,F401 - they register more subcommands
 
 if __name__ == "__main__":          # python -m linkband_history.cli: the package's module, complete
     from linkband_history.cli import main as _main

@@ -19,13 +19,12 @@ MAX_AGGREGATE_ROWS = 100_000
 METRIC_AGGREGATE = dict(Q.aggregate_spec("metric"), tier=tiers.tier_param)
 
 
-def _metric_aggregate(ctx, agg, p, max_rows):
+def metric_aggregate(conn, agg, p, max_rows):
     """From the summary tiers or from detail rows; the reply says which answered.
 
     Summaries lag the newest rows by up to one summarizer run: the part of the
     range they do not cover yet comes from detail rows, and the two are folded
     together (reply tier "<tier>+detail")."""
-    conn = ctx.conn
     tier = tiers.choose(conn, agg, p.get("tier", "auto"))
     if tier is None:
         return "detail", *Q.run_aggregate(conn, agg, max_rows)
@@ -56,7 +55,7 @@ def cmd_metrics_summary(ctx, p):
                          "metrics.summary is per metric over the whole range; "
                          "use metrics.aggregate for buckets and other groups")
     agg = Q.describe_aggregate("metric", p, ["count", "min", "max", "avg", "last"], ["metric_name"])
-    tier, columns, rows = _metric_aggregate(ctx, agg, p, MAX_AGGREGATE_ROWS)
+    tier, columns, rows = metric_aggregate(ctx.conn, agg, p, MAX_AGGREGATE_ROWS)
     return ok(rows, None, columns, tier=tier)
 
 
@@ -66,7 +65,7 @@ def cmd_metrics_summary(ctx, p):
 def cmd_metrics_aggregate(ctx, p):
     agg = Q.describe_aggregate("metric", {"bucket": "auto", **p}, ["count", "min", "max", "avg"],
                                ["metric_name"])
-    tier, columns, rows = _metric_aggregate(ctx, agg, p, min(ctx.limit(p, MAX_AGGREGATE_ROWS),
+    tier, columns, rows = metric_aggregate(ctx.conn, agg, p, min(ctx.limit(p, MAX_AGGREGATE_ROWS),
                                                              MAX_AGGREGATE_ROWS))
     return ok(rows, None, columns, bucket_seconds=agg.step, tier=tier)
 

@@ -14,7 +14,8 @@ import zmq
 
 from linkband_history import protocol
 
-from . import admin_commands, analysis_commands, commands, log_commands  # noqa: F401 - they register
+from . import (admin_commands, analysis_commands, commands, log_commands,  # noqa: F401
+               trend_commands)                                           # they register commands
 from . import schema, search
 from .child import Child
 from .params import BadParam, parse

@@ -73,6 +73,10 @@ class Jobs:
         return maintenance.enforce_budget(conn, writer, self.cfg, now, self.archiver(conn, writer),
                                           progress)
 
+    def trend_watch(self, conn, writer, now, params=None, progress=None):
+        from .trend_commands import watch
+        return watch(conn, writer, self.cfg, now)
+
     def optimize(self, conn, writer, now, params=None, progress=None):
         return maintenance.optimize(writer, progress)
 
@@ -90,7 +94,7 @@ class Jobs:
         return arch.restore(params["kind"], params["month"], now, progress=progress)
 
 
-RUNNABLE = ("summarize", "retention", "optimize", "archive", "restore", "budget")
+RUNNABLE = ("summarize", "retention", "optimize", "archive", "restore", "budget", "trend_watch")
 EXCLUSIVE = frozenset({"retention", "optimize", "archive", "restore", "budget"})   # one at a time
 
 
@@ -118,6 +122,9 @@ class Scheduler(Child):
                   args=["retention"], id="retention", next_run_time=_soon(30))
         s.add_job(self.run_job, "interval", seconds=cfg["scheduler.budget_interval_s"],
                   args=["budget"], id="budget", next_run_time=_soon(10))
+        if cfg["trends.watch"]:
+            s.add_job(self.run_job, "interval", seconds=cfg["trends.bucket_s"], args=["trend_watch"],
+                      id="trend_watch", next_run_time=_soon(5))
         hour, minute = (int(x) for x in cfg["scheduler.optimize_at"].split(":"))
         from tzlocal import get_localzone                  # apscheduler's own dependency
         s.add_job(self.run_job, "cron", hour=hour, minute=minute, timezone=get_localzone(),

@@ -1,0 +1,59 @@
+"""linkband-history subcommands for trends, reports and alert handling."""
+from __future__ import annotations
+
+import json
+
+import click
+
+from .cli import _time, main, print_table
+
+
+@main.command()
+@click.argument("metric_names", nargs=-1, required=True)
+@click.option("--since", callback=_time, help="default: a day before --until")
+@click.option("--until", callback=_time, help="default: now")
+@click.option("--bucket", default=None, help="1m .. 1d or auto")
+@click.option("--horizon", type=int, default=None, help="buckets to forecast")
+@click.pass_obj
+def trends(tool, metric_names, **params):
+    """Trend, anomalies, forecast and correlations of metrics."""
+    reply = tool.ask("metrics.trends", metric_name=list(metric_names), **params)
+    if tool.as_json:
+        return tool.show("metrics.trends", reply)
+    for r in reply["rows"]:
+        click.echo(f"{r['metric_name']}: {r['summary']}")
+        print_table(r["anomalies"], ("t", "kind", "value", "expected", "score"))
+    if reply.get("correlation"):
+        click.echo("")
+        print_table(reply["correlation"], ("a", "b", "pearson", "spearman", "n"))
+
+
+@main.command()
+@click.option("--period", type=click.Choice(["day", "week"]), default="day", show_default=True)
+@click.option("--until", callback=_time, help="end of the period (default: now)")
+@click.pass_obj
+def report(tool, period, until):
+    """A daily or weekly report (JSON with --json, Markdown otherwise)."""
+    reply = tool.ask("reports", period=period, until=until)
+    if tool.as_json:
+        return click.echo(json.dumps(reply["rows"][0], ensure_ascii=False, indent=2))
+    from .report_format import report_markdown
+    click.echo(report_markdown(reply["rows"][0]))
+
+
+@main.command()
+@click.argument("alert_id")
+@click.pass_obj
+def ack(tool, alert_id):
+    """Acknowledge an alert."""
+    r = tool.ask("alerts.ack", alert_id=alert_id)["rows"][0]
+    click.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"acknowledged {alert_id}")
+
+
+@main.command()
+@click.argument("alert_id")
+@click.pass_obj
+def resolve(tool, alert_id):
+    """Resolve an alert."""
+    r = tool.ask("alerts.resolve", alert_id=alert_id)["rows"][0]
+    click.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"resolved {alert_id}")

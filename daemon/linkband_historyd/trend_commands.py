@@ -1,0 +1,173 @@
+"""Trend analysis over stored metrics: the ``metrics.trends`` and ``analyze``
+commands, the trend watch job of the scheduler, and ``reports``.
+
+Series come from ``metrics.aggregate`` machinery (average per bucket), so they
+are read from detail rows or from the summary tiers, whichever covers the
+range; the analysis itself is ``trends`` (pure functions).
+"""
+from __future__ import annotations
+
+import json
+import time
+
+from linkband_history.protocol import ok
+
+from . import params as P
+from . import patterns, trends
+from . import query_engine as Q
+from .registry import command
+
+WATCH_KEY = "trend_watch"
+
+
+def series(conn, name: str, since: float, until: float, step: int) -> list:
+    """[(bucket start, avg)] of one metric with every bucket of the range present."""
+    from .analysis_commands import metric_aggregate
+    p = {"metric_name": [name], "since": since, "until": until}
+    agg = Q.describe_aggregate("metric", {**p, "bucket": step, "functions": ["avg"]}, ["avg"], [])
+    _, _, rows = metric_aggregate(conn, agg, p, 1_000_000)
+    got = {float(b): v for b, v in rows}
+    first = int(since // step) * step
+    return [(float(t), got.get(float(t))) for t in range(first, int(until), step)]
+
+
+TRENDS = dict(metric_name=P.text_list, since=P.time_value, until=P.time_value, bucket=Q.bucket,
+              horizon=P.positive_int, tz_offset_s=P.non_negative_int)
+
+
+def _range(p):
+    until = p.get("until", time.time())
+    since = p.get("since", until - 86400)
+    if since >= until:
+        raise P.BadParam("since", "must be before until")
+    step = p.get("bucket", "auto")
+    if step in ("auto", None):
+        step = Q.auto_step(since, until)
+    return since, until, step
+
+
+@command("metrics.trends", "trend, anomalies (against the time-of-day profile), forecast and "
+         "correlations of metrics over a range (the SDK's TrendAnalysis)", TRENDS, cached=True)
+def cmd_metrics_trends(ctx, p):
+    names = p.get("metric_name")
+    if not names:
+        raise P.BadParam("metric_name", "required: one or more metric names")
+    since, until, step = _range(p)
+    data = {n: series(ctx.conn, n, since, until, step) for n in names}
+    rows = []
+    for n, s in data.items():
+        others = {m: v for m, v in data.items() if m != n}
+        a = trends.analyze(s, step, p.get("horizon", 12), name=n, related=others or None,
+                           tz_offset_s=p.get("tz_offset_s", 0))
+        rows.append({"metric_name": n, "bucket_seconds": step, **a})
+    corr = trends.correlation(data) if len(data) > 1 else []
+    return ok(rows, None, correlation=corr)
+
+
+ANALYZE = dict(TRENDS, top=P.positive_int)
+
+
+@command("analyze", "metrics.trends over many metrics at once (all with data in the range "
+         "when metric_name is not given), with the top correlated pairs", ANALYZE, cached=True)
+def cmd_analyze(ctx, p):
+    since, until, step = _range(p)
+    names = p.get("metric_name") or [r[0] for r in ctx.conn.execute(
+        "SELECT metric_name FROM metric_latest WHERE timestamp >= ? ORDER BY metric_name LIMIT 50",
+        (since,))]
+    data = {n: series(ctx.conn, n, since, until, step) for n in names}
+    rows = [{"metric_name": n, "bucket_seconds": step,
+             **trends.analyze(s, step, p.get("horizon", 12), tz_offset_s=p.get("tz_offset_s", 0))}
+            for n, s in data.items()]
+    top = trends.correlation(data)[: p.get("top", 10)] if len(data) > 1 else []
+    return ok(rows, None, correlation=top)
+
+
+# -- the trend watch (a scheduler job) ------------------------------------------------
+
+def watch(conn, writer, cfg: dict, now: float) -> dict:
+    """Anomaly detection on the newest buckets of the watched metrics; one alert
+    (alert_history, source_component trend_analyzer) and one ``trend_alert``
+    event per episode, not per bucket."""
+    names = cfg["trends.watch"]
+    if not names:
+        return {"watched": 0}
+    step = cfg["trends.bucket_s"]
+    row = conn.execute("SELECT value FROM writer_state WHERE key = ?", (WATCH_KEY,)).fetchall()
+    states = json.loads(row[0][0]) if row else {}
+    until = float(int(now // step) * step)                     # whole buckets only
+    since = until - cfg["trends.history_days"] * 86400
+    alerts = []
+    for name in names:
+        s = series(conn, name, since, until, int(step))
+        state, episode = trends.check_newest(states.get(name), s, step,
+                                             newest=cfg["trends.newest_buckets"])
+        states[name] = state
+        if episode:
+            alerts.append(_alert(name, episode, now))
+    if alerts:
+        writer.call("alerts.store", alerts=alerts)
+        for a in alerts:
+            writer.call("publish", topic="trend_alert", payload=a)
+    writer.call("state.set", key=WATCH_KEY, value=states)
+    return {"watched": len(names), "alerts": len(alerts)}
+
+
+def _alert(name: str, e: dict, now: float) -> dict:
+    direction = "높음" if (e["value"] or 0) >= (e["expected"] or 0) else "낮음"
+    return {
+        "timestamp": now, "level": "WARNING", "category": "DATA",
+        "title": f"{name} 이상 감지 ({e['kind']})",
+        "description": (f"{name} 값 {e['value']:.3g}이(가) 예상값 {e['expected']:.3g}보다 {direction} "
+                        f"(score {e['score']:.1f}, {e['kind']}) / {name} {e['kind']}: "
+                        f"{e['value']:.3g} vs expected {e['expected']:.3g}"),
+        "source_component": "trend_analyzer",
+        "metadata": {"metric_name": name, **{k: e[k] for k in ("kind", "start", "end", "t", "value",
+                                                               "expected", "score")}},
+    }
+
+
+# -- reports ----------------------------------------------------------------------
+
+REPORT = dict(period=P.text, until=P.time_value)
+PERIODS = {"day": 86400, "week": 7 * 86400}
+
+
+@command("reports", "a daily or weekly report: top error patterns, alert counts and the longest "
+         "open alerts, anomalies found, performance p95 changes vs the previous period",
+         REPORT, cached=True)
+def cmd_reports(ctx, p):
+    from .analysis_commands import analyze_performance
+    period = p.get("period", "day")
+    if period not in PERIODS:
+        raise P.BadParam("period", "must be day or week")
+    until = p.get("until", time.time())
+    span = PERIODS[period]
+    since = until - span
+    conn = ctx.conn
+    distinct = conn.execute(
+        "SELECT message, count(*), min(timestamp), max(timestamp), max(id) FROM system_logs "
+        "WHERE timestamp >= ? AND timestamp < ? AND level IN ('WARNING', 'ERROR', 'CRITICAL') "
+        "GROUP BY message", (since, until))
+    alert_counts = [{"level": lv, "category": cat, "count": n} for lv, cat, n in conn.execute(
+        "SELECT level, category, count(*) FROM alert_history WHERE timestamp >= ? AND timestamp < ? "
+        "GROUP BY level, category ORDER BY 3 DESC", (since, until))]
+    cols = ("alert_id", "timestamp", "level", "category", "title", "acknowledged_at")
+    longest_open = [dict(zip(cols, r)) for r in conn.execute(
+        f"SELECT {', '.join(cols)} FROM alert_history WHERE resolved_at IS NULL AND timestamp < ? "
+        "ORDER BY timestamp LIMIT 10", (until,))]
+    anomalies = [dict(zip(cols, r)) for r in conn.execute(
+        f"SELECT {', '.join(cols)} FROM alert_history WHERE source_component = 'trend_analyzer' "
+        "AND timestamp >= ? AND timestamp < ? ORDER BY timestamp", (since, until))]
+    now_perf = analyze_performance(conn, {"since": since, "until": until})
+    prev_perf = analyze_performance(conn, {"since": since - span, "until": since})
+    changes = []
+    for key, cur in now_perf.items():
+        prev = prev_perf.get(key)
+        a, b = (prev or {}).get("duration_p95"), cur.get("duration_p95")
+        changes.append({"component": key[0], "operation": key[1], "p95_previous": a, "p95": b,
+                        "change_pct": (100.0 * (b - a) / a) if a and b is not None else None})
+    changes.sort(key=lambda r: -(r["change_pct"] if r["change_pct"] is not None else float("-inf")))
+    return ok([{"period": period, "since": since, "until": until,
+                "top_error_patterns": patterns.group(distinct)[:10],
+                "alert_counts": alert_counts, "longest_open_alerts": longest_open,
+                "anomalies": anomalies, "performance_p95_changes": changes}])
