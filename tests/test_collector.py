@@ -273,7 +273,7 @@ class CountingClient:
 def test_run_loop_stops_on_event():
     stop = threading.Event()
     client = CountingClient(stop, 3)
-    assert run(client, SystemCollector(mounts=[]), stop, 0.05) == 3
+    assert run(client, SystemCollector(mounts=[]), stop, 0.15) == 3
     names = [{r["metric_name"] for r in batch} for batch in client.batches]
     assert "cpu_percent" not in names[0] and all("cpu_percent" in n for n in names[1:])
     stop.set()
