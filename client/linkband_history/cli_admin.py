@@ -110,3 +110,19 @@ def jobs(tool):
     if tool.as_json:
         return tool.show("jobs", reply)
     print_table(reply["rows"], ("id", "state", "queued", "finished", "result"))
+
+
+@main.command()
+@click.pass_obj
+def reload(tool):
+    """Reload the daemon's configuration (as SIGHUP does)."""
+    tool.ask("reload")
+    click.echo("reloading")
+
+
+@main.command()
+@click.pass_obj
+def stop(tool):
+    """Stop the daemon (as SIGTERM does): it drains and exits."""
+    tool.ask("stop")
+    click.echo("stopping")

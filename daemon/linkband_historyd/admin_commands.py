@@ -123,6 +123,29 @@ def cmd_storage(ctx, p):
     return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg["archive.dir"])])
 
 
+def _signal_supervisor(name: str) -> None:
+    import os
+    import signal
+    sig = getattr(signal, name, None)
+    if sig is None:
+        raise CommandError("unsupported", f"{name} does not exist on this platform; "
+                                          "restart the service instead")
+    os.kill(os.getppid(), sig)
+
+
+@command("reload", "reload the configuration (like SIGHUP): log level, schedules, retention, "
+         "collector settings; ingestion goes on")
+def cmd_reload(ctx, p):
+    _signal_supervisor("SIGHUP")
+    return ok([{"reloading": True}])
+
+
+@command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first")
+def cmd_stop(ctx, p):
+    _signal_supervisor("SIGTERM")
+    return ok([{"stopping": True}])
+
+
 def _alert_update(ctx, p, field):
     if "alert_id" not in p:
         raise P.BadParam("alert_id", "required")

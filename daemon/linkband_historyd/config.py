@@ -298,11 +298,13 @@ def load(config_file: str | None = None, environ: dict | None = None,
 
 def finish(cfg: dict) -> dict:
     """Fill in the derived defaults and check the combination."""
+    # under systemd, StateDirectory= and RuntimeDirectory= name the places
     if not cfg["daemon.runtime_dir"]:
-        cfg["daemon.runtime_dir"] = default_runtime_dir()
+        cfg["daemon.runtime_dir"] = os.environ.get("RUNTIME_DIRECTORY") or default_runtime_dir()
     if not cfg["daemon.data_dir"]:
         import platformdirs
-        cfg["daemon.data_dir"] = platformdirs.user_data_dir("linkband-history", appauthor=False)
+        cfg["daemon.data_dir"] = (os.environ.get("STATE_DIRECTORY")
+                                  or platformdirs.user_data_dir("linkband-history", appauthor=False))
     for name in ("ingest", "query", "events"):
         key = f"{name}.endpoint"
         if not cfg[key]:

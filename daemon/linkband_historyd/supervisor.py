@@ -23,10 +23,12 @@ import click
 
 from . import config as config_mod
 from .child import run_child, setup_logging
+from .notify import notify, watchdog_interval
 from .query_server import QueryServer
 from .scheduler import Scheduler
 from .sockets import prepare_runtime_dir
 from .writer import Writer
+from .writer_client import WriterClient
 
 log = logging.getLogger("linkband_historyd.supervisor")
 
@@ -48,8 +50,10 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, cfg: dict):
+    def __init__(self, cfg: dict, reload_config=None):
         self.cfg = cfg
+        self.reload_config = reload_config        # () -> a fresh cfg, for SIGHUP
+        self.reload_requested = False
         self.mp = multiprocessing.get_context("spawn")
         # start order; stop order is the reverse: the writer starts first and stops last
         self.ORDER = [("writer", Writer), ("query", QueryServer)]
@@ -62,9 +66,55 @@ class Supervisor:
     def _on_signal(self, signum, frame) -> None:
         self.stop_requested = True
 
+    def _on_hup(self, signum, frame) -> None:
+        self.reload_requested = True
+
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, self._on_hup)
+
+    # -- reload: log level, schedules, retention, collector, without stopping ingestion --
+    RESTART_NEEDED = ("daemon.data_dir", "daemon.runtime_dir", "ingest.endpoint", "query.endpoint",
+                      "events.endpoint", "ingest.max_message_bytes", "ingest.receive_hwm",
+                      "storage.synchronous", "scheduler.enabled")
+
+    def reload(self) -> None:
+        self.reload_requested = False
+        notify("RELOADING=1", "STATUS=reloading the configuration")
+        try:
+            new = self.reload_config() if self.reload_config else None
+        except config_mod.ConfigError as exc:
+            log.error("reload refused, the configuration stays as it was: %s", exc)
+            notify("READY=1", f"STATUS=reload refused: {exc}")
+            return
+        if new is None:
+            notify("READY=1")
+            return
+        new["daemon.started_at"] = self.cfg["daemon.started_at"]
+        fixed = [k for k in self.RESTART_NEEDED if new.get(k) != self.cfg.get(k)]
+        if fixed:
+            log.warning("reload: %s change only with a restart; kept as they were", ", ".join(fixed))
+            for k in fixed:
+                new[k] = self.cfg[k]
+        self.cfg = new
+        setup_logging(new["daemon.log_level"])
+        try:
+            WriterClient(new["daemon.control_endpoint"], timeout=10).call(
+                "reconfigure", log_level=new["daemon.log_level"],
+                batch_size=new["ingest.batch_size"], batch_wait_ms=new["ingest.batch_wait_ms"])
+        except Exception as exc:                  # the writer restarts with the new cfg anyway
+            log.warning("reload: writer not reconfigured: %s", exc)
+        for name in ("query", "scheduler"):       # the writer keeps ingesting meanwhile
+            slot = self.slots.get(name)
+            if slot is not None and slot.proc is not None and slot.proc.is_alive():
+                slot.proc.terminate()
+                slot.proc.join(self.cfg["supervisor.stop_timeout_s"])
+                self.start(slot)
+                self.wait_ready(slot)
+        log.info("configuration reloaded")
+        notify("READY=1", "STATUS=configuration reloaded")
 
     # -- children ----------------------------------------------------------------
     def start(self, slot: Slot) -> None:
@@ -138,14 +188,29 @@ class Supervisor:
             log.info("linkband-historyd ready: ingest %s, query %s, database %s",
                      self.cfg["ingest.endpoint"], self.cfg["query.endpoint"],
                      self.cfg["daemon.db_path"])
+            notify("READY=1", f"STATUS=ingest {self.cfg['ingest.endpoint']}, "
+                              f"query {self.cfg['query.endpoint']}")
+            ping_every = watchdog_interval()
+            next_ping = 0.0
             while not self.stop_requested:
                 time.sleep(0.1)
                 self.check_children()
+                if self.reload_requested:
+                    self.reload()
+                if ping_every and time.monotonic() >= next_ping and self.healthy():
+                    notify("WATCHDOG=1")
+                    next_ping = time.monotonic() + ping_every
             log.info("stopping")
             return 0
         finally:
+            notify("STOPPING=1", "STATUS=stopping: draining the writer")
             self.stop_children()
             log.info("stopped")
+
+    def healthy(self) -> bool:
+        """Worth a watchdog ping: the writer runs (other children restart on their own)."""
+        w = self.slots["writer"]
+        return w.proc is not None and w.proc.is_alive()
 
 
 def _cli_options(fn):
@@ -173,7 +238,8 @@ def main(config_file, print_config, **cli):
         return
     cfg["daemon.started_at"] = time.time()
     setup_logging(cfg["daemon.log_level"])
-    sys.exit(Supervisor(cfg).run())
+    cli_values = {k.replace("__", "."): v for k, v in cli.items()}
+    sys.exit(Supervisor(cfg, lambda: config_mod.load(config_file, cli=cli_values)).run())
 
 
 if __name__ == "__main__":

@@ -168,6 +168,19 @@ def op_alerts_store(w, p):
     return {"stored": len(rows), "alert_ids": [r[1] for r in rows]}
 
 
+@op("reconfigure")
+def op_reconfigure(w, p):
+    """What a reload changes in a running writer: log level and batching."""
+    import logging
+    if "log_level" in p:
+        logging.getLogger().setLevel(str(p["log_level"]))
+    if "batch_size" in p:
+        w.batch_size = int(p["batch_size"])
+    if "batch_wait_ms" in p:
+        w.batch_wait = float(p["batch_wait_ms"]) / 1000.0
+    return {"batch_size": w.batch_size, "batch_wait_ms": w.batch_wait * 1000.0}
+
+
 @op("publish")
 def op_publish(w, p):
     w.events.publish(str(p["topic"]), p.get("payload") or {})
@@ -196,7 +209,7 @@ def op_maintenance(w, p):
     return {}
 
 
-OUTSIDE_TRANSACTION = {"maintenance"}     # incremental_vacuum cannot run inside a savepoint
+OUTSIDE_TRANSACTION = {"maintenance", "reconfigure", "ping"}     # incremental_vacuum cannot run inside a savepoint
 
 
 def run(w, name: str, params: dict) -> dict:

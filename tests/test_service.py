@@ -1,0 +1,118 @@
+"""Service integration: the systemd unit and notify protocol, the launchd plist,
+SIGHUP reload without stopping ingestion, reload and stop over the socket."""
+from __future__ import annotations
+
+import os
+import plistlib
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import wait_for
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_systemd_unit_verifies(tmp_path):
+    if not shutil.which("systemd-analyze"):
+        subprocess.run(["apt-get", "install", "-y", "-q", "systemd"], capture_output=True)
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed and could not be installed here")
+    unit = (ROOT / "systemd" / "linkband-history.service").read_text()
+    assert "Type=notify" in unit and "WatchdogSec=" in unit and "StateDirectory=" in unit
+    exe = shutil.which("linkband-historyd") or str(Path(sys.executable).parent / "linkband-historyd")
+    target = tmp_path / "linkband-history.service"
+    target.write_text(unit.replace("/usr/local/bin/linkband-historyd", exe))
+    out = subprocess.run(["systemd-analyze", "verify", str(target)], capture_output=True, text=True)
+    problems = [line for line in (out.stdout + out.stderr).splitlines()
+                if "linkband-history.service" in line]
+    assert out.returncode == 0 and not problems, out.stdout + out.stderr
+
+
+def test_launchd_plist():
+    with open(ROOT / "launchd" / "com.linkband.history.plist", "rb") as f:
+        p = plistlib.load(f)
+    assert p["Label"] == "com.linkband.history"
+    assert p["RunAtLoad"] is True and p["KeepAlive"] == {"SuccessfulExit": False}
+    args = p["ProgramArguments"]
+    assert args[0].endswith("linkband-historyd")
+    assert args[args.index("--data-dir") + 1].endswith("Library/Application Support/Link Band SDK/history")
+    assert p["StandardOutPath"] and p["StandardErrorPath"] and p["Umask"] == 0o077
+
+
+def test_notify_protocol_ready_watchdog_stopping(daemon_factory, tmp_path):
+    path = str(tmp_path / "notify.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    srv.bind(path)
+    srv.settimeout(30)
+    d = daemon_factory(start=False, env={"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "400000"})
+    d.base.mkdir(parents=True, exist_ok=True)
+    d._log = open(d.log_path, "ab")
+    d.proc = subprocess.Popen(d.argv(), stdout=d._log, stderr=subprocess.STDOUT, env=d.env)
+    messages = []
+    while not any("READY=1" in m for m in messages):
+        messages.append(srv.recv(4096).decode())
+    # READY=1 came once the sockets accept: a query is answered right away
+    with d.client(query_timeout=2) as c:
+        assert c.query("ping")["ok"]
+    pings = 0
+    while pings < 2:
+        if "WATCHDOG=1" in srv.recv(4096).decode():
+            pings += 1
+    d.proc.send_signal(signal.SIGTERM)
+    rest = []
+    while not any("STOPPING=1" in m for m in rest):
+        rest.append(srv.recv(4096).decode())
+    assert d.proc.wait(60) == 0
+    srv.close()
+
+
+def test_sighup_reloads_without_stopping_ingestion(daemon_factory, tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('[daemon]\nlog_level = "INFO"\n[retention]\nmetric_days = 30\n')
+    d = daemon_factory("--config", str(conf))
+    scheduler_pid = d.ask("jobs")["pid"]
+    stop = threading.Event()
+    sent = []
+
+    def push():
+        c = d.client()
+        i = 0
+        while not stop.is_set():
+            c.store_metrics([{"metric_name": "during_reload", "value": i}])
+            sent.append(i)
+            i += 1
+            time.sleep(0.002)
+        assert c.flush(timeout=30)
+        c.close()
+
+    t = threading.Thread(target=push)
+    t.start()
+    time.sleep(0.3)
+    conf.write_text('[daemon]\nlog_level = "DEBUG"\n[retention]\nmetric_days = 7\n')
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "configuration reloaded" in d.log(), timeout=30)
+    new_pid = wait_for(lambda: (lambda r: r.get("ok") and r["pid"] != scheduler_pid and r["pid"])(
+        d.ask("jobs")), timeout=30)
+    assert new_pid
+    # a bad configuration is refused and the daemon goes on
+    conf.write_text('[ingest]\nbatch_size = -1\n')
+    r = d.ask("reload")
+    assert r["ok"]
+    wait_for(lambda: "reload refused" in d.log(), timeout=30)
+    time.sleep(0.3)
+    stop.set()
+    t.join(60)
+    values = sorted(int(r["value"]) for r in d.ask("metrics", metric_name="during_reload",
+                                                  limit=100_000)["rows"])
+    assert values == sent                                   # nothing lost while reloading
+    assert d.stats()["lost_records_total"] == 0
+    assert d.ask("stop")["ok"]
+    assert d.proc.wait(60) == 0
