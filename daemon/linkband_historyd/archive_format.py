@@ -45,8 +45,10 @@ unsigned, i64 two's complement); JSON is UTF-8 text::
 The writer chooses per block and column: DECIMAL when every float is a short
 decimal (timestamps in whole microseconds, values rounded to 0.1), else
 FLOAT64; the difference order whose bytes a fast zstd level compresses best;
-the narrowest width. Blocks hold at most ``block_rows`` rows (65,536), so
-memory stays bounded; Streams are compressed on a thread pool.
+the narrowest width. Streams are compressed at ``level`` (19), on a thread
+pool; the very redundant ones (20x at level 3) at level 9, as good and much
+faster there. Blocks hold at most ``block_rows`` rows (65,536): memory stays
+bounded whatever the number of rows.
 
 Manifest (JSON): format, format_version, created_at (ISO-8601 UTC), data_file,
 data_sha256, data_bytes, compression {codec, level, block_rows, zstd_version},
@@ -55,17 +57,7 @@ rows, blocks, min_timestamp, max_timestamp, encoded_bytes, stored_bytes}}, meta.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import hashlib
-import itertools
-import json
-import math
-import operator
-import os
-import struct
-import sys
-import threading
+import argparse, csv, hashlib, itertools, json, math, operator, os, struct, sys, threading
 from array import array
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -86,15 +78,10 @@ R_END, R_TABLE, R_BLOCK = 0, 1, 2
 E_NULL, E_INT, E_DECIMAL, E_FLOAT64, E_STRING, E_JSON = range(6)
 TYPE_OF = {E_INT: "INTEGER", E_DECIMAL: "REAL", E_FLOAT64: "REAL", E_STRING: "TEXT", E_JSON: "ANY"}
 
-_HEAD = struct.Struct("<4sHH")
-_REC = struct.Struct("<BQ")
-_BLOCK = struct.Struct("<HI")
-_STREAM = struct.Struct("<BQQ")
-_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}
+_HEAD, _REC, _BLOCK, _STREAM = map(struct.Struct, ("<4sHH", "<BQ", "<HI", "<BQQ"))
+_CODES = {1: "b", 2: "h", 4: "i", 8: "q"}          # width -> array typecode
 _BIG = sys.byteorder == "big"
-_MAX_E = 15
-_EXACT = 2 ** 53
-_I64 = 1 << 63
+_MAX_E, _EXACT, _I64 = 15, 2 ** 53, 1 << 63
 assert all(array(c).itemsize == w for w, c in _CODES.items())
 
 
@@ -117,7 +104,11 @@ def _zstd(level: int) -> zstandard.ZstdCompressor:
 
 
 def _stream(raw: bytes, level: int) -> bytes:
-    data = _zstd(level).compress(raw) if len(raw) >= 64 else raw
+    data = raw
+    if len(raw) >= 64:
+        data = _zstd(min(level, FAST_LEVEL)).compress(raw)
+        if level > FAST_LEVEL:         # very redundant bytes: high levels are slow there
+            data = _zstd(level if len(data) * 20 > len(raw) else min(level, 9)).compress(raw)
     codec = 1 if len(data) < len(raw) else 0
     return _STREAM.pack(codec, len(raw), len(data) if codec else len(raw)) + (data if codec else raw)
 
@@ -250,20 +241,6 @@ class _TableStats:
                 "encoded_bytes": self.encoded, "stored_bytes": self.stored}
 
 
-class _HashingFile:
-    def __init__(self, f):
-        self.f, self.sha, self.size = f, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.f.write(data)
-        self.sha.update(data)
-        self.size += len(data)
-        return len(data)
-
-    def record(self, kind: int, payload: bytes) -> int:
-        return self.write(_REC.pack(kind, len(payload)) + payload)
-
-
 def _write_json(path: str, obj: dict) -> None:
     with open(path + ".tmp", "w", encoding="utf-8") as f:
         f.write(json.dumps(obj, ensure_ascii=False, indent=1) + "\n")
@@ -288,23 +265,33 @@ def write_archive(path_without_ext, tables: dict, meta: dict | None = None, *,
     workers = threads or min(4, os.cpu_count() or 1)
     stats: dict[str, _TableStats] = {}
     inflight: deque = deque()                    # blocks whose Streams are compressing
+    sha, size = hashlib.sha256(), 0
+
+    def emit(data: bytes) -> int:
+        nonlocal size
+        f.write(data)
+        sha.update(data)
+        size += len(data)
+        return len(data)
+
+    def record(kind: int, payload: bytes) -> int:
+        return emit(_REC.pack(kind, len(payload)) + payload)
 
     def drain(keep: int) -> None:                # write finished blocks, in order
         while len(inflight) > keep:
             st, parts, futures = inflight.popleft()
             done = iter([fu.result() for fu in futures])
-            st.stored += out.record(R_BLOCK, b"".join(
+            st.stored += record(R_BLOCK, b"".join(
                 next(done) if isinstance(p, list) else p for p in parts))
 
     try:
         with open(data_path + ".tmp", "wb") as f, ThreadPoolExecutor(workers) as pool:
-            out = _HashingFile(f)
-            out.write(_HEAD.pack(MAGIC, FORMAT_VERSION, 0))
+            emit(_HEAD.pack(MAGIC, FORMAT_VERSION, 0))
             for tno, (name, (columns, rows)) in enumerate(tables.items()):
                 st = stats[name] = _TableStats(columns, time_column)
                 drain(0)
-                out.record(R_TABLE, json.dumps({"table": name, "columns": st.columns},
-                                               ensure_ascii=False).encode())
+                record(R_TABLE, json.dumps({"table": name, "columns": st.columns},
+                                           ensure_ascii=False).encode())
                 it = iter(rows)
                 while block := list(itertools.islice(it, block_rows)):
                     parts = st.encode_block(tno, block)
@@ -315,7 +302,7 @@ def write_archive(path_without_ext, tables: dict, meta: dict | None = None, *,
                     drain(workers)
             drain(0)
             summary = {n: s.summary() for n, s in stats.items()}
-            out.record(R_END, json.dumps({"tables": summary}, ensure_ascii=False).encode())
+            record(R_END, json.dumps({"tables": summary}, ensure_ascii=False).encode())
             f.flush()
             os.fsync(f.fileno())
         os.replace(data_path + ".tmp", data_path)
@@ -326,8 +313,8 @@ def write_archive(path_without_ext, tables: dict, meta: dict | None = None, *,
     manifest = {
         "format": "linkband-history-archive", "format_version": FORMAT_VERSION,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "data_file": os.path.basename(data_path), "data_sha256": out.sha.hexdigest(),
-        "data_bytes": out.size,
+        "data_file": os.path.basename(data_path), "data_sha256": sha.hexdigest(),
+        "data_bytes": size,
         "compression": {"codec": "zstd", "level": level, "block_rows": block_rows,
                         "zstd_version": ".".join(map(str, zstandard.ZSTD_VERSION))},
         "rows": sum(s.rows for s in stats.values()), "tables": summary, "meta": meta or {},
@@ -357,9 +344,9 @@ class _Buf:
         data = self.take(stored)
         if codec == 0:
             return bytes(data)
-        raw = self.dctx.decompress(data, max_output_size=raw_len)
+        raw = self.dctx.decompress(data, max_output_size=raw_len) if codec == 1 else b""
         if codec != 1 or len(raw) != raw_len:
-            raise ArchiveError("bad stream")
+            raise ArchiveError(f"bad stream (codec {codec})")
         return raw
 
     def ints(self) -> list[int]:
@@ -410,71 +397,60 @@ def _decode_column(buf: _Buf, nrows: int) -> list:
     return vals
 
 
-def _walk(f, path) -> Iterator[tuple[int, int]]:
-    """(kind, length) of each TABLE or BLOCK record, the file at its payload."""
-    head = f.read(_HEAD.size)
-    if len(head) != _HEAD.size or head[:4] != MAGIC:
-        raise ArchiveError(f"{path}: not a linkband-history archive")
-    if _HEAD.unpack(head)[1] != FORMAT_VERSION:
-        raise ArchiveError(f"{path}: format version {_HEAD.unpack(head)[1]} is not supported")
-    while True:
-        rec = f.read(_REC.size)
-        if len(rec) != _REC.size:
-            raise ArchiveError(f"{path}: truncated (no END record)")
-        kind, length = _REC.unpack(rec)
-        if kind == R_END:
-            return
-        if kind not in (R_TABLE, R_BLOCK):
-            raise ArchiveError(f"{path}: unknown record kind {kind}")
-        yield kind, length
-
-
-def _read(f, n: int, path) -> bytes:
-    data = f.read(n)
-    if len(data) != n:
-        raise ArchiveError(f"{path}: truncated record")
-    return data
+def _scan(path, wanted) -> Iterator[tuple[str, list, int, _Buf | None]]:
+    """(table, columns, 0, None) per TABLE record, (table, columns, nrows, payload)
+    per BLOCK record of a table in ``wanted`` (None: all); other blocks are skipped."""
+    defs: list[tuple[str, list]] = []
+    with open(path, "rb") as f:
+        def read(n: int) -> bytes:
+            data = f.read(n)
+            if len(data) != n:
+                raise ArchiveError(f"{path}: truncated")
+            return data
+        head = f.read(_HEAD.size)
+        if len(head) != _HEAD.size or head[:4] != MAGIC:
+            raise ArchiveError(f"{path}: not a linkband-history archive")
+        if _HEAD.unpack(head)[1] != FORMAT_VERSION:
+            raise ArchiveError(f"{path}: format version {_HEAD.unpack(head)[1]} is not supported")
+        while True:
+            kind, length = _REC.unpack(read(_REC.size))
+            if kind == R_END:
+                read(length)                     # whole, or the file is truncated
+                return
+            if kind == R_TABLE:
+                d = json.loads(read(length))
+                defs.append((d["table"], d["columns"]))
+                yield d["table"], d["columns"], 0, None
+                continue
+            if kind != R_BLOCK:
+                raise ArchiveError(f"{path}: unknown record kind {kind}")
+            tno, nrows = _BLOCK.unpack(read(_BLOCK.size))
+            if tno >= len(defs):
+                raise ArchiveError(f"{path}: block of an undefined table {tno}")
+            if wanted is not None and defs[tno][0] not in wanted:
+                f.seek(length - _BLOCK.size, os.SEEK_CUR)
+            else:
+                yield *defs[tno], nrows, _Buf(read(length - _BLOCK.size))
 
 
 def archive_tables(path) -> list[tuple[str, list]]:
     """``[(table, columns), ...]`` of a data file, its blocks skipped."""
-    out = []
-    with open(path, "rb") as f:
-        for kind, length in _walk(f, path):
-            if kind == R_TABLE:
-                d = json.loads(_read(f, length, path))
-                out.append((d["table"], d["columns"]))
-            else:
-                f.seek(length, os.SEEK_CUR)
-    return out
+    return [(name, columns) for name, columns, _, _ in _scan(path, ())]
 
 
 def read_archive(path, tables: Iterable[str] | None = None) -> Iterator[tuple[str, list, list]]:
     """Yield ``(table, columns, rows)`` per block, rows a list of tuples, in file order;
     only the blocks of ``tables`` if given (the others are skipped undecoded)."""
-    wanted = None if tables is None else set(tables)
-    defs: list[tuple[str, list]] = []
-    with open(path, "rb") as f:
-        for kind, length in _walk(f, path):
-            if kind == R_TABLE:
-                d = json.loads(_read(f, length, path))
-                defs.append((d["table"], d["columns"]))
-                continue
-            tno, nrows = _BLOCK.unpack(_read(f, _BLOCK.size, path))
-            if tno >= len(defs):
-                raise ArchiveError(f"{path}: block of an undefined table {tno}")
-            name, columns = defs[tno]
-            if wanted is not None and name not in wanted:
-                f.seek(length - _BLOCK.size, os.SEEK_CUR)
-                continue
-            buf = _Buf(_read(f, length - _BLOCK.size, path))
-            try:
-                cols = [_decode_column(buf, nrows) for _ in columns]
-            except (KeyError, ValueError, OverflowError, struct.error, zstandard.ZstdError) as exc:
-                raise ArchiveError(f"{path}: corrupt block of {name}: {exc}") from None
-            if buf.pos != len(buf.data):
-                raise ArchiveError(f"{path}: trailing bytes in a block of {name}")
-            yield name, columns, (list(zip(*cols)) if cols else [()] * nrows)
+    for name, columns, nrows, buf in _scan(path, None if tables is None else set(tables)):
+        if buf is None:
+            continue
+        try:
+            cols = [_decode_column(buf, nrows) for _ in columns]
+        except (KeyError, ValueError, OverflowError, struct.error, zstandard.ZstdError) as exc:
+            raise ArchiveError(f"{path}: corrupt block of {name}: {exc}") from None
+        if buf.pos != len(buf.data):
+            raise ArchiveError(f"{path}: trailing bytes in a block of {name}")
+        yield name, columns, (list(zip(*cols)) if cols else [()] * nrows)
 
 
 def _paths(path) -> tuple[str, str]:
@@ -534,7 +510,10 @@ def _dump(args, out) -> int:
 def _when(ts) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    try:
+        return datetime.fromtimestamp(ts, timezone.utc).isoformat(timespec="microseconds")[:-6] + "Z"
+    except (TypeError, ValueError, OverflowError, OSError):
+        return repr(ts)
 
 
 def _info(args, out) -> int:
@@ -551,7 +530,7 @@ def _info(args, out) -> int:
         per = t["stored_bytes"] / t["rows"] if t["rows"] else 0.0
         lines += [f"{name}: {t['rows']:,} rows, {t['blocks']} blocks, {t['stored_bytes']:,} bytes"
                   f" ({per:.2f} B/row), {_when(t['min_timestamp'])} .. {_when(t['max_timestamp'])}"]
-        lines += [f"  {col:<20} {typ:<8}{f'  {nulls:,} NULL' if nulls else ''}"
+        lines += [f"  {col:<20} {typ}{f' ({nulls:,} NULL)' if nulls else ''}"
                   for col, typ, nulls in zip(t["columns"], t["types"], t["nulls"])]
     if m.get("meta"):
         lines.append("meta     " + json.dumps(m["meta"], ensure_ascii=False))
@@ -581,7 +560,8 @@ def main(argv=None, out=None) -> int:
         ok = verify(args.file)
         out.write("OK\n" if ok else "FAILED: size or sha256 differs from the manifest\n")
         return 0 if ok else 1
-    except BrokenPipeError:
+    except BrokenPipeError:                      # dump | head
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except (OSError, ValueError) as exc:
         sys.stderr.write(f"error: {exc}\n")

@@ -122,9 +122,8 @@ class Archiver:
         if not n:
             return 0
         base = os.path.join(self.dir, f"{kind}-{month}-p{self._next_part(kind, month):04d}")
-        rows = self.conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE timestamp >= ? "
-                                 f"AND timestamp < ? AND id <= ?{where} ORDER BY timestamp, id",
-                                 query_args)
+        rows = self._pages(f"SELECT {', '.join(columns)} FROM {table} WHERE timestamp >= ? "
+                           f"AND timestamp < ? AND id <= ?{where}", query_args)
         manifest = archive_format.write_archive(base, {table: (list(columns), rows)},
                                                 {"selection": sel, "kind": kind, "month": month},
                                                 level=self.level)
@@ -135,6 +134,19 @@ class Archiver:
                          payload={"kind": kind, "month": month, "file": base + ".lbha",
                                   "rows": manifest["rows"], "bytes": manifest["data_bytes"]})
         return manifest["rows"]
+
+    def _pages(self, select: str, args: list, page: int = 50_000):
+        """The selection in (timestamp, id) order, one short read transaction per
+        page: a long archive never pins the WAL (checkpoints go on meanwhile)."""
+        after = None
+        while True:
+            extra, more = ("", []) if after is None else (" AND (timestamp, id) > (?, ?)", list(after))
+            rows = self.conn.execute(f"{select}{extra} ORDER BY timestamp, id LIMIT ?",
+                                     args + more + [page]).fetchall()
+            yield from rows
+            if len(rows) < page:
+                return
+            after = (rows[-1][1], rows[-1][0])
 
     def _delete_selection(self, sel: dict, progress=None) -> int:
         return delete_older(self.writer, sel["kind"], sel["before"], progress=progress,
