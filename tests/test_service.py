@@ -116,3 +116,30 @@ def test_sighup_reloads_without_stopping_ingestion(daemon_factory, tmp_path):
     assert d.stats()["lost_records_total"] == 0
     assert d.ask("stop")["ok"]
     assert d.proc.wait(60) == 0
+
+
+def test_the_supervisor_runs_the_http_gateway_when_enabled(daemon_factory):
+    import json
+    import urllib.request
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    d = daemon_factory(env={"LINKBAND_HISTORY_HTTP": "true", "LINKBAND_HISTORY_HTTP_PORT": str(port)})
+    c = d.client()
+    c.store_metrics([{"metric_name": "cpu_percent", "value": 12.5}])
+    assert c.flush()
+
+    def get():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/history/dashboard", timeout=5) as r:
+            return json.loads(r.read())
+    body = wait_for(lambda: _try(get), timeout=30)
+    assert body["rows"][0]["latest_metrics"][0]["value"] == 12.5
+    assert d.stop() == 0
+
+
+def _try(fn):
+    try:
+        return fn()
+    except OSError:
+        return None

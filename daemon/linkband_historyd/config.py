@@ -236,6 +236,12 @@ OPTIONS: tuple[Option, ...] = (
            "zstandard compression level of archives"),
     Option("archive.restore_days", 7.0, _float(0.01), "LINKBAND_HISTORY_RESTORE_DAYS", None,
            "a restored month stays queryable this many days before it is removed again"),
+    Option("http.enabled", False, _bool, "LINKBAND_HISTORY_HTTP", None,
+           "run the HTTP gateway (REST API, WebSocket events, /history/ui); needs the [http] extra"),
+    Option("http.host", "127.0.0.1", _str, "LINKBAND_HISTORY_HTTP_HOST", None,
+           "address of the HTTP gateway (loopback unless security.allow_remote)"),
+    Option("http.port", 8765, _int(1, 65535), "LINKBAND_HISTORY_HTTP_PORT", None,
+           "port of the HTTP gateway"),
     Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
            "allow binding a non-loopback tcp:// address"),
     Option("supervisor.restart_backoff_max_s", 30.0, _float(0.1, 3600),
@@ -312,6 +318,10 @@ def finish(cfg: dict) -> dict:
         if not cfg["security.allow_remote"] and not is_loopback(cfg[key]):
             raise ConfigError(f"{key}: {cfg[key]} is not a loopback or ipc:// address; set "
                               "security.allow_remote = true to bind it")
+    if cfg["http.enabled"] and not cfg["security.allow_remote"] and \
+            not is_loopback(f"tcp://{cfg['http.host']}:{cfg['http.port']}"):
+        raise ConfigError(f"http.host: {cfg['http.host']} is not a loopback address; set "
+                          "security.allow_remote = true to bind it")
     seen = {}
     for key in ("ingest.endpoint", "query.endpoint", "events.endpoint"):
         if cfg[key] in seen:

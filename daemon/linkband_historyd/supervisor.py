@@ -59,6 +59,9 @@ class Supervisor:
         self.ORDER = [("writer", Writer), ("query", QueryServer)]
         if cfg["scheduler.enabled"]:
             self.ORDER.append(("scheduler", Scheduler))
+        if cfg["http.enabled"]:
+            from .http_gateway import HttpChild        # only with the [http] extra installed
+            self.ORDER.append(("http", HttpChild))
         self.slots = {name: Slot(name, cls) for name, cls in self.ORDER}
         self.stop_requested = False
 
@@ -236,6 +239,14 @@ def main(config_file, print_config, **cli):
         for key, value in sorted(cfg.items()):
             click.echo(f"{key} = {value!r}")
         return
+    if cfg["http.enabled"]:
+        try:
+            import starlette  # noqa: F401
+            import uvicorn  # noqa: F401
+        except ImportError:
+            click.echo("linkband-historyd: http.enabled needs the HTTP gateway's packages: "
+                       "pip install 'linkband-history[http]'", err=True)
+            sys.exit(2)
     cfg["daemon.started_at"] = time.time()
     setup_logging(cfg["daemon.log_level"])
     cli_values = {k.replace("__", "."): v for k, v in cli.items()}

@@ -1,0 +1,180 @@
+"""The dashboard page in headless Chromium, driven by selenium, on a real daemon and a
+real uvicorn server. Needs Debian's chromium and chromium-driver (and fonts-noto-cjk for
+Korean glyphs in screenshots); the test installs them when it runs as root and they are
+missing, and skips only when that is impossible:
+
+    apt-get update && apt-get install -y chromium chromium-driver fonts-noto-cjk
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import time
+
+import msgpack
+import pytest
+import zmq
+
+pytest.importorskip("starlette", reason="the HTTP gateway needs the [http] extra")
+pytest.importorskip("uvicorn", reason="the HTTP gateway needs the [http] extra")
+pytest.importorskip("selenium", reason="the browser test needs selenium (the [test] extra)")
+
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+from linkband_historyd import http_gateway as hg  # noqa: E402
+from test_http import GatewayServer  # noqa: E402
+
+PACKAGES = ["chromium", "chromium-driver", "fonts-noto-cjk"]
+INSTALL = "apt-get update && apt-get install -y " + " ".join(PACKAGES)
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=ko-KR"]
+XSS = '<img src=x onerror="window.__xss=1">연결 <b>bold</b>'
+
+
+def _which():
+    return (shutil.which("chromium") or shutil.which("chromium-browser"),
+            shutil.which("chromedriver"))
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    browser, driver = _which()
+    if browser and driver:
+        return browser, driver
+    if not shutil.which("apt-get") or not hasattr(os, "geteuid") or os.geteuid() != 0:
+        pytest.skip(f"chromium / chromedriver missing and cannot be installed here; run: {INSTALL}")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        for cmd in (["apt-get", "update"], ["apt-get", "install", "-y", *PACKAGES]):
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=1200)
+            if done.returncode != 0:
+                pytest.skip(f"installing chromium failed ({' '.join(cmd)}): "
+                            f"{(done.stderr or done.stdout)[-500:]}")
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"installing chromium failed: {exc}")
+    browser, driver = _which()
+    if not (browser and driver):
+        pytest.skip(f"chromium still missing after: {INSTALL}")
+    return browser, driver
+
+
+@pytest.fixture
+def browser(chromium, tmp_path):
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium[0]
+    for flag in FLAGS:
+        opts.add_argument(flag)
+    profile = tmp_path / "chromium-profile"
+    profile.mkdir()
+    opts.add_argument(f"--user-data-dir={profile}")
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    service = Service(executable_path=chromium[1], log_output=str(tmp_path / "chromedriver.log"))
+    driver = webdriver.Chrome(options=opts, service=service)
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def fill(daemon, now):
+    with daemon.client() as c:
+        c.store_metrics([{"timestamp": now - 3500 + i * 10, "metric_type": "cpu",
+                          "metric_name": "cpu_percent", "unit": "%",
+                          "value": 40 + 25 * math.sin(i / 40.0)} for i in range(350)])
+        c.store_metrics([{"timestamp": now - 3500 + i * 10, "metric_type": "stream",
+                          "metric_name": "eeg_sample_rate", "unit": "Hz",
+                          "value": 250 - (i % 7) * 0.4} for i in range(350)])
+        c.store_logs([{"timestamp": now - 3000 + i * 20, "level": lv, "logger_name": lg,
+                       "message": msg} for i, (lv, lg, msg) in enumerate([
+                           ("WARNING", "DEVICE.manager", "디바이스 연결이 끊어졌습니다"),
+                           ("INFO", "DEVICE.manager", "재연결 시도 중 (1/3)"),
+                           ("INFO", "DEVICE.manager", "디바이스 연결 성공: LXB-01"),
+                           ("ERROR", "STREAM.eeg", "[STREAM:EEG] buffer overflow"),
+                           ("INFO", "SDK.core", "heartbeat ok"),
+                           ("WARNING", "SDK.web", XSS)] * 5)])
+        c.store_alerts([{"level": "WARNING", "category": "DEVICE", "title": "배터리 부족",
+                         "description": "LXB-01 battery 12%", "source_component": "device"},
+                        {"level": "ERROR", "category": "STREAM", "title": "EEG stream stalled",
+                         "description": "no samples for 30 s", "source_component": "stream"}])
+        assert c.flush(30)
+
+
+ACCENT_PIXELS = """
+const c = document.querySelector('canvas.chart[data-metric="cpu_percent"]');
+if (!c || !c.width) return -1;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+let n = 0;   // the series colour #2563eb (37, 99, 235), anti-aliasing allowed
+for (let i = 0; i < d.length; i += 4)
+  if (d[i + 3] > 200 && d[i] < 90 && d[i + 1] > 60 && d[i + 1] < 140 && d[i + 2] > 190) n++;
+return n;
+"""
+
+
+def test_dashboard_in_chromium(daemon, browser, tmp_path):
+    now = time.time()
+    fill(daemon, now)
+    ctx = zmq.Context()
+    pub = ctx.socket(zmq.PUB)
+    pub.setsockopt(zmq.LINGER, 0)
+    events = f"ipc://{tmp_path}/ev.sock"
+    pub.bind(events)
+    srv = GatewayServer(hg.create_app(daemon.query, events)).start()
+    wait = WebDriverWait(browser, 20, poll_frequency=0.1)
+    try:
+        browser.get(srv.url + "/ui")
+        # a chart is drawn: the series colour covers a good number of pixels
+        pixels = wait.until(lambda d: (n := d.execute_script(ACCENT_PIXELS)) > 300 and n)
+        assert pixels > 300
+        wait.until(lambda d: "on" in d.find_element(By.ID, "live").get_attribute("class"))
+        alerts = browser.find_element(By.ID, "alerts").text
+        assert "배터리 부족" in alerts and "EEG stream stalled" in alerts
+        assert browser.find_element(By.ID, "storage").text.startswith("DB ")
+
+        # search for a Korean term: the matches are <mark>ed, log text never becomes HTML
+        browser.find_element(By.ID, "q").send_keys("연결")
+        browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
+        wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#results li")) >= 20)
+        marks = browser.find_elements(By.CSS_SELECTOR, "#results mark")
+        assert marks and {m.text for m in marks} == {"연결"}
+        first = browser.find_element(By.CSS_SELECTOR, "#results li .msg")
+        assert "<mark>연결</mark>" in first.get_attribute("innerHTML")
+        assert "20 of 20 matching lines" in browser.find_element(By.ID, "search-status").text
+        hostile = [li for li in browser.find_elements(By.CSS_SELECTOR, "#results li .msg")
+                   if "onerror" in li.text]
+        assert hostile and hostile[0].text == XSS
+        assert not browser.find_elements(By.CSS_SELECTOR, "#results img, #results b")
+        assert browser.execute_script("return window.__xss") is None
+
+        # live: new data + a history_data_updated event -> the page refreshes by itself
+        with daemon.client() as c:
+            c.store_metrics([{"metric_name": "battery_level", "value": 87.0, "unit": "%"}])
+            assert c.flush(10)
+        picker = "#metric-picker option[value=battery_level]"
+        deadline = time.monotonic() + 20
+        while not browser.find_elements(By.CSS_SELECTOR, picker):
+            assert time.monotonic() < deadline, "the page did not refresh on the event"
+            pub.send_multipart([b"history_data_updated",
+                                msgpack.packb({"counts": {"metric": 1}}, use_bin_type=True)])
+            time.sleep(0.3)
+        # choosing it from the picker adds its chart
+        browser.execute_script("const s = document.getElementById('metric-picker');"
+                               "s.value = 'battery_level'; s.dispatchEvent(new Event('change'));")
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'canvas[data-metric="battery_level"]'))
+        browser.find_element(By.CSS_SELECTOR, "#ranges button[data-range='6h']").click()
+        wait.until(lambda d: d.execute_script(ACCENT_PIXELS) > 300)
+
+        shot = tmp_path / "dashboard.png"
+        if os.environ.get("LINKBAND_SCREENSHOT"):
+            browser.save_screenshot(os.environ["LINKBAND_SCREENSHOT"])
+        assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+        errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        assert not errors, errors
+    finally:
+        srv.stop()
+        pub.close(0)
+        ctx.term()
