@@ -223,7 +223,13 @@ class Scheduler(Child):
         if self.collector_client is not None:
             self.collector_client.close(timeout=2.0)
         self.control.close(0)
-        self.ctx.term()
+        # A job may still be waiting on the writer (which may be gone too). Every
+        # job is safe to cut anywhere (its writes are transactions of the writer,
+        # archives finish from their manifests), so exit now instead of joining
+        # its thread: a stop, or a supervisor's death, is never held up by a job.
+        self.log.debug("scheduler stopped")
+        logging.shutdown()
+        os._exit(0)
 
 
 def _soon(seconds: float):

@@ -1,0 +1,18 @@
+"""The short fault run: 24 SIGKILLs of the writer, the query process, the scheduler and
+the supervisor while 4 clients push (bench/faults.py runs the long one)."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
+
+import faults  # noqa: E402
+
+
+def test_sigkill_anything_loses_nothing_acknowledged(tmp_path):
+    out = faults.run(tmp_path / "f", kills=24, clients=4, seed=7)
+    assert out["integrity"] == "ok"
+    assert out["problems"] == []
+    assert sum(out["kills"].values()) >= 20 and all(out["kills"].values())
+    assert all(sum(b - a for a, b in r["acked"]) > 0 for r in out["clients"])
