@@ -10,7 +10,9 @@ the scripts run as ``python bench/<name>.py``, so bench/ is on ``sys.path``).
   stopped with SIGTERM (exit code not 0 -> WARNING).
 - CPU accounting (who used the cores during a run): :func:`system_busy`,
   :func:`daemon_cpu`, :class:`CpuMeter`.
-- Percentiles: :func:`pct`.
+- Percentiles: :func:`pct`; the writer's own send->commit histogram over a phase:
+  :func:`writer_latency` (a snapshot) and :func:`latency_between` (two of them).
+- Building a database directly with APSW, as the writer stores rows: :func:`fill_table`.
 - Output: :func:`note` (progress, stderr), :func:`warn` (stdout, collected in
   :data:`WARNINGS`), :func:`print_machine`, :func:`load_average`,
   :func:`print_table`, :func:`print_summary` (returns the exit code: 1 if any
@@ -19,6 +21,8 @@ the scripts run as ``python bench/<name>.py``, so bench/ is on ``sys.path``).
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import platform
 import random
@@ -32,7 +36,9 @@ import apsw
 import psutil
 import zmq
 
+from linkband_historyd import schema
 from linkband_historyd.harness import DaemonProcess
+from linkband_historyd.latency import BOUNDS, LatencyHistogram
 
 # -- realistic SDK data -------------------------------------------------------
 
@@ -248,6 +254,50 @@ def pct(values, q: float) -> float:
     if not s:
         return float("nan")
     return s[min(len(s) - 1, max(0, int(round(q * len(s) + 0.5)) - 1))]
+
+
+def writer_latency(db_path) -> dict:
+    """The writer's send->commit histogram as it last published it (``writer_state`` key
+    ``ingest_latency``: {"since", "buckets": {index: count}, ...}; cumulative since the
+    writer started, published when idle for 1 s)."""
+    with contextlib.closing(schema.open_reader(str(db_path))) as conn:
+        row = conn.execute("SELECT value FROM writer_state WHERE key = 'ingest_latency'").fetchall()
+    return json.loads(row[0][0]) if row else {}
+
+
+def latency_between(before: dict, after: dict, over_ms: float = 5.0) -> dict:
+    """count, p50, p99, max (ms: upper bounds of 5 % buckets) and the number ``over``
+    ``over_ms`` of the messages committed between two :func:`writer_latency` snapshots."""
+    old = before.get("buckets", {}) if before.get("since") == after.get("since") else {}
+    diff = {i: n - old.get(i, 0) for i, n in after.get("buckets", {}).items() if n > old.get(i, 0)}
+    h = LatencyHistogram({"buckets": diff, "max": float("inf")})
+    bound = lambda i: BOUNDS[min(int(i), len(BOUNDS) - 1)] * 1e3    # noqa: E731
+    return {"count": h.total, "p50": h.percentile(0.5) * 1e3, "p99": h.percentile(0.99) * 1e3,
+            "max": max(map(bound, diff), default=0.0),
+            "over": sum(n for i, n in diff.items() if bound(i) > over_ms)}
+
+
+# -- building a database directly ---------------------------------------------------
+
+def fill_table(conn, kind: str, rows, total: int, tx: int = 50_000) -> None:
+    """Insert the positional ``rows`` of ``kind`` (an iterable) in ``tx``-row transactions
+    as ``writer._insert`` does: the rows, then ``schema.INDEX_LOGS`` (logs) or
+    ``schema.UPDATE_LATEST`` (metrics) over the new id range, and ``schema.ADD_COUNT``;
+    a progress line every million rows."""
+    table = schema.TABLES[kind]
+    after = schema.INDEX_LOGS if kind == "log" else schema.UPDATE_LATEST
+    done, t0 = 0, time.monotonic()
+    while chunk := list(itertools.islice(rows, tx)):
+        with conn:
+            first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
+            conn.executemany(schema.INSERT[kind], chunk)
+            last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
+            if after and last >= first:
+                conn.execute(after, (first, last))
+            conn.execute(schema.ADD_COUNT, (table, len(chunk)))
+        done += len(chunk)
+        if done % 1_000_000 < tx or done == total:
+            note(f"build: {done:,} of {total:,} {table} rows, {time.monotonic() - t0:.0f} s")
 
 
 # -- output -----------------------------------------------------------------------

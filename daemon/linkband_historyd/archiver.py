@@ -126,7 +126,8 @@ class Archiver:
                            f"AND timestamp < ? AND id <= ?{where}", query_args)
         manifest = archive_format.write_archive(base, {table: (list(columns), rows)},
                                                 {"selection": sel, "kind": kind, "month": month},
-                                                level=self.level)
+                                                level=self.level,
+                                                threads=max(1, (os.cpu_count() or 2) - 1))
         self._delete_selection(sel, progress)
         with open(base + ".done", "w") as f:
             f.write("deleted\n")

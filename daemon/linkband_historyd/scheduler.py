@@ -104,6 +104,8 @@ class Scheduler(Child):
 
     def initialize(self) -> None:
         cfg = self.cfg
+        if hasattr(os, "nice"):
+            os.nice(10)                 # maintenance yields the CPU to the writer and the SDK
         from .archiver import Archiver                   # zstandard only where archives are made
         self.jobs = Jobs(cfg, Archiver)
         self.runs: dict[str, dict] = {}

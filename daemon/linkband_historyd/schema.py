@@ -159,6 +159,15 @@ MIGRATIONS: list[list[str]] = [
         ) STRICT, WITHOUT ROWID""",
         "CREATE INDEX idx_rollups_bucket ON metric_rollups(tier, bucket)",
     ],
+    # 4: deleting log lines (retention, archives) must not merge FTS segments inside
+    # the writer's commit (seconds at a time); optimize merges them in bounded steps.
+    # A covering index lets tier queries read rollups without touching the table.
+    [
+        "INSERT INTO logs_fts (logs_fts, rank) VALUES ('deletemerge', 0)",
+        "DROP INDEX idx_rollups_bucket",
+        "CREATE INDEX idx_rollups_bucket ON metric_rollups(tier, bucket, metric_name, count, sum, "
+        "min, max)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -22,6 +22,7 @@ from . import schema
 
 OPS = {}
 MAX_CHUNK = 20_000                       # rows one operation may touch
+OP_BUDGET_S = 0.002                      # an operation stops after about this long
 
 
 class OpError(Exception):
@@ -69,18 +70,26 @@ def op_delete(w, p):
     for lo, hi in p.get("keep") or ():
         clauses.append("id NOT BETWEEN ? AND ?")
         args += [int(lo), int(hi)]
-    ids = [r[0] for r in w.conn.execute(
-        f"SELECT id FROM {table} WHERE {' AND '.join(clauses)} ORDER BY timestamp LIMIT ?",
-        args + [_chunk(p.get("limit", 5000))])]
-    if not ids:
-        return {"deleted": 0}
-    marks = ",".join("?" * len(ids))
-    w.conn.execute(f"DELETE FROM {table} WHERE id IN ({marks})", ids)
-    if kind == "log":
-        w.conn.execute(f"DELETE FROM logs_fts WHERE rowid IN ({marks})", ids)
-    if table in schema.COUNTED_TABLES:
-        w.conn.execute(schema.ADD_COUNT, (table, -len(ids)))
-    return {"deleted": len(ids)}
+    # Small steps until the time budget is spent: ingestion waits for this operation.
+    limit = _chunk(p.get("limit", 5000))
+    step = 100 if kind == "log" else 250
+    select = f"SELECT id FROM {table} WHERE {' AND '.join(clauses)} ORDER BY timestamp LIMIT ?"
+    deleted = 0
+    started = time.perf_counter()
+    while deleted < limit:
+        ids = [r[0] for r in w.conn.execute(select, args + [min(step, limit - deleted)])]
+        if not ids:
+            return {"deleted": deleted, "done": True}
+        marks = ",".join("?" * len(ids))
+        w.conn.execute(f"DELETE FROM {table} WHERE id IN ({marks})", ids)
+        if kind == "log":
+            w.conn.execute(f"DELETE FROM logs_fts WHERE rowid IN ({marks})", ids)
+        if table in schema.COUNTED_TABLES:
+            w.conn.execute(schema.ADD_COUNT, (table, -len(ids)))
+        deleted += len(ids)
+        if time.perf_counter() - started > OP_BUDGET_S:
+            break
+    return {"deleted": deleted, "done": False}
 
 
 @op("import")
@@ -201,7 +210,7 @@ def op_maintenance(w, p):
         return {"changed": conn.totalchanges() - before}
     elif step == "incremental_vacuum":
         free = conn.execute("PRAGMA freelist_count").fetchall()[0][0]
-        conn.execute(f"PRAGMA incremental_vacuum({min(int(p.get('pages', 2000)), 100_000)})").fetchall()
+        conn.execute(f"PRAGMA incremental_vacuum({min(int(p.get('pages', 200)), 1000)})").fetchall()
         return {"free_pages_before": free,
                 "free_pages_after": conn.execute("PRAGMA freelist_count").fetchall()[0][0]}
     else:
