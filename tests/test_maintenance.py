@@ -242,3 +242,40 @@ def test_scheduler_killed_during_an_archive_loses_and_doubles_nothing(daemon_fac
     assert len(everything) == len(set(everything)), "a row is both archived and kept, or twice archived"
     assert set(everything) == sent, "a row was lost"
     assert in_db == []
+
+
+def test_full_vacuum_on_request_loses_nothing_that_arrives_meanwhile(daemon_factory):
+    import threading
+    import time
+    from conftest import wait_for
+    d = daemon_factory()
+    c = d.client(max_queue=1_000_000)
+    c.store_metrics([{"metric_name": "bulk", "value": float(i)} for i in range(200_000)])
+    assert c.flush(timeout=60)
+    w = WriterClient(d.control)
+    w.call("delete", kind="metric", before=time.time() + 10, limit=20_000)     # free pages
+    w.close()
+    stop = threading.Event()
+    sent = []
+
+    def push():
+        p = d.client()
+        i = 0
+        while not stop.is_set():
+            p.store_metrics([{"metric_name": "during_vacuum", "value": float(i)}])
+            sent.append(i)
+            i += 1
+            time.sleep(0.001)
+        assert p.flush(timeout=60)
+
+    t = threading.Thread(target=push)
+    t.start()
+    job = d.ask("vacuum")["rows"][0]["id"]
+    wait_for(lambda: d.ask("jobs", id=job)["rows"][0]["state"] in ("done", "failed"), timeout=120)
+    run = d.ask("jobs", id=job)["rows"][0]
+    stop.set()
+    t.join(60)
+    assert run["state"] == "done" and run["result"]["pages_after"] < run["result"]["pages_before"]
+    got = sorted(int(r["value"]) for r in all_rows(d, "metrics", metric_name="during_vacuum",
+                                                   limit=100_000))
+    assert got == sent and d.stats()["lost_records_total"] == 0

@@ -126,3 +126,10 @@ def stop(tool):
     """Stop the daemon (as SIGTERM does): it drains and exits."""
     tool.ask("stop")
     click.echo("stopping")
+
+
+@main.command()
+@click.pass_obj
+def vacuum(tool):
+    """A full VACUUM (only on request: ingestion waits meanwhile, nothing is lost)."""
+    _run_job(tool, "vacuum")

@@ -101,6 +101,12 @@ def cmd_optimize(ctx, p):
     return _start(ctx, "optimize")
 
 
+@command("vacuum", "a full VACUUM (rewrites the file; ingestion waits, nothing is lost); "
+         "returns a job id")
+def cmd_vacuum(ctx, p):
+    return _start(ctx, "vacuum")
+
+
 @command("summarize", "fold new rows into the summary tiers now; returns a job id")
 def cmd_summarize(ctx, p):
     return _start(ctx, "summarize")

@@ -80,6 +80,9 @@ class Jobs:
     def optimize(self, conn, writer, now, params=None, progress=None):
         return maintenance.optimize(writer, progress)
 
+    def vacuum(self, conn, writer, now, params=None, progress=None):
+        return writer.call("vacuum", timeout=6 * 3600)
+
     def archive(self, conn, writer, now, params=None, progress=None):
         arch = self.archiver(conn, writer)
         if arch is None:
@@ -94,8 +97,9 @@ class Jobs:
         return arch.restore(params["kind"], params["month"], now, progress=progress)
 
 
-RUNNABLE = ("summarize", "retention", "optimize", "archive", "restore", "budget", "trend_watch")
-EXCLUSIVE = frozenset({"retention", "optimize", "archive", "restore", "budget"})   # one at a time
+RUNNABLE = ("summarize", "retention", "optimize", "archive", "restore", "budget", "trend_watch",
+            "vacuum")
+EXCLUSIVE = frozenset({"retention", "optimize", "archive", "restore", "budget", "vacuum"})
 
 
 class Scheduler(Child):

@@ -190,6 +190,16 @@ def op_reconfigure(w, p):
     return {"batch_size": w.batch_size, "batch_wait_ms": w.batch_wait * 1000.0}
 
 
+@op("vacuum")
+def op_vacuum(w, p):
+    """A full VACUUM, only on request. Ingestion waits meanwhile: what arrives stays
+    queued in ZeroMQ (and in the clients) and is committed right after, nothing is
+    dropped while the queues hold (ingest.receive_hwm messages per client)."""
+    before = w.conn.execute("PRAGMA page_count").fetchall()[0][0]
+    w.conn.execute("VACUUM")
+    return {"pages_before": before, "pages_after": w.conn.execute("PRAGMA page_count").fetchall()[0][0]}
+
+
 @op("publish")
 def op_publish(w, p):
     w.events.publish(str(p["topic"]), p.get("payload") or {})
@@ -218,7 +228,7 @@ def op_maintenance(w, p):
     return {}
 
 
-OUTSIDE_TRANSACTION = {"maintenance", "reconfigure", "ping"}     # incremental_vacuum cannot run inside a savepoint
+OUTSIDE_TRANSACTION = {"maintenance", "reconfigure", "ping", "vacuum"}     # incremental_vacuum cannot run inside a savepoint
 
 
 def run(w, name: str, params: dict) -> dict:
