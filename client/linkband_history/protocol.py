@@ -67,6 +67,9 @@ _JSON_INDEX = {k: _FIELD_INDEX[k][JSON_FIELD[k]] for k in FIELDS}
 _LEVEL_SET = frozenset(LOG_LEVELS)
 
 
+MAX_COUNTER = 2 ** 53               # sequence numbers and record counts stay exact integers
+
+
 class ProtocolError(ValueError):
     """A frame or request that does not follow this protocol."""
 
@@ -190,8 +193,8 @@ def decode_message(frame: bytes):
         raise ProtocolError(f"bad_version: {version!r}")
     if (not isinstance(header, list) or len(header) != 5 or not isinstance(header[0], str)
             or not header[0] or len(header[0]) > 64
-            or not all(type(x) is int and x >= 0 for x in (header[1], header[3], header[4]))
-            or not isinstance(header[2], (int, float))):
+            or not all(type(x) is int and 0 <= x < MAX_COUNTER for x in (header[1], header[3], header[4]))
+            or type(header[2]) not in (int, float) or not -1e11 < header[2] < 1e11):
         raise ProtocolError("bad_header")
     if not isinstance(payload, dict):
         raise ProtocolError("bad_frame: payload is not a map")

@@ -16,6 +16,7 @@ from linkband_history.times import parse_time
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_LIST = 100
+MAX_INT = 2 ** 53                 # integers beyond this never mean anything here
 
 
 class BadParam(ValueError):
@@ -81,8 +82,8 @@ def _integer(lo: int):
             n = int(v)
         except ValueError:
             raise ValueError(f"must be {what}") from None
-        if n < lo:
-            raise ValueError(f"must be {what}")
+        if n < lo or n > MAX_INT:
+            raise ValueError(f"must be {what} (at most {MAX_INT})")
         return n
     return parse
 
@@ -137,8 +138,12 @@ def cursor(v):
     try:
         if ":" in v:
             ts, rid = v.split(":", 1)
-            return (float(ts), int(rid))
-        return (None, int(v))
+            out = (float(ts), int(rid))
+        else:
+            out = (None, int(v))
+        if not 0 <= out[1] <= MAX_INT or (out[0] is not None and not math.isfinite(out[0])):
+            raise ValueError
+        return out
     except ValueError:
         raise ValueError("not a cursor returned by this daemon") from None
 

@@ -147,7 +147,7 @@ class Writer(Child):
                     conn.executemany(schema.ADD_COUNT, counts)
                 if batch.received_at - self._state_saved > 1.0:
                     self._save_state()
-        except apsw.Error:
+        except (apsw.Error, OverflowError, TypeError, ValueError):
             # Nothing of this batch is stored; its clients' sequence numbers were
             # not advanced either, so their next messages show the gap as lost.
             self.log.exception("commit of %d records failed", batch.records)
