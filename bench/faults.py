@@ -106,7 +106,7 @@ def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
             kids = _children(d)
             os.kill(d.proc.pid, signal.SIGKILL)
             d.proc.wait(10)
-            psutil.wait_procs(list(kids.values()), timeout=20)     # orphans stop by themselves
+            psutil.wait_procs(list(kids.values()), timeout=60)     # orphans stop by themselves
             left = [p.pid for p in kids.values() if p.is_running()]
             if left:
                 raise AssertionError(f"orphans still running: {left}")
