@@ -112,7 +112,9 @@ def run(conn, agg: Aggregate, tier: str, p: dict, max_rows: int):
     if agg.until is not None or "until" in p:
         w.add("bucket < ?", p.get("until", agg.until))
     keys, args = [], []
-    if agg.step:
+    if agg.step and agg.step == TIER_SECONDS.get(tier):
+        keys.append("bucket")                     # the index's own order: no sort needed
+    elif agg.step:
         keys.append("CAST(bucket / ? AS INTEGER) * ?")
         args += [agg.step, agg.step]
     for g in agg.group_by:
@@ -138,6 +140,8 @@ def run(conn, agg: Aggregate, tier: str, p: dict, max_rows: int):
             f"SELECT {', '.join(select + ['last', 'max(last_ts)'])} FROM metric_rollups{w.sql()}{gsql}",
             args + w.args) if r[n + 1] is not None}
     columns = (["bucket"] if agg.step else []) + list(agg.group_by) + agg.functions
+    if funcs == agg.functions and n:
+        return columns, base                      # nothing to add: rows as SQLite gave them
     rows = []
     for r in base:
         if not n and r[n] is None:                 # no rows at all
