@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import json
 import os
 import random
@@ -59,7 +58,8 @@ import types
 
 import apsw
 
-from common import (HOSTS, METRICS, daemon_cpu, fresh_daemon, load_average, make_logs, note,
+from common import (HOSTS, METRICS, daemon_cpu, fill_table, fresh_daemon, load_average, make_logs,
+                    note,
                     pct, print_machine, print_summary, print_table, system_busy, warn)
 from linkband_history import protocol
 from linkband_historyd import analysis_commands, commands, log_commands  # noqa: F401 - registry
@@ -138,23 +138,6 @@ def log_rows(n: int, t_start: int, seconds: int, seed: int = 7):
             yield protocol.row_from_record("log", rec, now)
 
 
-def fill(conn, kind: str, rows, total: int) -> None:
-    """As ``writer._insert``: rows, then the statement over the new id range, and the count."""
-    table = schema.TABLES[kind]
-    after = schema.INDEX_LOGS if kind == "log" else schema.UPDATE_LATEST
-    done, t0 = 0, time.monotonic()
-    while chunk := list(itertools.islice(rows, TX)):
-        with conn:
-            first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
-            conn.executemany(schema.INSERT[kind], chunk)
-            last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-            conn.execute(after, (first, last))
-            conn.execute(schema.ADD_COUNT, (table, len(chunk)))
-        done += len(chunk)
-        if done % 1_000_000 < TX or done == total:
-            note(f"build: {done:,} of {total:,} {table} rows, {time.monotonic() - t0:.0f} s")
-
-
 def remove_db(path: str) -> None:
     for f in (path + x for x in ("", "-wal", "-shm") if os.path.exists(path + x)):
         os.remove(f)
@@ -193,9 +176,9 @@ def ensure_db(db_dir: str, names: int, seconds: int, logs: int) -> dict:
     try:
         conn.execute("PRAGMA cache_size = -262144")
         conn.execute("PRAGMA wal_autocheckpoint = 20000")
-        fill(conn, "metric", metric_rows(names, t_start, seconds), want["system_metrics"])
+        fill_table(conn, "metric", metric_rows(names, t_start, seconds), want["system_metrics"], TX)
         if logs:
-            fill(conn, "log", log_rows(logs, t_start, seconds), logs)
+            fill_table(conn, "log", log_rows(logs, t_start, seconds), logs, TX)
         t = time.monotonic()
         w = types.SimpleNamespace(conn=conn)           # the scheduler's WriterClient, here
         w.call = lambda op, timeout=None, **params: write_ops.run(w, op, params)

@@ -240,15 +240,20 @@ def describe_aggregate(kind: str, p: dict, default_functions, default_group=()) 
     return Aggregate(kind, step, value, funcs, groups, where(kind, p), since, until)
 
 
-def _group_sql(agg: Aggregate):
-    """SELECT expressions and args of the bucket and the group columns."""
+def group_sql(agg: Aggregate, time_column: str = "timestamp", tags: str = "tags",
+              native_step: int | None = None):
+    """SELECT expressions and args of the bucket and the group columns. When the
+    bucket is the source's own (``native_step``), the time column is grouped on
+    as it is: the index order, no sort."""
     exprs, args = [], []
-    if agg.step:
-        exprs.append("CAST(timestamp / ? AS INTEGER) * ?")
+    if agg.step and agg.step == native_step:
+        exprs.append(time_column)
+    elif agg.step:
+        exprs.append(f"CAST({time_column} / ? AS INTEGER) * ?")
         args += [agg.step, agg.step]
     for g in agg.group_by:
         if g.startswith("tag:"):
-            exprs.append("json_extract(tags, ?)")
+            exprs.append(f"json_extract({tags}, ?)")
             args.append(f'$."{g[4:]}"')
         else:
             exprs.append(g)
@@ -258,7 +263,7 @@ def _group_sql(agg: Aggregate):
 def run_aggregate(conn, agg: Aggregate, max_rows: int):
     """``(columns, rows)``: one row per bucket and group, ordered by them."""
     table = SPECS[agg.kind].table
-    keys, key_args = _group_sql(agg)
+    keys, key_args = group_sql(agg)
     n = len(keys)
     aliases = [f"k{i}" for i in range(n)]
     key_cols = (["bucket"] if agg.step else []) + list(agg.group_by)

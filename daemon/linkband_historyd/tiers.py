@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 
 from . import params as P
-from .query_engine import PERCENTILES, Aggregate
+from .query_engine import PERCENTILES, Aggregate, group_sql
 from .summaries import bucket_start
 
 TIER_SECONDS = {"minute": 60, "hourly": 3600, "daily": 86400, "weekly": 604800}
@@ -111,18 +111,7 @@ def run(conn, agg: Aggregate, tier: str, p: dict, max_rows: int):
         w.add("bucket >= ?", bucket_start(tier, p.get("since", agg.since)))
     if agg.until is not None or "until" in p:
         w.add("bucket < ?", p.get("until", agg.until))
-    keys, args = [], []
-    if agg.step and agg.step == TIER_SECONDS.get(tier):
-        keys.append("bucket")                     # the index's own order: no sort needed
-    elif agg.step:
-        keys.append("CAST(bucket / ? AS INTEGER) * ?")
-        args += [agg.step, agg.step]
-    for g in agg.group_by:
-        if g.startswith("tag:"):
-            keys.append("json_extract(nullif(tags, ''), ?)")
-            args.append(f'$."{g[4:]}"')
-        else:
-            keys.append(g)
+    keys, args = group_sql(agg, "bucket", "nullif(tags, '')", TIER_SECONDS.get(tier))
     n = len(keys)
     aliases = [f"k{i}" for i in range(n)]
     select = [f"{e} AS {a}" for e, a in zip(keys, aliases)]
