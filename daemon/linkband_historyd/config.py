@@ -182,6 +182,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("storage.synchronous", "NORMAL", _choice(SYNC_MODES), "LINKBAND_HISTORY_SYNCHRONOUS",
            None, "SQLite synchronous mode: NORMAL survives a crash of any process; FULL also "
            "survives power loss, at a cost"),
+    Option("storage.max_page_count", 0, _int(0), "LINKBAND_HISTORY_MAX_PAGE_COUNT", None,
+           "a hard cap on the database's pages (0: none); when it is reached the writer "
+           "stops storing new records until there is room again"),
     Option("storage.checkpoint_interval_s", 1.0, _float(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
            None, "WAL checkpoints run this often on their own connection, off the writer's path"),
     Option("scheduler.enabled", True, _bool, "LINKBAND_HISTORY_SCHEDULER", None,

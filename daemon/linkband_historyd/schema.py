@@ -14,6 +14,7 @@ module finds such terms through the ``logs_fts_vocab`` term list (see
 from __future__ import annotations
 
 import os
+import time
 
 import apsw
 
@@ -229,7 +230,35 @@ def _configure(conn: apsw.Connection, synchronous: str = "NORMAL") -> None:
     conn.execute("PRAGMA temp_store = MEMORY")
 
 
-def open_writer(path: str, synchronous: str = "NORMAL") -> apsw.Connection:
+def check_or_move_aside(path: str) -> str | None:
+    """A quick look at an existing database file; a damaged one is renamed (never
+    deleted) with its WAL, so a fresh one can start. Returns the new name, or None."""
+    if not os.path.exists(path):
+        return None
+    try:
+        conn = apsw.Connection(path, flags=apsw.SQLITE_OPEN_READWRITE)
+        try:
+            conn.execute("PRAGMA user_version").fetchall()
+            conn.execute("SELECT name FROM sqlite_schema").fetchall()
+            if conn.execute("PRAGMA quick_check(1)").fetchall()[0][0] != "ok":
+                raise _Damaged()
+        finally:
+            conn.close()
+        return None
+    except (apsw.CorruptError, apsw.NotADBError, _Damaged):
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        aside = f"{path}.damaged-{stamp}"
+        for suffix in ("", "-wal", "-shm"):
+            if os.path.exists(path + suffix):
+                os.replace(path + suffix, aside + suffix)
+        return aside
+
+
+class _Damaged(Exception):
+    pass
+
+
+def open_writer(path: str, synchronous: str = "NORMAL", max_page_count: int = 0) -> apsw.Connection:
     """The one read-write connection; creates and migrates the database.
 
     Automatic checkpoints are off: they would run inside the writer's commits
@@ -242,6 +271,8 @@ def open_writer(path: str, synchronous: str = "NORMAL") -> apsw.Connection:
     conn.execute("PRAGMA journal_mode = WAL")
     _configure(conn, synchronous)
     conn.execute("PRAGMA wal_autocheckpoint = 0")
+    if max_page_count:
+        conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
     migrate(conn)
     return conn
 

@@ -106,7 +106,8 @@ class Supervisor:
         try:
             WriterClient(new["daemon.control_endpoint"], timeout=10).call(
                 "reconfigure", log_level=new["daemon.log_level"],
-                batch_size=new["ingest.batch_size"], batch_wait_ms=new["ingest.batch_wait_ms"])
+                batch_size=new["ingest.batch_size"], batch_wait_ms=new["ingest.batch_wait_ms"],
+                max_page_count=new["storage.max_page_count"])
         except Exception as exc:                  # the writer restarts with the new cfg anyway
             log.warning("reload: writer not reconfigured: %s", exc)
         for name in ("query", "scheduler"):       # the writer keeps ingesting meanwhile

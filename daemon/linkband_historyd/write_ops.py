@@ -187,6 +187,9 @@ def op_reconfigure(w, p):
         w.batch_size = int(p["batch_size"])
     if "batch_wait_ms" in p:
         w.batch_wait = float(p["batch_wait_ms"]) / 1000.0
+    if "max_page_count" in p:
+        n = int(p["max_page_count"])
+        w.conn.execute(f"PRAGMA max_page_count = {n if n > 0 else 4294967294}").fetchall()
     return {"batch_size": w.batch_size, "batch_wait_ms": w.batch_wait * 1000.0}
 
 

@@ -37,6 +37,7 @@ from .latency import LatencyHistogram
 from .sockets import bind
 
 
+FULL_QUIET_S = 2.0         # a full-storage episode ends after this long without a failure
 DRAIN_QUIET_S = 0.05       # on stop: drain until the socket has been quiet this long
 DRAIN_MAX_S = 5.0          # ... or this long has passed (senders may never pause)
 
@@ -49,7 +50,19 @@ class Writer(Child):
         self.db_path = cfg["daemon.db_path"]
         self.lock = DataDirLock(cfg["daemon.data_dir"])
         self.lock.acquire()                       # before touching the database or sockets
-        self.conn = schema.open_writer(self.db_path, cfg["storage.synchronous"])
+        damaged = schema.check_or_move_aside(self.db_path)
+        self.conn = schema.open_writer(self.db_path, cfg["storage.synchronous"],
+                                       cfg["storage.max_page_count"])
+        if damaged:
+            self.log.critical("THE DATABASE WAS DAMAGED: moved aside to %s (kept, not deleted); "
+                              "a fresh database was started", damaged)
+            with self.conn:
+                self.conn.execute(schema.INSERT["alert"], row_from_record("alert", {
+                    "level": "CRITICAL", "category": "SYSTEM", "source_component": "linkband-historyd",
+                    "title": "데이터베이스 손상 감지 / history database damaged",
+                    "description": f"손상된 데이터베이스를 {damaged}(으)로 옮기고 새로 시작했습니다 / "
+                                   f"moved aside to {damaged}, a fresh database was started",
+                    "metadata": {"moved_to": damaged}}, time.time()))
         self.clients = {row[0]: ClientState(*row) for row in self.conn.execute(
             f"SELECT {', '.join(schema.CLIENT_COLUMNS)} FROM ingest_clients")}
         self.batch_size = cfg["ingest.batch_size"]
@@ -81,6 +94,9 @@ class Writer(Child):
         self._state_saved = 0.0
         self._last_commit = 0.0
         self.received = self.committed = 0
+        self.full_since = 0.0                     # storage full since (0: it is not)
+        self.full_last = 0.0
+        self.full_records = 0
         with self.conn:
             self._save_state()
         self.log.info("writer ready: %s -> %s", cfg["ingest.endpoint"], self.db_path)
@@ -147,11 +163,29 @@ class Writer(Child):
                     conn.executemany(schema.ADD_COUNT, counts)
                 if batch.received_at - self._state_saved > 1.0:
                     self._save_state()
-        except (apsw.Error, OverflowError, TypeError, ValueError):
-            # Nothing of this batch is stored; its clients' sequence numbers were
-            # not advanced either, so their next messages show the gap as lost.
-            self.log.exception("commit of %d records failed", batch.records)
+        except (apsw.Error, BatchAborted, OverflowError, TypeError, ValueError) as exc:
+            self._rollback()
+            if not _caused_by(exc, apsw.FullError, BatchAborted):
+                # Nothing of this batch is stored; its clients' sequence numbers were
+                # not advanced either, so their next messages show the gap as lost.
+                self.log.exception("commit of %d records failed", batch.records)
+                return
+            # Disk (or max_page_count) full: nothing of this batch is stored, its
+            # clients' sequence numbers stay, so they count the records as lost.
+            # Every committed row stays readable; the next commit that fits resumes.
+            self.full_records += batch.records
+            self.full_last = time.time()
+            if not self.full_since:
+                self.full_since = time.time()
+                self.log.error("storage full: not storing new records until there is room")
+                self.events.publish("storage_warning", {"reason": "storage_full",
+                                                        "time": self.full_since})
             return
+        if self.full_since and batch.records and time.time() - self.full_last > FULL_QUIET_S:
+            # records fit again, and nothing failed for a while: the episode is over
+            self.log.warning("storage has room again: storing resumed (%d records were not "
+                             "stored while full)", self.full_records)
+            self.full_since = 0.0
         batch.committed()
         self.commits += 1
         self.committed += batch.records
@@ -163,12 +197,22 @@ class Writer(Child):
         for sent_at in batch.sent_at:
             add(done - sent_at)
 
+    def _rollback(self) -> None:
+        """A failed COMMIT (SQLITE_FULL, I/O errors) may leave the transaction open:
+        end it, or the next batch would commit this one's rows along with its own."""
+        if not self.conn.getautocommit():
+            try:
+                self.conn.execute("ROLLBACK")
+            except apsw.Error:
+                pass
+
     def _save_state(self) -> None:
         """Publish the latency histogram (of commits up to now) for ``stats``."""
         self._state_saved = time.time()
         doc = {"since": self.started_at, "commits": self.commits, **self.latency.to_dict()}
         writer = {"pid": os.getpid(), "started_at": self.started_at, "commits": self.commits,
-                  "received_records": self.received, "committed_records": self.committed}
+                  "received_records": self.received, "committed_records": self.committed,
+                  "not_stored_while_full": self.full_records}
         self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
                                                         ("writer", json.dumps(writer))])
 
@@ -184,7 +228,11 @@ class Writer(Child):
         try:
             with conn:                                   # a savepoint
                 conn.executemany(schema.INSERT[kind], rows)
-        except (apsw.Error, TypeError, ValueError, OverflowError):
+        except (apsw.Error, TypeError, ValueError, OverflowError) as exc:
+            if _caused_by(exc, apsw.FullError) or conn.getautocommit():
+                # Storage full, or SQLite rolled the whole transaction back: the
+                # batch cannot go on (inserting row by row now would autocommit).
+                raise BatchAborted(_caused_by(exc, apsw.FullError)) from exc
             self._insert_one_by_one(kind, rows, batch)
         if after:
             last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
@@ -206,6 +254,8 @@ class Writer(Child):
                 self.conn.execute(sql, row)
             except _Refused as exc:
                 batch.reject(kind, i, exc.reason)
+            except apsw.FullError:
+                raise BatchAborted(True) from None
             except apsw.ConstraintError as exc:
                 batch.reject(kind, i, _constraint_reason(exc))
             except (apsw.Error, TypeError, ValueError, OverflowError):
@@ -255,6 +305,23 @@ class Writer(Child):
         self.conn.close()
         self.lock.release()
         self.log.info("writer stopped after draining %d records", drained)
+
+
+class BatchAborted(Exception):
+    """The batch's transaction is gone (``full``: because storage is full)."""
+
+    def __init__(self, full: bool):
+        super().__init__("storage full" if full else "transaction rolled back")
+        self.full = full
+
+
+def _caused_by(exc, cls, aborted=None) -> bool:
+    """Whether ``cls`` (or a BatchAborted for a full storage) is in the exception chain."""
+    while exc is not None:
+        if isinstance(exc, cls) or (aborted and isinstance(exc, aborted) and exc.full):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 class _Refused(Exception):
