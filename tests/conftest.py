@@ -29,6 +29,34 @@ def daemon(daemon_factory):
     return daemon_factory()
 
 
+class EventCollector:
+    """Collects the daemon's events from before the ``with`` block until ``timeout``
+    seconds without one after it: ``with EventCollector(d.events, ["x"]) as ev: ...``
+    then ``ev.events`` is the list of (topic, payload)."""
+
+    def __init__(self, endpoint, topics=(), timeout=3.0):
+        import threading
+        self.endpoint, self.topics, self.timeout = endpoint, list(topics), timeout
+        self.events = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._listen)
+
+    def _listen(self):
+        from linkband_history import subscribe
+        with subscribe(self.topics, self.endpoint, timeout=self.timeout) as sub:
+            self._ready.set()
+            self.events.extend(sub)
+
+    def __enter__(self):
+        self._thread.start()
+        self._ready.wait(5)
+        time.sleep(0.3)                          # the SUB socket has connected
+        return self
+
+    def __exit__(self, *exc):
+        self._thread.join(self.timeout * 5)
+
+
 def all_rows(daemon, command, **params):
     """Every row of a listing, following cursors."""
     rows, cursor = [], None

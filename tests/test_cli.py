@@ -47,7 +47,6 @@ def test_tool_says_when_no_daemon_answers(tmp_path):
 
 
 def test_export_round_trips_in_every_format(daemon, tmp_path):
-    import pytest
     from linkband_history.export import read_back
     from conftest import all_rows
     c = daemon.client()

@@ -4,7 +4,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
-import time
 
 import apsw
 

@@ -2,7 +2,6 @@
 SIGHUP reload without stopping ingestion, reload and stop over the socket."""
 from __future__ import annotations
 
-import os
 import plistlib
 import shutil
 import signal

@@ -3,41 +3,27 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 import time
 
-from linkband_history import subscribe
-from conftest import all_rows, wait_for
+from conftest import EventCollector, all_rows, wait_for
 
 
 def test_full_storage_stops_storing_keeps_rows_readable_and_resumes(daemon_factory, tmp_path):
     conf = tmp_path / "c.toml"
     conf.write_text("[storage]\nmax_page_count = 400\n")
     d = daemon_factory("--config", str(conf), env={"LINKBAND_HISTORY_SCHEDULER": "false"})
-    warnings = []
-    ready = threading.Event()
-
-    def listen():
-        with subscribe(["storage_warning"], d.events, timeout=8.0) as sub:
-            ready.set()
-            warnings.extend(sub)
-
-    t = threading.Thread(target=listen)
-    t.start()
-    ready.wait(5)
-    time.sleep(0.3)
-    c = d.client(max_queue=1_000_000)
-    for i in range(0, 60_000, 2_000):
-        c.store_metrics([{"metric_name": "fill", "value": float(i + k), "tags": {"pad": "x" * 40}}
-                         for k in range(2_000)])
-    assert c.flush(timeout=30) is False                     # some could not be stored
-    stats = d.stats()
-    stored = stats["tables"]["system_metrics"]
-    assert 0 < stored < 60_000
-    assert stats["lost_records_total"] == 60_000 - stored   # every record stored or counted
-    assert len(all_rows(d, "metrics", limit=100_000)) == stored        # all readable
-    t.join(15)
-    assert [p["reason"] for _, p in warnings] == ["storage_full"]    # once per episode
+    with EventCollector(d.events, ["storage_warning"], timeout=3.0) as ev:
+        c = d.client(max_queue=1_000_000)
+        for i in range(0, 60_000, 2_000):
+            c.store_metrics([{"metric_name": "fill", "value": float(i + k), "tags": {"pad": "x" * 40}}
+                             for k in range(2_000)])
+        assert c.flush(timeout=30) is False                 # some could not be stored
+        stats = d.stats()
+        stored = stats["tables"]["system_metrics"]
+        assert 0 < stored < 60_000
+        assert stats["lost_records_total"] == 60_000 - stored   # every record stored or counted
+        assert len(all_rows(d, "metrics", limit=100_000)) == stored    # all readable
+    assert [p["reason"] for _, p in ev.events] == ["storage_full"]   # once per episode
     # room returns (a larger cap on reload): storing resumes by itself
     conf.write_text("[storage]\nmax_page_count = 0\n")
     d.proc.send_signal(signal.SIGHUP)

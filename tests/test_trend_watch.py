@@ -3,10 +3,9 @@ acknowledged and resolved through the writer, and reports."""
 from __future__ import annotations
 
 import random
-import threading
 import time
 
-from linkband_history import subscribe
+from conftest import EventCollector
 from linkband_historyd import config, schema
 from linkband_history.report_format import report_markdown
 from linkband_historyd.trend_commands import watch
@@ -41,21 +40,10 @@ def test_watch_alerts_once_per_episode_and_trend_commands(daemon_factory):
     cfg = {**cfg, "trends.watch": ["cpu_percent"]}
     conn = schema.open_reader(str(d.db_path))
     w = WriterClient(d.control)
-    events = []
-    ready = threading.Event()
-
-    def listen():
-        with subscribe(["trend_alert"], d.events, timeout=3.0) as sub:
-            ready.set()
-            events.extend(sub)
-
-    t = threading.Thread(target=listen)
-    t.start()
-    ready.wait(5)
-    time.sleep(0.3)
-    assert watch(conn, w, cfg, now + 1)["alerts"] == 1
-    assert watch(conn, w, cfg, now + 2)["alerts"] == 0                 # the same episode
-    t.join(10)
+    with EventCollector(d.events, ["trend_alert"]) as ev:
+        assert watch(conn, w, cfg, now + 1)["alerts"] == 1
+        assert watch(conn, w, cfg, now + 2)["alerts"] == 0             # the same episode
+    events = ev.events
     assert [topic for topic, _ in events] == ["trend_alert"]
     assert events[0][1]["metadata"]["metric_name"] == "cpu_percent"
     alerts = d.ask("alerts", open=True)["rows"]
