@@ -157,14 +157,15 @@ TABLE = {"metric": "system_metrics", "log": "system_logs"}
 
 @contextlib.contextmanager
 def fresh_daemon(name: str, prepare=None):
-    """A running ``DaemonProcess`` on a fresh ``tempfile.mkdtemp()``, log level WARNING.
+    """A running ``DaemonProcess`` on a fresh ``tempfile.mkdtemp()``, log level WARNING,
+    without its system metrics collector (its rows would mix with what is counted).
 
     ``prepare(db_path)``, if given, fills the database before the daemon starts.
     On leaving, the daemon is stopped with SIGTERM (:func:`stop_daemon`), anything
     left is killed and the directory is removed.
     """
     base = tempfile.mkdtemp(prefix=f"lbh-{name[:6]}-")
-    d = DaemonProcess(base, log_level="WARNING")
+    d = DaemonProcess(base, log_level="WARNING", env={"LINKBAND_HISTORY_COLLECTOR": "false"})
     try:
         if prepare is not None:
             os.makedirs(d.data_dir, mode=0o700)
@@ -247,6 +248,24 @@ class CpuMeter:
 
 
 # -- percentiles ------------------------------------------------------------------
+
+def wait_tick(start: float, k: int, tick: float) -> float:
+    """Sleep until tick ``k`` of a schedule started at ``start`` (monotonic); how late we are."""
+    due = start + k * tick
+    now = time.monotonic()
+    if due > now:
+        time.sleep(due - now)
+        now = time.monotonic()
+    return now - due
+
+
+def remove_db(path: str) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            os.remove(path + suffix)
+        except OSError:
+            pass
+
 
 def pct(values, q: float) -> float:
     """The ``q`` quantile (0..1) of ``values``, nearest rank; NaN if empty."""

@@ -76,7 +76,7 @@ import time
 
 from common import (HOSTS, MAKERS, METRICS, STORE, TABLE, CpuMeter, fresh_daemon, load_average,
                     make_metrics, metric_record, note, pct, print_machine, print_summary,
-                    print_table, warn)
+                    print_table, remove_db, wait_tick, warn)
 from linkband_history import HistoryClient, protocol
 from linkband_historyd import schema
 
@@ -122,12 +122,7 @@ def paced_worker(ingest, query, seconds, per_tick, tick, results):
     try:
         start = time.monotonic()
         for k in range(ticks):
-            due = start + k * tick
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)
-                now = time.monotonic()
-            late.append(now - due)
+            late.append(wait_tick(start, k, tick))
             c.store_metrics(batches[k])
         elapsed = time.monotonic() - start
         ok = c.flush(timeout=60)
@@ -166,14 +161,6 @@ def raw_insert_rate(kind: str, rows: list, base: str, per_tx: int = 1000) -> flo
         conn.close()
         remove_db(path)
     return len(rows) / elapsed
-
-
-def remove_db(path: str) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        try:
-            os.remove(path + suffix)
-        except OSError:
-            pass
 
 
 def rows_of(kind: str, n: int, processes: int, t0: float) -> list:

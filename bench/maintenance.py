@@ -55,7 +55,7 @@ import time
 
 from common import (HOSTS, METRICS, CpuMeter, fill_table, latency_between, load_average, make_logs,
                     metric_record, note, pct, print_machine, print_summary, print_table,
-                    stop_daemon, warn, writer_latency)
+                    stop_daemon, wait_tick, warn, writer_latency)
 from linkband_history import HistoryClient, protocol
 from linkband_historyd import analysis_commands, archive_format, schema, tiers  # noqa: F401
 from linkband_historyd.archiver import list_parts
@@ -183,12 +183,7 @@ def paced_worker(ingest, query, stop, max_seconds, results, per_tick=5, tick=0.0
         results.put("ready")
         start, wall0, k = time.monotonic(), time.time(), 0
         while k * tick < max_seconds and not (k % 50 == 0 and stop.is_set()):
-            due = start + k * tick
-            now = time.monotonic()
-            if due > now:
-                time.sleep(due - now)
-                now = time.monotonic()
-            late.append(now - due)
+            late.append(wait_tick(start, k, tick))
             c.store_metrics([dict(rec, timestamp=wall0 + k * tick) for rec in pool[k % len(pool)]])
             k += 1
         elapsed = time.monotonic() - start

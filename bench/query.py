@@ -59,8 +59,8 @@ import types
 import apsw
 
 from common import (HOSTS, METRICS, daemon_cpu, fill_table, fresh_daemon, load_average, make_logs,
-                    note,
-                    pct, print_machine, print_summary, print_table, system_busy, warn)
+                    note, pct, print_machine, print_summary, print_table, remove_db, system_busy,
+                    warn)
 from linkband_history import protocol
 from linkband_historyd import analysis_commands, commands, log_commands  # noqa: F401 - registry
 from linkband_historyd import schema, search, write_ops
@@ -136,11 +136,6 @@ def log_rows(n: int, t_start: int, seconds: int, seed: int = 7):
         for rec, t in zip(make_logs(len(ts), 100 + k // TX, ts[0]), ts):
             rec["timestamp"] = t
             yield protocol.row_from_record("log", rec, now)
-
-
-def remove_db(path: str) -> None:
-    for f in (path + x for x in ("", "-wal", "-shm") if os.path.exists(path + x)):
-        os.remove(f)
 
 
 def ensure_db(db_dir: str, names: int, seconds: int, logs: int) -> dict:

@@ -260,8 +260,8 @@ def _row_builder(columns: tuple):
     """A function turning one positional row into its dict, JSON columns decoded.
 
     Generated once per column list: a dict display with constant keys builds
-    rows about twice as fast as ``dict(zip(columns, row))`` (10,000-row pages
-    are the common case). Keys are ``repr()``-quoted literals, so a column name
+    rows faster than ``dict(zip(columns, row))``, which matters for 10,000-row
+    pages. Keys are ``repr()``-quoted literals, so a column name
     cannot inject code.
     """
     fn = _builders.get(columns)

@@ -46,8 +46,8 @@ The writer chooses per block and column: DECIMAL when every float is a short
 decimal (timestamps in whole microseconds, values rounded to 0.1), else
 FLOAT64; the difference order whose bytes a fast zstd level compresses best;
 the narrowest width. Streams are compressed at ``level`` (19), on a thread
-pool; the very redundant ones (20x at level 3) at level 9, as good and much
-faster there. Blocks hold at most ``block_rows`` rows (65,536): memory stays
+pool; the very redundant ones (those a fast level already shrinks many times)
+at level 9, as good and much faster there. Blocks hold at most ``block_rows`` rows (65,536): memory stays
 bounded whatever the number of rows.
 
 Manifest (JSON): format, format_version, created_at (ISO-8601 UTC), data_file,

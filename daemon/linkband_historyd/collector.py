@@ -24,8 +24,8 @@ matched on every sample against new pids (a pid that does not match is checked
 again on the next few samples, in case it was caught between fork and exec,
 and every pid again every ``RESCAN_SAMPLES`` samples). One ``psutil.Process``
 is kept per pid, so its ``cpu_percent`` is a real delta (100 = one core).
-Cost: a few reads of /proc per sample, about 0.5 ms of CPU plus roughly 0.1 ms
-per followed process (``open_files`` is the dearest call); bench/collector.py.
+Cost: a few reads of /proc per sample, plus more per followed process
+(``open_files`` is the dearest call); bench/collector.py prints it.
 ``sample()`` is not meant to be called from two threads at once.
 """
 from __future__ import annotations

@@ -180,12 +180,6 @@ class Where:
         else:
             self.add(f"{column} IN ({', '.join('?' * len(values))})", *values)
 
-    def match(self, p: dict, *columns: str, prefix: str = "") -> None:
-        """``column IN (...)`` for each of ``columns`` that ``p`` gives values for."""
-        for c in columns:
-            if c in p:
-                self.any_of(prefix + c, p[c])
-
     def time_range(self, p: dict, column: str = "timestamp") -> None:
         if "since" in p:
             self.add(f"{column} >= ?", p["since"])

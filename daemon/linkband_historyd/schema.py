@@ -261,9 +261,9 @@ class _Damaged(Exception):
 def open_writer(path: str, synchronous: str = "NORMAL", max_page_count: int = 0) -> apsw.Connection:
     """The one read-write connection; creates and migrates the database.
 
-    Automatic checkpoints are off: they would run inside the writer's commits
-    (raising send->commit p99 ~10x); a checkpointer runs them on its own
-    connection instead (:func:`open_checkpointer`).
+    Automatic checkpoints are off: they would run inside the writer's commits and
+    raise the send->commit p99 (shared/reference/measured-limits.md); a
+    checkpointer runs them on its own connection instead (:func:`open_checkpointer`).
     """
     os.makedirs(os.path.dirname(path) or ".", mode=0o700, exist_ok=True)
     conn = apsw.Connection(path)
