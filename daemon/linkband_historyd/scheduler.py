@@ -123,7 +123,7 @@ class Scheduler(Child):
         self.sched = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone=timezone.utc)
         s = self.sched
         s.add_job(self.run_job, "interval", seconds=cfg["scheduler.summaries_interval_s"],
-                  args=["summarize"], id="summarize", next_run_time=_soon(2))
+                  args=["summarize"], id="summarize")   # first run after one interval
         s.add_job(self.run_job, "interval", seconds=cfg["scheduler.retention_interval_s"],
                   args=["retention"], id="retention", next_run_time=_soon(30))
         s.add_job(self.run_job, "interval", seconds=cfg["scheduler.budget_interval_s"],
