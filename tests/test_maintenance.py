@@ -130,6 +130,40 @@ def test_summaries_equal_the_raw_rows_and_late_rows_update_them(env):
         assert a["avg"] == pytest.approx(b["avg"], rel=1e-12)
 
 
+def _series(d, tier, since, until):
+    q = dict(bucket="1m", functions=["count", "sum", "min", "max", "avg", "last"],
+             group_by=["metric_name"], since=since, until=until)
+    return d.ask("metrics.aggregate", tier=tier, **q), d.ask("metrics.aggregate", tier="detail", **q)
+
+
+def test_minute_tier_equals_detail_with_one_and_with_several_tag_sets(env):
+    """One tag set per name: the tier's rows are read as stored (no GROUP BY); a
+    second tag set for a name: they are grouped. Both equal the detail rows."""
+    d, cfg, conn, writer = env
+    rng = random.Random(8)
+    start = (NOW - 2 * 3600) // 60 * 60
+    one = [{"timestamp": start + i * 5.0 + rng.random(), "metric_name": name, "value":
+            round(rng.uniform(0, 100), 2), "tags": {"sensor": "eeg"}}
+           for i in range(1440) for name in ("eeg_rms", "ppg_hr")]
+    _push(d, "metric", one)
+    Summarizer(conn, writer).run(NOW)
+    from linkband_historyd import tiers
+    for several in (False, True):
+        if several:     # the same names from a second device
+            _push(d, "metric", [dict(r, tags={"sensor": "eeg", "device": "b"},
+                                     value=r["value"] + 1000) for r in one[::3]])
+            Summarizer(conn, writer).run(NOW)
+        assert tiers.one_series_per_name(conn, "minute") is not several
+        got, want = _series(d, "minute", start, NOW)
+        assert got["tier"] == "minute" and want["tier"] == "detail"
+        assert len(got["rows"]) == len(want["rows"]) == 2 * 120     # 2 names, 2 hours
+        for a, b in zip(got["rows"], want["rows"]):
+            assert (a["bucket"], a["metric_name"], a["count"], a["min"], a["max"], a["last"]) == \
+                   (b["bucket"], b["metric_name"], b["count"], b["min"], b["max"], b["last"])
+            assert a["sum"] == pytest.approx(b["sum"], rel=1e-12)
+            assert a["avg"] == pytest.approx(b["avg"], rel=1e-12)
+
+
 def test_retention_deletes_exactly_the_rows_past_their_age(env):
     d, cfg, conn, writer = env
     ages = [0.5, 5, 29.9, 30.1, 31, 45, 400]

@@ -25,6 +25,8 @@ Queries (REQ -> REP)::
 """
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import logging
 import uuid
@@ -240,8 +242,30 @@ def encode_reply(reply: dict) -> bytes:
     return msgpack.packb(reply, use_bin_type=True, default=_default)
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """No cyclic-GC passes inside: building a big reply or decoding one makes
+    hundreds of thousands of tuples and dicts, none of them in a cycle, and each
+    700 of them would start a collection (msgpack's documentation advises the
+    same for large messages). Reference counting still frees everything."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def decode_reply(frame: bytes) -> dict:
     """The reply as a dict; positional rows become dicts, JSON columns objects."""
+    if len(frame) < 65536:
+        return _decode_reply(frame)
+    with gc_paused():
+        return _decode_reply(frame)
+
+
+def _decode_reply(frame: bytes) -> dict:
     reply = msgpack.unpackb(frame, raw=False, use_list=False)
     columns = reply.pop("columns", None)
     if columns is None:

@@ -48,7 +48,9 @@ class QueryServer(Child):
     def loop_once(self) -> None:
         if self.sock.poll(int(self.tick * 1000)):
             frame = self.sock.recv()
-            self.sock.send(protocol.encode_reply(self.handle(frame)))
+            with protocol.gc_paused():
+                reply = protocol.encode_reply(self.handle(frame))
+            self.sock.send(reply)
 
     def handle(self, frame: bytes) -> dict:
         try:
