@@ -50,11 +50,19 @@ def test_bad_values_name_their_key(tmp_path, toml, env, key):
         config.load(str(f), environ=env)
 
 
-def test_remote_bind_needs_explicit_permission():
+def test_remote_bind_needs_curve_keys(tmp_path):
+    from linkband_history.curve_keys import keygen
     env = {"LINKBAND_HISTORY_INGEST": "tcp://0.0.0.0:5561"}
-    with pytest.raises(config.ConfigError):
+    with pytest.raises(config.ConfigError, match=r"security\.curve_server_key"):
         config.load(None, environ=env)
-    cfg = config.load(None, environ={**env, "LINKBAND_HISTORY_ALLOW_REMOTE": "true"})
+    # allow_remote is about the HTTP gateway only: it does not open the ZeroMQ sockets
+    with pytest.raises(config.ConfigError, match=r"security\.curve_server_key"):
+        config.load(None, environ={**env, "LINKBAND_HISTORY_ALLOW_REMOTE": "true"})
+    _, secret = keygen(str(tmp_path / "keys"), "server")
+    (tmp_path / "authorized").mkdir()
+    keys = {"LINKBAND_HISTORY_CURVE_SERVER_KEY": secret,
+            "LINKBAND_HISTORY_CURVE_AUTHORIZED_DIR": str(tmp_path / "authorized")}
+    cfg = config.load(None, environ={**env, **keys})
     assert cfg["ingest.endpoint"] == "tcp://0.0.0.0:5561"
 
 

@@ -41,7 +41,7 @@ def test_sigterm_under_load_loses_no_received_record(daemon_factory):
     conn = apsw.Connection(str(daemon.db_path))
     for cid, stored, lost, rejected in conn.execute(
             "SELECT client_id, stored, lost_records, rejected FROM ingest_clients"):
-        assert lost == 0 and rejected == 0
+        assert lost == 0 and rejected == 0, list(conn.execute("SELECT * FROM ingest_rejects"))
     for who in range(4):
         got = sorted(values.get(f"client{who}", []))
         assert got == list(range(len(got))), "a hole in what was stored"   # a prefix, no gaps

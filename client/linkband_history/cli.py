@@ -64,23 +64,39 @@ def print_table(rows, columns):
 
 
 class Tool:
-    def __init__(self, query, as_json, timeout):
+    def __init__(self, query, as_json, timeout, admin=None, curve_server_public=None,
+                 curve_secret_key_file=None):
         self.query_endpoint = query
+        self.admin_endpoint = admin
         self.as_json = as_json
         self.timeout = timeout
+        self.curve = {"curve_server_public": curve_server_public,
+                      "curve_secret_key_file": curve_secret_key_file}
         self._client = None
+        self._admin_client = None
 
     def ask(self, command, **params):
+        return self._ask(self.client(), command, params)
+
+    def ask_admin(self, command, **params):
+        """An administrative command: on the admin endpoint when one is given."""
+        return self._ask(self.admin_client(), command, params)
+
+    def _ask(self, client, command, params):
         params = {k: v for k, v in params.items() if v not in (None, (), [])}
         try:
-            reply = self.client().query(command, **params)
+            reply = client.query(command, **params)
         except TimeoutError as exc:
             raise click.ClickException(f"{exc} (is linkband-historyd running?)") from None
         if not reply.get("ok"):
             err = reply.get("error", {})
             if self.as_json:
                 click.echo(json.dumps(reply, ensure_ascii=False, indent=2))
-            raise click.ClickException(f"{err.get('code')}: {err.get('message')}")
+            hint = ""
+            if err.get("code") == "forbidden" and "admin endpoint" in str(err.get("message")) \
+                    and not self.admin_endpoint:
+                hint = " (give --admin ENDPOINT or set LINKBAND_HISTORY_ADMIN_ENDPOINT)"
+            raise click.ClickException(f"{err.get('code')}: {err.get('message')}{hint}")
         return reply
 
     def show(self, command, reply):
@@ -105,12 +121,26 @@ class Tool:
 
     def client(self):
         if self._client is None:
-            self._client = HistoryClient(query=self.query_endpoint, query_timeout=self.timeout)
+            self._client = self._make_client(self.query_endpoint)
         return self._client
 
+    def admin_client(self):
+        if not self.admin_endpoint:
+            return self.client()
+        if self._admin_client is None:
+            self._admin_client = self._make_client(self.admin_endpoint)
+        return self._admin_client
+
+    def _make_client(self, query):
+        try:
+            return HistoryClient(query=query, query_timeout=self.timeout, **self.curve)
+        except (OSError, ValueError) as exc:          # unreadable or half-given CURVE keys
+            raise click.ClickException(str(exc)) from None
+
     def close(self):
-        if self._client is not None:
-            self._client.close(timeout=0.5)
+        for c in (self._client, self._admin_client):
+            if c is not None:
+                c.close(timeout=0.5)
 
 
 def range_options(fn):
@@ -125,12 +155,23 @@ def range_options(fn):
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--query", "query_endpoint", default=None, envvar="LINKBAND_HISTORY_QUERY",
               help="query endpoint (default: the daemon's default socket)")
+@click.option("--admin", "admin_endpoint", default=None, envvar="LINKBAND_HISTORY_ADMIN_ENDPOINT",
+              help="the daemon's admin endpoint (security.admin_endpoint), for cleanup, archive, "
+                   "restore, optimize, vacuum, summarize, ack, resolve, reload, stop")
+@click.option("--curve-server-key", "curve_server_public", default=None,
+              envvar="LINKBAND_HISTORY_CURVE_SERVER_PUBLIC",
+              help="CURVE: the server's public key (its .key file, or the z85 key) for tcp:// endpoints")
+@click.option("--curve-secret-key", "curve_secret_key_file", default=None,
+              envvar="LINKBAND_HISTORY_CURVE_CLIENT_SECRET", type=click.Path(dir_okay=False),
+              help="CURVE: this client's .key_secret file (its .key must be authorized by the daemon)")
 @click.option("--json", "as_json", is_flag=True, help="print the reply as JSON")
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @click.pass_context
-def main(ctx, query_endpoint, as_json, timeout):
+def main(ctx, query_endpoint, admin_endpoint, curve_server_public, curve_secret_key_file,
+         as_json, timeout):
     """Query the linkband-history daemon."""
-    ctx.obj = Tool(query_endpoint, as_json, timeout)
+    ctx.obj = Tool(query_endpoint, as_json, timeout, admin_endpoint, curve_server_public,
+                   curve_secret_key_file)
     ctx.call_on_close(ctx.obj.close)
 
 
@@ -407,10 +448,15 @@ def export_cmd(tool, kind, fmt, output, **params):
               help="events endpoint (default: the daemon's default socket)")
 @click.option("--count", type=int, default=None, help="stop after this many events")
 @click.option("--timeout", "wait", type=float, default=None, help="stop after this long without one")
-def events(topics, events_endpoint, count, wait):
+@click.pass_obj
+def events(tool, topics, events_endpoint, count, wait):
     """Print the daemon's events as they happen (JSON lines), optionally only TOPICS."""
     from .events import subscribe
-    with subscribe(list(topics), events_endpoint, wait) as sub:
+    try:
+        sub = subscribe(list(topics), events_endpoint, wait, **tool.curve)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    with sub:
         for n, (topic, payload) in enumerate(sub, 1):
             click.echo(json.dumps({"topic": topic, "data": payload}, ensure_ascii=False, default=str))
             if count and n >= count:

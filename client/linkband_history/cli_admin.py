@@ -1,9 +1,13 @@
 """linkband-history maintenance subcommands: cleanup, archive, restore, optimize,
-archives, storage, jobs. Jobs run in the daemon's scheduler; these follow them
-to the end with their progress on a terminal."""
+archives, storage, jobs, reload, stop, vacuum; and keygen (CurveZMQ key pairs).
+Jobs run in the daemon's scheduler; these follow them to the end with their
+progress on a terminal. Administrative commands go to the admin endpoint when
+one is given (``--admin`` / ``LINKBAND_HISTORY_ADMIN_ENDPOINT``)."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import sys
 import time
 
@@ -14,12 +18,12 @@ from .cli import main, print_table
 
 def _run_job(tool, command, **params):
     """Start a maintenance job and follow it to the end, with progress on a terminal."""
-    run = tool.ask(command, **params)["rows"][0]
+    run = tool.ask_admin(command, **params)["rows"][0]
     show = sys.stderr.isatty() and not tool.as_json
     last = None
     while run["state"] in ("queued", "running"):
         time.sleep(0.2)
-        run = tool.ask("jobs", id=run["id"])["rows"][0]
+        run = tool.ask_admin("jobs", id=run["id"])["rows"][0]
         prog = run.get("progress")
         if show and prog and prog != last:
             click.echo(f"\r{run['job']}: {prog['step']} {prog['count']:,}".ljust(60), nl=False, err=True)
@@ -116,7 +120,7 @@ def jobs(tool):
 @click.pass_obj
 def reload(tool):
     """Reload the daemon's configuration (as SIGHUP does)."""
-    tool.ask("reload")
+    tool.ask_admin("reload")
     click.echo("reloading")
 
 
@@ -124,7 +128,7 @@ def reload(tool):
 @click.pass_obj
 def stop(tool):
     """Stop the daemon (as SIGTERM does): it drains and exits."""
-    tool.ask("stop")
+    tool.ask_admin("stop")
     click.echo("stopping")
 
 
@@ -133,3 +137,37 @@ def stop(tool):
 def vacuum(tool):
     """A full VACUUM (only on request: ingestion waits meanwhile, nothing is lost)."""
     _run_job(tool, "vacuum")
+
+
+def default_key_dir() -> str:
+    base = (os.environ.get("APPDATA") if sys.platform == "win32" else None) or \
+        os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "linkband-history", "curve")
+
+
+@main.command()
+@click.option("--dir", "directory", default=None, type=click.Path(file_okay=False),
+              help="where to write the key pair (made 0700); default: "
+                   "~/.config/linkband-history/curve")
+@click.option("--name", default=None, help="file name: NAME.key (public) and NAME.key_secret "
+                                           "(secret, 0600); default: this host's name")
+@click.option("--force", is_flag=True, help="replace an existing key pair of that name")
+@click.pass_obj
+def keygen(tool, directory, name, force):
+    """Write a CurveZMQ key pair (for the daemon or for a client)."""
+    from .curve_keys import keygen as write_pair
+    import zmq.auth
+    name = name or socket.gethostname().replace(os.sep, "_") or "linkband-history"
+    try:
+        public_file, secret_file = write_pair(directory or default_key_dir(), name, force)
+    except (OSError, ValueError) as exc:
+        raise click.ClickException(str(exc)) from None
+    public_key = zmq.auth.load_certificate(public_file)[0].decode("ascii")
+    if tool.as_json:
+        click.echo(json.dumps({"public": public_file, "secret": secret_file,
+                               "public_key": public_key}))
+        return
+    click.echo(f"public key  {public_file}  ({public_key})\n"
+               f"secret key  {secret_file}  (0600: keep it on this machine)\n"
+               "A daemon uses its .key_secret as security.curve_server_key; a client's .key "
+               "goes into the daemon's security.curve_authorized_dir.")

@@ -46,7 +46,7 @@ def report(tool, period, until):
 @click.pass_obj
 def ack(tool, alert_id):
     """Acknowledge an alert."""
-    r = tool.ask("alerts.ack", alert_id=alert_id)["rows"][0]
+    r = tool.ask_admin("alerts.ack", alert_id=alert_id)["rows"][0]
     click.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"acknowledged {alert_id}")
 
 
@@ -55,5 +55,5 @@ def ack(tool, alert_id):
 @click.pass_obj
 def resolve(tool, alert_id):
     """Resolve an alert."""
-    r = tool.ask("alerts.resolve", alert_id=alert_id)["rows"][0]
+    r = tool.ask_admin("alerts.resolve", alert_id=alert_id)["rows"][0]
     click.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"resolved {alert_id}")

@@ -11,20 +11,25 @@ from __future__ import annotations
 import msgpack
 import zmq
 
+from . import curve_keys
 from .endpoints import resolve_endpoint
 
 __all__ = ["subscribe", "Subscription"]
 
 
 class Subscription:
-    def __init__(self, topics=(), endpoint: str | None = None, timeout: float | None = None):
+    def __init__(self, topics=(), endpoint: str | None = None, timeout: float | None = None, *,
+                 curve_server_public: str | bytes | None = None,
+                 curve_secret_key_file: str | None = None):
         self.endpoint = resolve_endpoint("events", endpoint)
         self.timeout = timeout
+        keys = curve_keys.load(curve_server_public, curve_secret_key_file)
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)
         for t in (topics or [""]):
             self._sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        curve_keys.apply(self._sock, self.endpoint, keys)
         self._sock.connect(self.endpoint)
 
     def __iter__(self):
@@ -52,6 +57,8 @@ class Subscription:
         self.close()
 
 
-def subscribe(topics=(), endpoint: str | None = None, timeout: float | None = None) -> Subscription:
-    """An iterator of ``(topic, payload)``; topics match by prefix; none: all."""
-    return Subscription(topics, endpoint, timeout)
+def subscribe(topics=(), endpoint: str | None = None, timeout: float | None = None,
+              **curve) -> Subscription:
+    """An iterator of ``(topic, payload)``; topics match by prefix; none: all.
+    ``curve_server_public`` / ``curve_secret_key_file``: as for HistoryClient."""
+    return Subscription(topics, endpoint, timeout, **curve)

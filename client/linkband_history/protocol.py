@@ -76,6 +76,12 @@ class ProtocolError(ValueError):
     """A frame or request that does not follow this protocol."""
 
 
+class StringTooLong(ProtocolError):
+    """``decode_message(frame, max_str_len=N)``: the frame holds a string longer
+    than N bytes (UTF-8). The frame may be fine otherwise: decode it again
+    without the bound and look at its strings."""
+
+
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
 _json_cache: dict = {}
 _SCALARS = (str, int, float, bool, type(None))
@@ -178,15 +184,22 @@ def encode_message(client_id: str, seq: int, sent_at: float, rec0: int, dropped:
                          use_bin_type=True)
 
 
-def decode_message(frame: bytes):
+def decode_message(frame: bytes, max_str_len: int = 0):
     """Return ``(header, payload)``; raise ProtocolError on a malformed frame.
 
     msgpack bounds every container and string by the frame's own length, and
-    ZeroMQ bounds the frame (MAXMSGSIZE).
+    ZeroMQ bounds the frame (MAXMSGSIZE). With ``max_str_len``, msgpack also
+    checks every string's length in bytes as it decodes (for free) and
+    :class:`StringTooLong` is raised when one is longer.
     """
     try:
-        msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        if max_str_len:
+            msg = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_str_len=max_str_len)
+        else:
+            msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except Exception as exc:  # msgpack raises several types
+        if max_str_len and isinstance(exc, ValueError) and "max_str_len" in str(exc):
+            raise StringTooLong(f"string_too_long: over {max_str_len} bytes") from None
         raise ProtocolError(f"bad_frame: {exc.__class__.__name__}") from None
     if not isinstance(msg, list) or len(msg) != 3:
         raise ProtocolError("bad_frame: not a 3-element array")

@@ -4,7 +4,8 @@
 job in the scheduler process and return its id at once; ``jobs`` reports
 progress (the tool polls it to draw a progress bar). ``storage`` and
 ``archives`` read what is there. ``alerts.ack`` and ``alerts.resolve`` go to
-the writer, which is the only one that writes.
+the writer, which is the only one that writes. Everything here that writes,
+starts a job or stops the daemon is registered ``admin=True``.
 """
 from __future__ import annotations
 
@@ -77,37 +78,38 @@ def month(v):
 
 
 @command("cleanup", "apply retention now (policy: {kind: days} overrides the configured days); "
-         "returns a job id", policy=policy)
+         "returns a job id", policy=policy, admin=True)
 def cmd_cleanup(ctx, p):
     return _start(ctx, "retention", {"policy": p.get("policy")})
 
 
 @command("archive", "archive (and remove) detail past its retention now; returns a job id",
-         kind=kind)
+         kind=kind, admin=True)
 def cmd_archive(ctx, p):
     return _start(ctx, "archive", p)
 
 
 @command("restore", "bring an archived month back for querying; returns a job id",
-         kind=kind, month=month)
+         kind=kind, month=month, admin=True)
 def cmd_restore(ctx, p):
     if "kind" not in p or "month" not in p:
         raise P.BadParam("month", "restore needs kind and month (YYYY-MM)")
     return _start(ctx, "restore", p)
 
 
-@command("optimize", "ANALYZE, FTS merge and incremental vacuum now; returns a job id")
+@command("optimize", "ANALYZE, FTS merge and incremental vacuum now; returns a job id",
+         admin=True)
 def cmd_optimize(ctx, p):
     return _start(ctx, "optimize")
 
 
 @command("vacuum", "a full VACUUM (rewrites the file; ingestion waits, nothing is lost); "
-         "returns a job id")
+         "returns a job id", admin=True)
 def cmd_vacuum(ctx, p):
     return _start(ctx, "vacuum")
 
 
-@command("summarize", "fold new rows into the summary tiers now; returns a job id")
+@command("summarize", "fold new rows into the summary tiers now; returns a job id", admin=True)
 def cmd_summarize(ctx, p):
     return _start(ctx, "summarize")
 
@@ -140,13 +142,14 @@ def _signal_supervisor(name: str) -> None:
 
 
 @command("reload", "reload the configuration (like SIGHUP): log level, schedules, retention, "
-         "collector settings; ingestion goes on")
+         "collector settings; ingestion goes on", admin=True)
 def cmd_reload(ctx, p):
     _signal_supervisor("SIGHUP")
     return ok([{"reloading": True}])
 
 
-@command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first")
+@command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first",
+         admin=True)
 def cmd_stop(ctx, p):
     _signal_supervisor("SIGTERM")
     return ok([{"stopping": True}])
@@ -166,11 +169,13 @@ def _alert_update(ctx, p, field):
         w.close()
 
 
-@command("alerts.ack", "acknowledge an alert by alert_id", alert_id=P.text, at=P.time_value)
+@command("alerts.ack", "acknowledge an alert by alert_id", alert_id=P.text, at=P.time_value,
+         admin=True)
 def cmd_alerts_ack(ctx, p):
     return _alert_update(ctx, p, "acknowledged_at")
 
 
-@command("alerts.resolve", "resolve an alert by alert_id", alert_id=P.text, at=P.time_value)
+@command("alerts.resolve", "resolve an alert by alert_id", alert_id=P.text, at=P.time_value,
+         admin=True)
 def cmd_alerts_resolve(ctx, p):
     return _alert_update(ctx, p, "resolved_at")

@@ -5,12 +5,23 @@ flags: SIGTERM asks for an orderly stop; SIGINT is ignored, because a Ctrl-C in
 a terminal reaches the whole process group and the supervisor decides the
 order in which its children stop. A child whose supervisor has died stops by
 itself, so no orphan keeps holding the sockets.
+
+Every child proves it is alive: :meth:`Child.beat` stores the time in a
+shared ``RawValue`` the supervisor gave it (``run_child``), once per pass of
+the loop (at least every ``tick`` while idle) and wherever a long operation
+runs (the writer: from SQLite's progress handler). The supervisor kills a child
+whose heartbeat stops (``supervisor.writer_hang_s``, ``supervisor.child_hang_s``)
+and restarts it. A ``RawValue`` has no lock, so a frozen child can never block
+the supervisor reading it.
 """
 from __future__ import annotations
 
 import logging
 import os
 import signal
+import time
+
+from . import curve
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
@@ -28,6 +39,8 @@ class Child:
 
     name = "child"
     tick = 0.1
+    beats = True                           # the supervisor watches its heartbeat
+    heartbeat = None                       # a multiprocessing RawValue("d"), set by run_child
 
     def __init__(self, cfg: dict, ready=None):
         self.cfg = cfg
@@ -43,10 +56,12 @@ class Child:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         try:
+            curve.configure(self.cfg)              # before any public socket is bound
             self.initialize()
         except (OSError, RuntimeError) as exc:     # a refused bind, a locked data dir...
             self.log.error("%s cannot start: %s", self.name, exc)
             raise SystemExit(1) from None
+        self.beat()
         if self.ready is not None:
             self.ready.set()
         self.log.debug("%s ready (pid %d)", self.name, os.getpid())
@@ -55,10 +70,17 @@ class Child:
                 if self.parent_gone():
                     self.log.warning("supervisor is gone; stopping")
                     break
+                self.beat()
                 self.loop_once()
         finally:
             self.shutdown()
             self.log.debug("%s stopped", self.name)
+
+    def beat(self) -> None:
+        """Tell the supervisor this process is alive (cheap: one shared double)."""
+        hb = self.heartbeat
+        if hb is not None:
+            hb.value = time.monotonic()
 
     def parent_gone(self) -> bool:
         return os.getppid() != self._parent
@@ -77,6 +99,9 @@ class Child:
         pass
 
 
-def run_child(cls, cfg: dict, ready=None) -> None:
+def run_child(cls, cfg: dict, ready=None, heartbeat=None) -> None:
     """multiprocessing target: build the child in the new process and run it."""
-    cls(cfg, ready).run()
+    child = cls(cfg, ready)
+    if heartbeat is not None:
+        child.heartbeat = heartbeat
+    child.run()

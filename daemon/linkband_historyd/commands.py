@@ -16,7 +16,7 @@ from linkband_history.protocol import ok
 
 from . import params as P
 from . import query_engine as Q
-from . import schema
+from . import curve, schema
 from .latency import LatencyHistogram
 from .registry import COMMANDS, command
 
@@ -73,7 +73,8 @@ def cmd_stats(ctx, p):
     return ok([{
         "tables": table_counts(conn),
         "rejected": rejected,
-        "rejected_total": sum(rejected.values()),
+        # truncated_string counts records that were kept (cut short), not refused
+        "rejected_total": sum(n for reason, n in rejected.items() if reason != "truncated_string"),
         "clients": clients,
         "client_count": totals[0],
         "stored_total": totals[1],
@@ -86,6 +87,11 @@ def cmd_stats(ctx, p):
         "writer": json.loads(state.get("writer", "{}")),
         "uptime_s": time.time() - ctx.started_at,
         "pid": os.getpid(),
+        "security": {"curve": bool(ctx.cfg.get("security.curve_server_key")),
+                     "admin_endpoint": bool(ctx.cfg.get("security.admin_endpoint")),
+                     # connections refused by the query process's ZAP handler (the
+                     # writer's, for ingest and events, are in the daemon's log)
+                     "zap_refused": {"query": sum(curve.denied.values())}},
     }])
 
 
@@ -113,5 +119,5 @@ for _name, _kind, _help in (("metrics", "metric", "metric records"),
 
 @command("commands", "the commands this daemon answers, with their parameters")
 def cmd_commands(ctx, p):
-    return ok([{"command": c.name, "help": c.help, "params": sorted(c.spec)}
+    return ok([{"command": c.name, "help": c.help, "params": sorted(c.spec), "admin": c.admin}
                for c in COMMANDS.values()])

@@ -169,6 +169,20 @@ OPTIONS: tuple[Option, ...] = (
            None, "larger ingest messages are refused by ZeroMQ (MAXMSGSIZE)"),
     Option("ingest.receive_hwm", 10_000, _int(1), "LINKBAND_HISTORY_RECEIVE_HWM", None,
            "messages ZeroMQ queues per client before the client waits"),
+    Option("ingest.max_records_per_message", 10_000, _int(1), "LINKBAND_HISTORY_MAX_RECORDS_PER_MESSAGE",
+           None, "a message with more records is refused whole (too_many_records)"),
+    Option("ingest.max_string_bytes", 65_536, _int(64), "LINKBAND_HISTORY_MAX_STRING_BYTES", None,
+           "a longer string (UTF-8 bytes) is cut and marked, the record kept (truncated_string)"),
+    Option("ingest.max_json_bytes", 65_536, _int(64), "LINKBAND_HISTORY_MAX_JSON_BYTES", None,
+           "a record whose tags/metadata/extra_data JSON is longer is refused (json_too_large)"),
+    Option("ingest.max_json_depth", 32, _int(1, 500), "LINKBAND_HISTORY_MAX_JSON_DEPTH", None,
+           "a record whose JSON nests deeper is refused (json_too_deep)"),
+    Option("ingest.min_timestamp", 946_684_800.0, _float(0), "LINKBAND_HISTORY_MIN_TIMESTAMP", None,
+           "a record with an earlier time (epoch seconds; default 2000-01-01) is refused "
+           "(timestamp_out_of_range)"),
+    Option("ingest.max_future_s", 86_400.0, _float(0), "LINKBAND_HISTORY_MAX_FUTURE_S", None,
+           "a record with a time more than this far ahead of its arrival is refused "
+           "(timestamp_out_of_range)"),
     Option("query.endpoint", "", _endpoint, "LINKBAND_HISTORY_QUERY", "--query",
            "REP socket for queries; empty: ipc://<runtime_dir>/query.sock"),
     Option("query.default_limit", 1000, _int(1, 1_000_000), "LINKBAND_HISTORY_DEFAULT_LIMIT", None,
@@ -246,12 +260,26 @@ OPTIONS: tuple[Option, ...] = (
     Option("http.port", 8765, _int(1, 65535), "LINKBAND_HISTORY_HTTP_PORT", None,
            "port of the HTTP gateway"),
     Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
-           "allow binding a non-loopback tcp:// address"),
+           "allow the HTTP gateway (which has no authentication) on a non-loopback http.host"),
+    Option("security.curve_server_key", "", _str, "LINKBAND_HISTORY_CURVE_SERVER_KEY", None,
+           "the server's CurveZMQ secret certificate (linkband-history keygen); tcp:// endpoints "
+           "then use CURVE, and a non-loopback one may be bound"),
+    Option("security.curve_authorized_dir", "", _str, "LINKBAND_HISTORY_CURVE_AUTHORIZED_DIR", None,
+           "directory of the *.key public certificates of the clients CURVE accepts"),
+    Option("security.admin_endpoint", "", _endpoint, "LINKBAND_HISTORY_ADMIN_ENDPOINT", None,
+           "a second query socket for the administrative commands, which the query endpoint "
+           "then refuses; empty: none"),
+    Option("security.admin_keys_dir", "", _str, "LINKBAND_HISTORY_ADMIN_KEYS_DIR", None,
+           "with CURVE: only clients whose *.key is here may run administrative commands"),
     Option("supervisor.restart_backoff_max_s", 30.0, _float(0.1, 3600),
            "LINKBAND_HISTORY_RESTART_BACKOFF_MAX_S", None,
            "a child that keeps dying is restarted after at most this long"),
     Option("supervisor.stop_timeout_s", 30.0, _float(0.1, 3600), "LINKBAND_HISTORY_STOP_TIMEOUT_S",
            None, "how long a child may take to drain and stop before it is killed"),
+    Option("supervisor.writer_hang_s", 30.0, _float(0, 86400), "LINKBAND_HISTORY_WRITER_HANG_S", None,
+           "a writer without a heartbeat this long is hung: killed (SIGKILL) and restarted; 0: never"),
+    Option("supervisor.child_hang_s", 120.0, _float(0, 86400), "LINKBAND_HISTORY_CHILD_HANG_S", None,
+           "the same for the query process and the scheduler; 0: never"),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 
@@ -318,15 +346,15 @@ def finish(cfg: dict) -> dict:
         key = f"{name}.endpoint"
         if not cfg[key]:
             cfg[key] = default_endpoint(name, cfg["daemon.runtime_dir"])
-        if not cfg["security.allow_remote"] and not is_loopback(cfg[key]):
-            raise ConfigError(f"{key}: {cfg[key]} is not a loopback or ipc:// address; set "
-                              "security.allow_remote = true to bind it")
     if cfg["http.enabled"] and not cfg["security.allow_remote"] and \
             not is_loopback(f"tcp://{cfg['http.host']}:{cfg['http.port']}"):
         raise ConfigError(f"http.host: {cfg['http.host']} is not a loopback address; set "
                           "security.allow_remote = true to bind it")
+    _check_security(cfg)
     seen = {}
-    for key in ("ingest.endpoint", "query.endpoint", "events.endpoint"):
+    for key in ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint"):
+        if not cfg[key]:
+            continue
         if cfg[key] in seen:
             raise ConfigError(f"{key}: must differ from {seen[cfg[key]]}")
         seen[cfg[key]] = key
@@ -339,3 +367,47 @@ def finish(cfg: dict) -> dict:
         cfg["archive.dir"] = os.path.join(cfg["daemon.data_dir"], "archives")
     return cfg
 
+
+def _check_security(cfg: dict) -> None:
+    """A non-loopback endpoint needs CurveZMQ keys; the keys must be usable and private."""
+    server_key, authorized = cfg["security.curve_server_key"], cfg["security.curve_authorized_dir"]
+    public = ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint")
+    for key in public:
+        if cfg[key] and not is_loopback(cfg[key]) and not (server_key and authorized):
+            raise ConfigError(
+                f"{key}: {cfg[key]} is not a loopback or ipc:// address; binding it needs CurveZMQ "
+                "keys: set security.curve_server_key and security.curve_authorized_dir "
+                "(linkband-history keygen writes them)")
+    if not server_key and (authorized or cfg["security.admin_keys_dir"]):
+        which = "curve_authorized_dir" if authorized else "admin_keys_dir"
+        raise ConfigError(f"security.{which} needs security.curve_server_key")
+    if not server_key:
+        return
+    if not authorized:
+        raise ConfigError("security.curve_server_key needs security.curve_authorized_dir "
+                          "(the public keys of the clients to accept)")
+    import zmq
+    import zmq.auth
+    if not zmq.has("curve"):
+        raise ConfigError("security.curve_server_key: this libzmq has no CURVE support")
+    path = cfg["security.curve_server_key"] = os.path.abspath(server_key)
+    try:
+        st = os.stat(path)
+        _, secret = zmq.auth.load_certificate(path)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"security.curve_server_key: {path}: "
+                          f"{getattr(exc, 'strerror', None) or exc}") from None
+    if not secret:
+        raise ConfigError(f"security.curve_server_key: {path} holds no secret key (give the "
+                          ".key_secret file)")
+    if hasattr(os, "getuid") and st.st_mode & 0o077:
+        raise ConfigError(f"security.curve_server_key: {path} is accessible by other users "
+                          f"(mode {st.st_mode & 0o777:o}); chmod 600 it")
+    for key in ("security.curve_authorized_dir", "security.admin_keys_dir"):
+        if not cfg[key]:
+            continue
+        cfg[key] = os.path.abspath(cfg[key])
+        try:
+            zmq.auth.load_certificates(cfg[key])
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{key}: {exc}") from None

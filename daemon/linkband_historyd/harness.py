@@ -32,6 +32,7 @@ class DaemonProcess:
         self.env = {**os.environ, **(env or {})}
         self.control = f"ipc://{self.run_dir}/control.sock"
         self.events = f"ipc://{self.run_dir}/events.sock"
+        self.client_kw: dict = {}     # for its own clients: e.g. CURVE keys, when ingest/query are tcp://
         self.proc: subprocess.Popen | None = None
         self._log = None
         self._clients: list[HistoryClient] = []
@@ -51,7 +52,8 @@ class DaemonProcess:
     def wait_ready(self, timeout: float = 60.0) -> None:
         """Until the query socket answers ``ping`` (the writer is up before it)."""
         deadline = time.monotonic() + timeout
-        with HistoryClient(ingest=self.ingest, query=self.query, query_timeout=0.5) as c:
+        with HistoryClient(ingest=self.ingest, query=self.query, query_timeout=0.5,
+                           **self.client_kw) as c:
             while time.monotonic() < deadline:
                 if self.proc.poll() is not None:
                     raise RuntimeError(f"daemon exited with {self.proc.returncode}:\n{self.log()}")
@@ -82,12 +84,13 @@ class DaemonProcess:
             return ""
 
     def client(self, **kw) -> HistoryClient:
-        c = HistoryClient(ingest=self.ingest, query=self.query, **kw)
+        c = HistoryClient(ingest=self.ingest, query=self.query, **{**self.client_kw, **kw})
         self._clients.append(c)
         return c
 
     def ask(self, command: str, **params) -> dict:
-        with HistoryClient(ingest=self.ingest, query=self.query, query_timeout=30.0) as c:
+        with HistoryClient(ingest=self.ingest, query=self.query, query_timeout=30.0,
+                           **self.client_kw) as c:
             return c.query(command, **params)
 
     def stats(self) -> dict:

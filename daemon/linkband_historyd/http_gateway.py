@@ -50,7 +50,7 @@ from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from linkband_history import HistoryClient
+from linkband_history import HistoryClient, curve_keys
 from linkband_history.endpoints import resolve_endpoint
 from linkband_history.protocol import FIELDS, JSON_FIELDS
 
@@ -59,7 +59,8 @@ log = logging.getLogger("linkband_historyd.http")
 STATIC_DIR = Path(__file__).with_name("static")
 EXPORT_PAGE = 10_000
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-STATUS = {"bad_param": 400, "bad_request": 400, "unknown_command": 501, "unavailable": 503}
+STATUS = {"bad_param": 400, "bad_request": 400, "forbidden": 403, "unknown_command": 501,
+          "unavailable": 503}
 
 # (method, path under the prefix, daemon command)
 ROUTES = [
@@ -408,7 +409,8 @@ class Gateway:
                 "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                     "type": "object", "required": ["code", "message"], "properties": {
                         "code": {"type": "string", "enum": ["bad_param", "bad_request",
-                                 "unknown_command", "unavailable", "query_failed", "internal"]},
+                                 "forbidden", "unknown_command", "unavailable", "query_failed",
+                                 "internal"]},
                         "message": string}}}},
                 "Reply": {"type": "object", "properties": {
                     "ok": {"type": "boolean"}, "rows": {"type": "array", "items": {}},
@@ -430,6 +432,7 @@ class Gateway:
         sock = self._zctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 10_000)
+        curve_keys.apply(sock, self.events_endpoint, curve_keys.load())   # keys from the environment
         sock.connect(self.events_endpoint)
         for t in topics:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
@@ -684,6 +687,12 @@ class HttpChild:
 
     def run(self) -> None:
         os.umask(0o077)
+        # with CURVE on the daemon's tcp:// endpoints, the gateway connects with the server's keys
+        from .curve import self_client_options
+        keys = self_client_options(self.cfg)
+        if keys:
+            os.environ[curve_keys.ENV_SERVER_PUBLIC] = keys["curve_server_public"]
+            os.environ[curve_keys.ENV_CLIENT_SECRET] = keys["curve_secret_key_file"]
         raise SystemExit(main(self.argv(), self.ready))
 
 

@@ -3,6 +3,11 @@
 Every request gets exactly one reply (REP demands it): a malformed request, an
 unknown command, a bad parameter or a failing query becomes an error reply
 built by ``protocol.error``, counted, and the loop goes on.
+
+With ``security.admin_endpoint`` set, a second REP socket is bound there and
+the administrative commands (``admin=True`` in the registry) are answered only
+on it; with ``security.admin_keys_dir`` (and CURVE) they are also answered on
+the query endpoint for a client whose public key (the ZAP User-Id) is an admin key.
 """
 from __future__ import annotations
 
@@ -16,7 +21,7 @@ from linkband_history import protocol
 
 from . import (admin_commands, analysis_commands, commands, log_commands,  # noqa: F401
                trend_commands)                                           # they register commands
-from . import schema, search
+from . import curve, schema, search
 from .child import Child
 from .params import BadParam, parse
 from .registry import COMMANDS, CommandError, QueryContext, ResultCache
@@ -33,6 +38,20 @@ class QueryServer(Child):
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
         bind(self.sock, self.cfg["query.endpoint"], self.cfg["daemon.runtime_dir"])
+        self.poller = zmq.Poller()
+        self.poller.register(self.sock, zmq.POLLIN)
+        self.admin_sock = None
+        admin_endpoint = self.cfg.get("security.admin_endpoint")
+        if admin_endpoint:
+            self.admin_sock = self.ctx.socket(zmq.REP)
+            self.admin_sock.setsockopt(zmq.LINGER, 0)
+            self.admin_sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
+            bind(self.admin_sock, admin_endpoint, self.cfg["daemon.runtime_dir"])
+            self.poller.register(self.admin_sock, zmq.POLLIN)
+            self.log.info("admin endpoint ready: %s", admin_endpoint)
+        self.admin_keys = curve.admin_keys() if curve.applies(self.cfg["query.endpoint"]) else None
+        # admin commands on the query endpoint: everyone's (the default), only admin keys', or none
+        self.admin_restricted = bool(admin_endpoint) or self.admin_keys is not None
         self.qctx = None
         self.cache = ResultCache()
         self.errors: Counter = Counter()
@@ -46,13 +65,24 @@ class QueryServer(Child):
         return self.qctx
 
     def loop_once(self) -> None:
-        if self.sock.poll(int(self.tick * 1000)):
-            frame = self.sock.recv()
+        for sock, _ in self.poller.poll(int(self.tick * 1000)):
+            frame = sock.recv(copy=False)
+            admin = self._admin_allowed(sock, frame)
             with protocol.gc_paused():
-                reply = protocol.encode_reply(self.handle(frame))
-            self.sock.send(reply)
+                reply = protocol.encode_reply(self.handle(frame.bytes, admin))
+            sock.send(reply)
 
-    def handle(self, frame: bytes) -> dict:
+    def _admin_allowed(self, sock, frame) -> bool:
+        if sock is self.admin_sock or not self.admin_restricted:
+            return True
+        if self.admin_keys is None:
+            return False
+        try:
+            return frame.get("User-Id") in self.admin_keys     # the client's z85 public key
+        except zmq.ZMQError:                                   # not a ZAP-authenticated peer
+            return False
+
+    def handle(self, frame: bytes, admin: bool = True) -> dict:
         try:
             name, raw = protocol.decode_request(frame)
         except protocol.ProtocolError as exc:
@@ -61,6 +91,13 @@ class QueryServer(Child):
         if cmd is None:
             return self._error("unknown_command", f"unknown command {name[:64]!r}; "
                                "the command 'commands' lists them")
+        if cmd.admin and not admin:
+            needs = []
+            if self.admin_sock is not None:
+                needs.append("the admin endpoint (security.admin_endpoint)")
+            if self.admin_keys is not None:
+                needs.append("an admin key (security.admin_keys_dir)")
+            return self._error("forbidden", f"command {name} needs {' or '.join(needs)}")
         try:
             p = parse(cmd.spec, raw)
             ctx = self._context()
@@ -93,6 +130,9 @@ class QueryServer(Child):
 
     def shutdown(self) -> None:
         self.sock.close(0)
+        if self.admin_sock is not None:
+            self.admin_sock.close(0)
+        curve.stop(self.ctx)
         self.ctx.term()
         if self.qctx is not None:
             self.qctx.conn.close()

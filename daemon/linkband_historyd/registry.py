@@ -1,7 +1,10 @@
 """The table of query commands and what every command receives.
 
 A command is a name, a parameter spec (name -> parser, see ``params``) and a
-function ``run(ctx, params) -> reply``. Replies are built by
+function ``run(ctx, params) -> reply``. ``admin=True`` marks the administrative
+commands (those that write, start maintenance or stop the daemon): with
+``security.admin_endpoint`` or ``security.admin_keys_dir`` set, the query server
+runs them only for the admin endpoint or an admin key. Replies are built by
 ``protocol.ok``; failures are raised as ``params.BadParam`` or
 :class:`CommandError` and turned into ``protocol.error`` by the query server.
 """
@@ -29,14 +32,16 @@ class Command:
     run: Callable
     help: str
     cached: bool = False          # replies reused while the database is unchanged
+    admin: bool = False           # writes or stops: refused where admin commands are restricted
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str, spec: dict | None = None, cached: bool = False, **more):
+def command(name: str, help: str, spec: dict | None = None, cached: bool = False,
+            admin: bool = False, **more):
     def register(fn):
-        COMMANDS[name] = Command(name, {**(spec or {}), **more}, fn, help, cached)
+        COMMANDS[name] = Command(name, {**(spec or {}), **more}, fn, help, cached, admin)
         return fn
     return register
 

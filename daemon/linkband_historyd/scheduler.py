@@ -139,13 +139,15 @@ class Scheduler(Child):
         self.collector_client = None
         if cfg["collector.enabled"]:
             from linkband_history import HistoryClient
+            from . import curve
             from .collector import SystemCollector
             collector = SystemCollector(process_names=cfg["collector.process_names"],
                                         pids=cfg["collector.pids"],
                                         mounts=cfg["collector.mounts"] or None,
                                         interval=cfg["collector.interval_s"])
             self.collector_client = HistoryClient(ingest=cfg["ingest.endpoint"],
-                                                  query=cfg["query.endpoint"])
+                                                  query=cfg["query.endpoint"],
+                                                  **curve.self_client_options(cfg))
             s.add_job(collector.push, "interval", seconds=cfg["collector.interval_s"],
                       args=[self.collector_client], id="collector", next_run_time=_soon(0.5))
         logging.getLogger("apscheduler").setLevel(logging.WARNING)   # no line per job run
@@ -197,6 +199,7 @@ class Scheduler(Child):
         if self.stop_requested or self.parent_gone():
             self.sched.shutdown(wait=False)
             return
+        self.beat()             # every tick: the scheduler's loop (not a job) is alive
         while self.control.poll(0):
             try:
                 request = msgpack.unpackb(self.control.recv(), raw=False)

@@ -3,7 +3,8 @@
 ``ipc://`` sockets live in an owner-only (0700) runtime directory and are
 created 0600; a stale socket file left by a killed process is replaced.
 Which addresses may be bound at all is decided by the configuration
-(``config.finish``): loopback and ipc:// only, unless explicitly allowed.
+(``config.finish``): loopback and ipc:// only, unless CurveZMQ keys are
+configured; then the public tcp:// endpoints are CURVE servers (``curve``).
 """
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ import os
 import stat
 
 import zmq
+
+from . import curve
 
 
 def prepare_runtime_dir(path: str) -> None:
@@ -24,6 +27,7 @@ def prepare_runtime_dir(path: str) -> None:
 
 
 def bind(sock: zmq.Socket, endpoint: str, runtime_dir: str) -> None:
+    curve.secure(sock, endpoint)          # CURVE keys + ZAP on public tcp:// endpoints, if set
     if endpoint.startswith("ipc://"):
         path = endpoint[len("ipc://"):]
         directory = os.path.dirname(path) or "."

@@ -3,7 +3,9 @@
 It resolves the configuration (a bad value exits 2 before anything is bound),
 starts the writer and waits until it has the database open and its socket
 bound, then starts the query process; it restarts a child that dies
-unexpectedly, with back-off, and on SIGTERM or SIGINT stops them in order:
+unexpectedly, with back-off, kills and restarts one whose heartbeat stopped
+(hung: ``supervisor.writer_hang_s``, ``supervisor.child_hang_s``), and on
+SIGTERM or SIGINT stops them in order:
 first the query process, then the writer, which drains everything already
 received and commits. Signal handlers only set a flag; the one shutdown path
 runs in the main loop. No double fork, no pid file: run it in the foreground
@@ -34,6 +36,8 @@ log = logging.getLogger("linkband_historyd.supervisor")
 
 READY_TIMEOUT = 60.0
 STABLE_AFTER = 60.0            # a child that ran this long resets its back-off
+SELF_STALL_S = 2.0             # the supervisor's own loop paused this long (suspend, SIGSTOP):
+                               # no hang verdict until the children had time to beat again
 
 
 @dataclass
@@ -47,6 +51,10 @@ class Slot:
     backoff: float = 0.0
     restart_at: float | None = None
     history: list = field(default_factory=list)
+    heartbeat: object = None       # RawValue("d") the child sets to time.monotonic()
+    hb_value: float = 0.0          # the last value seen here ...
+    hb_seen: float = 0.0           # ... and when it changed (the supervisor's clock)
+    hangs: int = 0
 
 
 class Supervisor:
@@ -64,6 +72,7 @@ class Supervisor:
             self.ORDER.append(("http", HttpChild))
         self.slots = {name: Slot(name, cls) for name, cls in self.ORDER}
         self.stop_requested = False
+        self._last_check = time.monotonic()
 
     # -- signals become the one stop path ----------------------------------------
     def _on_signal(self, signum, frame) -> None:
@@ -81,7 +90,10 @@ class Supervisor:
     # -- reload: log level, schedules, retention, collector, without stopping ingestion --
     RESTART_NEEDED = ("daemon.data_dir", "daemon.runtime_dir", "ingest.endpoint", "query.endpoint",
                       "events.endpoint", "ingest.max_message_bytes", "ingest.receive_hwm",
-                      "storage.synchronous", "scheduler.enabled")
+                      "storage.synchronous", "scheduler.enabled", "security.curve_server_key",
+                      "security.curve_authorized_dir", "ingest.max_records_per_message",
+                      "ingest.max_string_bytes", "ingest.max_json_bytes", "ingest.max_json_depth",
+                      "ingest.min_timestamp", "ingest.max_future_s")
 
     def reload(self) -> None:
         self.reload_requested = False
@@ -123,10 +135,14 @@ class Supervisor:
     # -- children ----------------------------------------------------------------
     def start(self, slot: Slot) -> None:
         slot.ready = self.mp.Event()
-        slot.proc = self.mp.Process(target=run_child, args=(slot.cls, self.cfg, slot.ready),
+        # no lock: a frozen child must never block the supervisor reading its heartbeat
+        slot.heartbeat = self.mp.RawValue("d", 0.0) if getattr(slot.cls, "beats", False) else None
+        slot.proc = self.mp.Process(target=run_child,
+                                    args=(slot.cls, self.cfg, slot.ready, slot.heartbeat),
                                     name=f"linkband-historyd-{slot.name}", daemon=False)
         slot.proc.start()
-        slot.started = time.monotonic()
+        slot.started = slot.hb_seen = time.monotonic()
+        slot.hb_value = 0.0
         slot.restart_at = None
 
     def wait_ready(self, slot: Slot) -> bool:
@@ -138,8 +154,38 @@ class Supervisor:
                 return False
         return False
 
+    def hang_limit(self, slot: Slot) -> float:
+        key = "supervisor.writer_hang_s" if slot.name == "writer" else "supervisor.child_hang_s"
+        return self.cfg.get(key) or 0.0
+
+    def check_hangs(self, now: float) -> None:
+        """Kill a child whose heartbeat has not moved for its hang limit; the
+        restart path (check_children) then restarts it like any child that died. The time
+        is the supervisor's own: it only compares a heartbeat with the last one
+        it saw, so no clock is shared; a child still initializing (no beat yet)
+        is never judged."""
+        stalled = now - self._last_check > SELF_STALL_S
+        self._last_check = now
+        for slot in self.slots.values():
+            hb = slot.heartbeat
+            if hb is None or slot.proc is None or slot.restart_at is not None:
+                continue
+            value = hb.value
+            if value != slot.hb_value or stalled:
+                slot.hb_value, slot.hb_seen = value, now
+                continue
+            limit = self.hang_limit(slot)
+            if not value or not limit or now - slot.hb_seen <= limit or not slot.proc.is_alive():
+                continue
+            slot.hangs += 1
+            log.error("%s (pid %s) is hung: no heartbeat for %.1fs (limit %gs); killing it with "
+                      "SIGKILL", slot.name, slot.proc.pid, now - slot.hb_seen, limit)
+            slot.proc.kill()
+            slot.proc.join(5)
+
     def check_children(self) -> None:
         now = time.monotonic()
+        self.check_hangs(now)
         for slot in self.slots.values():
             if slot.restart_at is not None:
                 if now >= slot.restart_at:

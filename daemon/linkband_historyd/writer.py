@@ -28,8 +28,8 @@ import zmq
 from linkband_history.protocol import FIELDS, JSON_FIELDS, TIME_FIELDS, dumps_json, row_from_record
 from linkband_history.times import to_epoch
 
-from . import schema, write_ops
-from .batch import Batch, ClientState
+from . import curve, schema, write_ops
+from .batch import Batch, ClientState, Limits, json_problem
 from .child import Child
 from .datalock import DataDirLock
 from .events import EventPublisher
@@ -37,6 +37,7 @@ from .latency import LatencyHistogram
 from .sockets import bind
 
 
+PROGRESS_STEPS = 100_000   # SQLite VM steps between two heartbeats inside one long statement
 FULL_QUIET_S = 2.0         # a full-storage episode ends after this long without a failure
 DRAIN_QUIET_S = 0.05       # on stop: drain until the socket has been quiet this long
 DRAIN_MAX_S = 5.0          # ... or this long has passed (senders may never pause)
@@ -68,6 +69,10 @@ class Writer(Child):
         self.batch_size = cfg["ingest.batch_size"]
         self.batch_wait = cfg["ingest.batch_wait_ms"] / 1000.0
         self.max_message_bytes = cfg["ingest.max_message_bytes"]
+        self.limits = Limits.from_config(cfg)
+        # A long statement (a VACUUM, a big batch) keeps proving the writer alive to
+        # the supervisor, so only a writer that really stopped is taken for hung.
+        self.conn.set_progress_handler(self._progress, PROGRESS_STEPS)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
@@ -131,7 +136,7 @@ class Writer(Child):
         self.control.send_multipart(envelope + [msgpack.packb(reply, use_bin_type=True, default=str)])
     def receive(self) -> Batch:
         """Every frame waiting now, up to ``batch_size`` records."""
-        batch = Batch(self.clients)
+        batch = Batch(self.clients, self.limits)
         sock = self.sock
         deadline = time.monotonic() + self.batch_wait if self.batch_wait else 0.0
         while batch.records < self.batch_size:
@@ -197,6 +202,11 @@ class Writer(Child):
         for sent_at in batch.sent_at:
             add(done - sent_at)
 
+    def _progress(self) -> bool:
+        """SQLite's progress handler: a heartbeat from inside a long statement."""
+        self.beat()
+        return False                              # go on (True would interrupt it)
+
     def _rollback(self) -> None:
         """A failed COMMIT (SQLITE_FULL, I/O errors) may leave the transaction open:
         end it, or the next batch would commit this one's rows along with its own."""
@@ -250,7 +260,7 @@ class Writer(Child):
         now = time.time()
         for i, row in enumerate(rows):
             try:
-                row = _coerce(kind, fields, row, now)
+                row = _coerce(kind, fields, row, now, self.limits)
                 self.conn.execute(sql, row)
             except _Refused as exc:
                 batch.reject(kind, i, exc.reason)
@@ -290,6 +300,7 @@ class Writer(Child):
         self.sock.close(0)
         self.control.close(0)
         self.events.close()
+        curve.stop(self.ctx)                     # the ZAP handler's sockets, if CURVE is on
         self.ctx.term()
         try:
             with self.conn:
@@ -329,8 +340,10 @@ class _Refused(Exception):
         self.reason = reason
 
 
-def _coerce(kind: str, fields: tuple, row, now: float):
-    """Make one raw row insertable, or say why it cannot be."""
+def _coerce(kind: str, fields: tuple, row, now: float, limits: Limits = Limits()):
+    """Make one raw row insertable, or say why it cannot be. (Batch.add has
+    checked the limits; a JSON field sent as a map becomes text only here, so
+    its size and depth are checked here.)"""
     if isinstance(row, dict):                      # a client that sent records as maps
         try:
             return row_from_record(kind, row, now)
@@ -346,7 +359,13 @@ def _coerce(kind: str, fields: tuple, row, now: float):
             except ValueError:
                 raise _Refused("bad_timestamp") from None
         elif name in JSON_FIELDS and isinstance(v, (dict, list)):
-            row[i] = dumps_json(v)
+            try:
+                row[i] = dumps_json(v)
+            except RecursionError:
+                raise _Refused("json_too_deep") from None
+            problem = json_problem(row[i], limits)
+            if problem:
+                raise _Refused(problem)
     return row
 
 

@@ -1,0 +1,98 @@
+"""Supervision: a hung child (no heartbeat) is killed and restarted; an idle one,
+or a writer inside a long statement, is not."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+
+from linkband_historyd import schema
+from conftest import all_rows, wait_for
+
+HANG_S = 2.0
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def _stop_and_time_the_kill(pid: int) -> float:
+    os.kill(pid, signal.SIGSTOP)                  # frozen: alive, but it never beats again
+    t0 = time.monotonic()
+    wait_for(lambda: _gone(pid), timeout=HANG_S + 15)
+    return time.monotonic() - t0
+
+
+def test_hung_writer_is_killed_and_restarted_and_nothing_flushed_is_lost(daemon_factory):
+    d = daemon_factory(env={"LINKBAND_HISTORY_WRITER_HANG_S": str(HANG_S)})
+    c = d.client()
+    c.store_metrics([{"metric_name": "before", "value": float(i)} for i in range(500)])
+    assert c.flush(timeout=20)
+    pid = d.writer_pid()
+    time.sleep(HANG_S + 1.5)                      # idle for longer than the limit: still the same
+    assert d.writer_pid() == pid
+
+    took = _stop_and_time_the_kill(pid)
+    assert HANG_S - 0.5 <= took <= HANG_S + 5, took
+    wait_for(lambda: d.writer_pid() not in (None, pid), timeout=20)
+
+    c.store_metrics([{"metric_name": "after", "value": float(i)} for i in range(500)])
+    assert c.flush(timeout=20)                   # the new writer stores new records
+    for name in ("before", "after"):
+        assert sorted(r["value"] for r in all_rows(d, "metrics", metric_name=name)) == \
+            [float(i) for i in range(500)]
+    log = d.log()
+    assert "writer (pid %d) is hung: no heartbeat" % pid in log and "SIGKILL" in log
+    assert d.proc.poll() is None
+
+
+def test_hung_query_process_and_scheduler_are_restarted(daemon_factory):
+    d = daemon_factory(env={"LINKBAND_HISTORY_CHILD_HANG_S": str(HANG_S)})
+    query, scheduler = d.stats()["pid"], d.ask("jobs")["pid"]
+    time.sleep(HANG_S + 1.5)                      # idle, beating: left alone
+    assert (d.stats()["pid"], d.ask("jobs")["pid"]) == (query, scheduler)
+    for pid in (query, scheduler):
+        took = _stop_and_time_the_kill(pid)
+        assert took <= HANG_S + 5, took
+    wait_for(lambda: d.ask("ping")["ok"], timeout=30)
+    assert d.stats()["pid"] != query
+    wait_for(lambda: d.ask("jobs").get("pid") not in (None, scheduler), timeout=30)
+    assert "query (pid %d) is hung" % query in d.log()
+
+
+def test_a_long_statement_in_the_writer_keeps_beating(tmp_path):
+    """The writer's SQLite progress handler beats inside one statement (a VACUUM
+    here), so a long legitimate operation is never taken for a hang."""
+    from linkband_historyd.writer import PROGRESS_STEPS, Writer
+
+    class Recorder:
+        times: list = []
+
+        @property
+        def value(self):
+            return self.times[-1] if self.times else 0.0
+
+        @value.setter
+        def value(self, v):
+            self.times.append(v)
+
+    conn = schema.open_writer(str(tmp_path / "history.db"))
+    with conn:
+        conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 300000) "
+                     "INSERT INTO system_metrics (timestamp, metric_type, metric_name, value) "
+                     "SELECT 1.7e9 + i, 't', 'm' || (i % 50), i FROM n")
+    w = Writer.__new__(Writer)                   # only its progress handler is used
+    w.heartbeat = Recorder()
+    conn.set_progress_handler(w._progress, PROGRESS_STEPS)
+    t0 = time.monotonic()
+    conn.execute("VACUUM")
+    t1 = time.monotonic()
+    beats = [t0] + [t for t in Recorder.times if t0 <= t <= t1] + [t1]
+    assert len(beats) > 5, (len(beats), t1 - t0)
+    assert max(b - a for a, b in zip(beats, beats[1:])) < 0.5, (t1 - t0, len(beats))
+    conn.close()
