@@ -245,6 +245,12 @@ class Spool:
         from starting a segment, and a client id, each time. True if closed."""
         if self._cur is None or self.unsent() or time.monotonic() - self._written_at < idle:
             return False
+        # Everything in it was sent: move the read position past it now. release()
+        # deletes only segments below _rnum, and next_message() would advance it
+        # only on its next call, after the caller's release() (the window may be
+        # empty already, so no later ack would call release() again).
+        self._rnum, self._roff, self._rdropped, self._peeked = (
+            self._cur.number + 1, len(MAGIC), 0, None)
         self._seal()
         return True
 
