@@ -183,7 +183,7 @@ class Archiver:
             for _table, columns, block in archive_format.read_archive(part["file"]):
                 for i in range(0, len(block), IMPORT_CHUNK):
                     rows = [list(r[1:]) for r in block[i:i + IMPORT_CHUNK]]     # without the id
-                    r = self.writer.call("import", kind=kind, rows=rows)
+                    r = self.writer.bulk("import", kind=kind, rows=rows)
                     first = r["first_id"] if first is None else first
                     last = r["last_id"]
                     count += r["imported"]

@@ -199,8 +199,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("storage.max_page_count", 0, _int(0), "LINKBAND_HISTORY_MAX_PAGE_COUNT", None,
            "a hard cap on the database's pages (0: none); when it is reached the writer "
            "stops storing new records until there is room again"),
-    Option("storage.checkpoint_interval_s", 1.0, _float(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
+    Option("storage.checkpoint_interval_s", 0.25, _float(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
            None, "WAL checkpoints run this often on their own connection, off the writer's path"),
+    Option("storage.wal_max_mb", 16, _int(1, 65536), "LINKBAND_HISTORY_WAL_MAX_MB", None,
+           "past this the writer starts the WAL over; a WAL file past 4x this is cut back"),
     Option("scheduler.enabled", True, _bool, "LINKBAND_HISTORY_SCHEDULER", None,
            "run the scheduler process (summaries, retention, archives, optimize)"),
     Option("scheduler.summaries_interval_s", 60.0, _float(1, 86400), "LINKBAND_HISTORY_SUMMARIES_INTERVAL_S",

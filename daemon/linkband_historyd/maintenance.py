@@ -21,7 +21,7 @@ import os
 import shutil
 import time
 
-from . import schema
+from . import fts_merger, schema
 
 log = logging.getLogger("linkband_historyd.maintenance")
 KINDS = ("metric", "performance", "log", "alert")
@@ -33,7 +33,7 @@ def delete_older(writer, kind: str, before: float, progress=None, **where) -> in
     (``where``: after, min_id, max_id, keep -- see write_ops.op_delete)."""
     total = 0
     while True:
-        r = writer.call("delete", kind=kind, before=before, limit=DELETE_CHUNK, **where)
+        r = writer.bulk("delete", kind=kind, before=before, limit=DELETE_CHUNK, **where)
         total += r["deleted"]
         if progress:
             progress(kind, total)
@@ -62,7 +62,7 @@ def retention(conn, writer, cfg: dict, now: float, archiver=None, policy: dict |
         if days:
             total = 0
             while True:
-                n = writer.call("summaries.delete", summary_type=tier, before=now - days * 86400,
+                n = writer.bulk("summaries.delete", summary_type=tier, before=now - days * 86400,
                                 limit=DELETE_CHUNK)["deleted"]
                 total += n
                 if n == 0:
@@ -143,8 +143,8 @@ def optimize(writer, progress=None) -> dict:
     """ANALYZE where useful, merge FTS segments, hand free pages back to the disk."""
     out = {"analyze": writer.call("maintenance", step="analyze")}
     merged = 0
-    for _ in range(200):                       # bounded steps; each is short
-        r = writer.call("maintenance", step="fts_merge", pages=200)
+    for _ in range(5000):                      # bounded steps; each is short
+        r = writer.bulk("maintenance", step="fts_merge", pages=fts_merger.PAGES * 4)
         merged += 1
         if progress:
             progress("fts_merge", merged)
@@ -159,7 +159,7 @@ def vacuum(writer, max_steps: int = 100_000) -> dict:
     """Hand free pages back to the disk, 200 pages (about a millisecond) per step."""
     first = last = None
     for _ in range(max_steps):
-        r = writer.call("maintenance", step="incremental_vacuum", pages=200)
+        r = writer.bulk("maintenance", step="incremental_vacuum", pages=200)
         first = r["free_pages_before"] if first is None else first
         last = r["free_pages_after"]
         if last == 0 or last == r["free_pages_before"]:

@@ -169,6 +169,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE INDEX idx_rollups_bucket ON metric_rollups(tier, bucket, metric_name, count, sum, "
         "min, max)",
     ],
+    # 5: no FTS merge work inside any commit (it made single commits of deletes take
+    # up to hundreds of ms): the writer merges in small paced steps (fts_merger.py)
+    [
+        "INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 0)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -258,7 +263,8 @@ class _Damaged(Exception):
     pass
 
 
-def open_writer(path: str, synchronous: str = "NORMAL", max_page_count: int = 0) -> apsw.Connection:
+def open_writer(path: str, synchronous: str = "NORMAL", max_page_count: int = 0,
+                wal_max_bytes: int = 64 * 1024 * 1024) -> apsw.Connection:
     """The one read-write connection; creates and migrates the database.
 
     Automatic checkpoints are off: they would run inside the writer's commits and
@@ -271,6 +277,9 @@ def open_writer(path: str, synchronous: str = "NORMAL", max_page_count: int = 0)
     conn.execute("PRAGMA journal_mode = WAL")
     _configure(conn, synchronous)
     conn.execute("PRAGMA wal_autocheckpoint = 0")
+    # when the WAL starts over, a file grown past this is cut back (writer.py); a file
+    # kept this large is overwritten in place, with no new blocks to allocate
+    conn.execute(f"PRAGMA journal_size_limit = {int(wal_max_bytes)}")
     if max_page_count:
         conn.execute(f"PRAGMA max_page_count = {int(max_page_count)}")
     migrate(conn)

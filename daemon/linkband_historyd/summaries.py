@@ -34,7 +34,7 @@ from . import schema
 TIERS = ("minute", "hourly", "daily", "weekly", "monthly")
 STATE_KEY = "summaries"
 MAX_IDS_PER_RUN = 1_000_000       # rows looked at per run: the job catches up over runs
-CHUNK = 5_000
+CHUNK = 1_000
 _WEEK_ORIGIN = 4 * 86400          # 1970-01-05 was a Monday
 
 
@@ -117,7 +117,7 @@ class Summarizer:
         chunks = max(1, -(-max(len(summaries), len(rollups)) // CHUNK))
         for i in range(chunks):
             last = i == chunks - 1
-            self.writer.call("summaries.upsert",
+            self.writer.bulk("summaries.upsert",
                              rows=summaries[i * CHUNK:(i + 1) * CHUNK],
                              rollups=rollups[i * CHUNK:(i + 1) * CHUNK],
                              state=new_state if last else None, state_key=STATE_KEY)

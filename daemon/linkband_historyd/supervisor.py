@@ -93,7 +93,7 @@ class Supervisor:
                       "storage.synchronous", "scheduler.enabled", "security.curve_server_key",
                       "security.curve_authorized_dir", "ingest.max_records_per_message",
                       "ingest.max_string_bytes", "ingest.max_json_bytes", "ingest.max_json_depth",
-                      "ingest.min_timestamp", "ingest.max_future_s")
+                      "ingest.min_timestamp", "ingest.max_future_s", "storage.wal_max_mb")
 
     def reload(self) -> None:
         self.reload_requested = False

@@ -25,10 +25,12 @@ import apsw
 import msgpack
 import zmq
 
-from linkband_history.protocol import FIELDS, JSON_FIELDS, TIME_FIELDS, dumps_json, row_from_record
+from linkband_history.protocol import (FIELDS, JSON_FIELDS, TIME_FIELDS, dumps_json, gc_paused,
+                                       row_from_record)
 from linkband_history.times import to_epoch
 
 from . import curve, schema, write_ops
+from .fts_merger import FtsMerger
 from .batch import Batch, ClientState, Limits, json_problem
 from .child import Child
 from .datalock import DataDirLock
@@ -39,6 +41,8 @@ from .sockets import bind
 
 PROGRESS_STEPS = 100_000   # SQLite VM steps between two heartbeats inside one long statement
 FULL_QUIET_S = 2.0         # a full-storage episode ends after this long without a failure
+CATCH_UP_PASSES = 20       # checkpoint passes in a row before the writer copies the rest
+CATCH_UP_SHORT_S = 0.003   # ... stopping once a pass took less than this
 DRAIN_QUIET_S = 0.05       # on stop: drain until the socket has been quiet this long
 DRAIN_MAX_S = 5.0          # ... or this long has passed (senders may never pause)
 
@@ -53,7 +57,8 @@ class Writer(Child):
         self.lock.acquire()                       # before touching the database or sockets
         damaged = schema.check_or_move_aside(self.db_path)
         self.conn = schema.open_writer(self.db_path, cfg["storage.synchronous"],
-                                       cfg["storage.max_page_count"])
+                                       cfg["storage.max_page_count"],
+                                       4 * cfg["storage.wal_max_mb"] * 1024 * 1024)
         if damaged:
             self.log.critical("THE DATABASE WAS DAMAGED: moved aside to %s (kept, not deleted); "
                               "a fresh database was started", damaged)
@@ -89,7 +94,9 @@ class Writer(Child):
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
         self.pid = os.getpid()
+        self.merger = FtsMerger(self.conn)
         self._stop_checkpoints = threading.Event()
+        self._catch_up = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpointer",
                                               daemon=True)
         self._checkpointer.start()
@@ -110,9 +117,12 @@ class Writer(Child):
     def loop_once(self) -> None:
         ready = dict(self.poller.poll(int(self.tick * 1000)))
         if self.sock in ready:
-            self.commit(self.receive())
+            with gc_paused():                     # decoding makes lists by the thousand
+                self.commit(self.receive())
         if self.control in ready:
             self.control_once()                   # one bounded operation between batches
+        self.merger.step()                        # paced: a few ms at most, now and then
+        self.finish_checkpoint()
         if not ready:
             self.events.flush()
             if self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
@@ -192,6 +202,8 @@ class Writer(Child):
                              "stored while full)", self.full_records)
             self.full_since = 0.0
         batch.committed()
+        if batch.stored["log"]:
+            self.merger.wrote()
         self.commits += 1
         self.committed += batch.records
         self.events.data_committed(batch.stored)
@@ -273,16 +285,51 @@ class Writer(Child):
 
     # -- checkpoints, off the commit path -------------------------------------
     def _checkpoint_loop(self) -> None:
+        """PASSIVE checkpoints copy the WAL into the database beside the commits. But
+        SQLite starts the WAL over only when a write transaction begins after a
+        checkpoint that copied *everything*, and with a commit every millisecond the
+        copy never catches up: the WAL grew by tens of MB a second under a steady
+        5,000 records/s (``bench/maintenance.py``). So once the WAL is past
+        ``storage.wal_max_mb``, right after this thread has copied the bulk, the
+        writer itself copies the few pages committed meanwhile (:meth:`finish_checkpoint`),
+        and its next transaction starts the WAL over. (A RESTART checkpoint from here
+        would take the write lock, and a transaction that began with a read gets
+        SQLITE_BUSY at once, without its busy handler.)"""
         conn = schema.open_checkpointer(self.db_path)
         interval = self.cfg["storage.checkpoint_interval_s"]
+        wal_max = self.cfg["storage.wal_max_mb"] * 1024 * 1024
+        page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
         try:
             while not self._stop_checkpoints.wait(interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+                    if wal_pages * page_size >= wal_max:
+                        # each pass copies what was committed during the one before:
+                        # go on until a pass is short, then the writer copies the rest
+                        for _ in range(CATCH_UP_PASSES):
+                            t = time.perf_counter()
+                            _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+                            short = time.perf_counter() - t < CATCH_UP_SHORT_S
+                            if short:
+                                break
+                        # while maintenance writes fast the passes may not get short:
+                        # then the writer's copy would be long, so it waits for a later
+                        # round, up to a WAL of 4 x the limit
+                        if short or wal_pages * page_size >= 4 * wal_max:
+                            self._catch_up.set()
                 except apsw.Error as exc:
                     self.log.warning("checkpoint failed: %s", exc)
         finally:
             conn.close()
+
+    def finish_checkpoint(self) -> None:
+        """Between two batches: copy what was committed since the checkpointer's pass."""
+        if self._catch_up.is_set():
+            self._catch_up.clear()
+            try:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            except apsw.Error as exc:
+                self.log.warning("checkpoint failed: %s", exc)
 
     def shutdown(self) -> None:
         # Drain: everything ZeroMQ has already received is committed before exit.

@@ -6,8 +6,12 @@ thread-safe: one per thread.
 """
 from __future__ import annotations
 
+import time
+
 import msgpack
 import zmq
+
+BULK_DUTY = 0.25     # share of the writer's time one long maintenance job may take
 
 
 class WriterError(RuntimeError):
@@ -42,6 +46,17 @@ class WriterClient:
             err = reply.get("error", {})
             raise WriterError(err.get("code", "error"), err.get("message", ""))
         return reply["result"]
+
+    def bulk(self, op: str, **params):
+        """``call`` for one chunk of a long job (deleting, importing, merging): then
+        waits so that the job keeps at most ``BULK_DUTY`` of the writer's time. Ingest
+        batches run between chunks anyway; the pause also spreads the job's pages
+        over more WAL checkpoints, whose disk flushes otherwise stall the writer's
+        own writes (``bench/maintenance.py``)."""
+        t = time.perf_counter()
+        result = self.call(op, **params)
+        time.sleep((time.perf_counter() - t) * (1.0 / BULK_DUTY - 1.0))
+        return result
 
     def close(self) -> None:
         if self._sock is not None:
