@@ -22,7 +22,7 @@ from . import schema
 
 OPS = {}
 MAX_CHUNK = 20_000                       # rows one operation may touch
-OP_BUDGET_S = 0.002                      # an operation stops after about this long
+OP_BUDGET_S = 0.0015                     # an operation stops after about this long
 
 
 class OpError(Exception):
@@ -72,7 +72,7 @@ def op_delete(w, p):
         args += [int(lo), int(hi)]
     # Small steps until the time budget is spent: ingestion waits for this operation.
     limit = _chunk(p.get("limit", 5000))
-    step = 100 if kind == "log" else 250
+    step = 40 if kind == "log" else 250       # a log line also has its FTS tombstones
     select = f"SELECT id FROM {table} WHERE {' AND '.join(clauses)} ORDER BY timestamp LIMIT ?"
     deleted = 0
     started = time.perf_counter()
