@@ -36,7 +36,7 @@ import apsw
 import psutil
 import zmq
 
-from linkband_historyd import schema
+from linkband_historyd import fts_merger, schema
 from linkband_historyd.harness import DaemonProcess
 from linkband_historyd.latency import BOUNDS, LatencyHistogram
 
@@ -301,7 +301,8 @@ def latency_between(before: dict, after: dict, over_ms: float = 5.0) -> dict:
 def fill_table(conn, kind: str, rows, total: int, tx: int = 50_000) -> None:
     """Insert the positional ``rows`` of ``kind`` (an iterable) in ``tx``-row transactions
     as ``writer._insert`` does: the rows, then ``schema.INDEX_LOGS`` (logs) or
-    ``schema.UPDATE_LATEST`` (metrics) over the new id range, and ``schema.ADD_COUNT``;
+    ``schema.UPDATE_LATEST`` (metrics) over the new id range, and ``schema.ADD_COUNT``
+    (logs: then merged as the writer keeps them);
     a progress line every million rows."""
     table = schema.TABLES[kind]
     after = schema.INDEX_LOGS if kind == "log" else schema.UPDATE_LATEST
@@ -317,6 +318,15 @@ def fill_table(conn, kind: str, rows, total: int, tx: int = 50_000) -> None:
         done += len(chunk)
         if done % 1_000_000 < tx or done == total:
             note(f"build: {done:,} of {total:,} {table} rows, {time.monotonic() - t0:.0f} s")
+    if kind == "log":
+        # the state the writer's merge steps keep (fts_merger.py): merged as far as
+        # usermerge asks; FTS5 itself merges nothing (automerge 0)
+        while True:
+            before = conn.totalchanges()
+            with conn:
+                conn.execute(fts_merger.MERGE, (2000,))
+            if conn.totalchanges() - before <= 1:
+                break
 
 
 # -- output -----------------------------------------------------------------------

@@ -44,7 +44,7 @@ class Child:
 
     def __init__(self, cfg: dict, ready=None):
         self.cfg = cfg
-        self.ready = ready                 # multiprocessing.Event set after initialize
+        self.ready = ready                 # a ReadyFlag set after initialize
         self.stop_requested = False
         self.log = logging.getLogger(f"linkband_historyd.{self.name}")
         self._parent = os.getppid()
@@ -99,9 +99,29 @@ class Child:
         pass
 
 
-def run_child(cls, cfg: dict, ready=None, heartbeat=None) -> None:
-    """multiprocessing target: build the child in the new process and run it."""
+class ReadyFlag:
+    """Set by a child once it serves, polled by the supervisor: one shared byte, no
+    lock. (A multiprocessing.Event's set() blocked forever in a child whose
+    supervisor had been killed inside Event.wait(): bench/faults.py --kills 200.)"""
+
+    def __init__(self, ctx):
+        self._value = ctx.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+def run_child(cls, cfg: dict, ready=None, heartbeat=None, parent: int | None = None) -> None:
+    """multiprocessing target: build the child in the new process and run it.
+    ``parent``: the supervisor's pid, given by the supervisor itself: a child whose
+    supervisor was killed while starting it would otherwise take init for its parent
+    and never notice (bench/faults.py --kills 200 found such an orphan)."""
     child = cls(cfg, ready)
+    if parent is not None:
+        child._parent = parent
     if heartbeat is not None:
         child.heartbeat = heartbeat
     child.run()

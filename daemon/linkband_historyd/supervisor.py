@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import click
 
 from . import config as config_mod
-from .child import run_child, setup_logging
+from .child import ReadyFlag, run_child, setup_logging
 from .notify import notify, watchdog_interval
 from .query_server import QueryServer
 from .scheduler import Scheduler
@@ -134,11 +134,12 @@ class Supervisor:
 
     # -- children ----------------------------------------------------------------
     def start(self, slot: Slot) -> None:
-        slot.ready = self.mp.Event()
+        slot.ready = ReadyFlag(self.mp)
         # no lock: a frozen child must never block the supervisor reading its heartbeat
         slot.heartbeat = self.mp.RawValue("d", 0.0) if getattr(slot.cls, "beats", False) else None
         slot.proc = self.mp.Process(target=run_child,
-                                    args=(slot.cls, self.cfg, slot.ready, slot.heartbeat),
+                                    args=(slot.cls, self.cfg, slot.ready, slot.heartbeat,
+                                          os.getpid()),
                                     name=f"linkband-historyd-{slot.name}", daemon=False)
         slot.proc.start()
         slot.started = slot.hb_seen = time.monotonic()
@@ -148,10 +149,11 @@ class Supervisor:
     def wait_ready(self, slot: Slot) -> bool:
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline and not self.stop_requested:
-            if slot.ready.wait(0.05):
+            if slot.ready.is_set():
                 return True
             if not slot.proc.is_alive():
                 return False
+            time.sleep(0.02)
         return False
 
     def hang_limit(self, slot: Slot) -> float:
