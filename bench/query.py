@@ -177,6 +177,7 @@ def ensure_db(db_dir: str, names: int, seconds: int, logs: int) -> dict:
         t = time.monotonic()
         w = types.SimpleNamespace(conn=conn)           # the scheduler's WriterClient, here
         w.call = lambda op, timeout=None, **params: write_ops.run(w, op, params)
+        w.bulk = w.call                                # no ingestion to make room for
         Jobs({}).summarize(conn, w, time.time())
         note(f"build: summaries (the scheduler's summarize job) in {time.monotonic() - t:.0f} s")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
