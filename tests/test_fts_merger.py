@@ -39,6 +39,6 @@ def test_small_commits_leave_few_segments(daemon_factory):
         c.store_logs([{"level": "INFO", "logger_name": "t", "message": f"디바이스 연결 {i} 번째"}])
         assert c.flush(timeout=10)
     # without merge steps FTS5 would hold up to crisismerge (16) segments per level
-    wait_for(lambda: _segments(d.db_path) <= 8, timeout=20)   # 3 with them, 15 without
+    wait_for(lambda: _segments(d.db_path) <= 8, timeout=20)
     r = d.ask("logs.search", q="연결", limit=1000)
     assert len(r["rows"]) == 300

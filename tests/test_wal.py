@@ -36,8 +36,8 @@ def test_wal_starts_over_under_a_steady_stream(daemon_factory):
     finally:
         stop.set()
         t.join(60)
-    # without the writer finishing the checkpoints the WAL grew to 381 MB in these
-    # 8 s; with them it starts over past 1 MiB and stayed under 6 MB
+    # without the writer finishing the checkpoints the WAL grows by tens of MB in
+    # these 8 s; with them it starts over past 1 MiB
     assert sent[0] > 10_000
     assert max(sizes[len(sizes) // 2:]) < 16 * 1024 * 1024, sizes
     wait_for(lambda: d.stats()["stored_total"] == sent[0], timeout=30)

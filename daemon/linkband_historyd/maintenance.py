@@ -158,7 +158,7 @@ def optimize(writer, progress=None) -> dict:
 
 def vacuum(writer, max_steps: int = 100_000) -> dict:
     """Hand free pages back to the disk, VACUUM_PAGES per step: each moved page rewrites
-    its parent and pointer-map pages, 200 pages took ~9 ms a step on a 5M-row database."""
+    its parent and pointer-map pages, so a step costs far more than its page count says."""
     first = last = None
     for _ in range(max_steps):
         r = writer.bulk("maintenance", step="incremental_vacuum", pages=VACUUM_PAGES)

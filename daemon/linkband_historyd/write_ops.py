@@ -220,7 +220,7 @@ def op_maintenance(w, p):
     conn = w.conn
     if step == "analyze":
         # analysis_limit: ANALYZE samples this many rows per index instead of reading
-        # whole tables (SQLite's advice for PRAGMA optimize); it ran 50 ms at 1M rows
+        # whole tables (SQLite's advice for PRAGMA optimize)
         conn.execute("PRAGMA analysis_limit = 400")
         conn.execute("PRAGMA optimize")
     elif step == "fts_merge":

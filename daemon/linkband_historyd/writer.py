@@ -288,8 +288,8 @@ class Writer(Child):
         """PASSIVE checkpoints copy the WAL into the database beside the commits. But
         SQLite starts the WAL over only when a write transaction begins after a
         checkpoint that copied *everything*, and with a commit every millisecond the
-        copy never catches up: the WAL grew by tens of MB a second under a steady
-        5,000 records/s (``bench/maintenance.py``). So once the WAL is past
+        copy never catches up: under a steady stream the WAL grew without end
+        (``tests/test_wal.py``). So once the WAL is past
         ``storage.wal_max_mb``, right after this thread has copied the bulk, the
         writer itself copies the few pages committed meanwhile (:meth:`finish_checkpoint`),
         and its next transaction starts the WAL over. (A RESTART checkpoint from here
