@@ -200,7 +200,15 @@ def test_size_budget_removes_the_oldest_first_and_warns(env):
     assert warning["reason"] == "size_budget" and warning["limit"] == budget
 
 
-def test_archive_delete_restore_gives_back_the_same_rows(env):
+def _old_summaries(conn):
+    return (conn.execute("SELECT summary_type, data_type, summary_key, period_start, summary_data "
+                         "FROM data_summaries WHERE period_start < ? ORDER BY 1, 2, 3, 4",
+                         (NOW - 30 * DAY,)).fetchall(),
+            conn.execute("SELECT * FROM metric_rollups WHERE bucket < ? ORDER BY 1, 2, 3, 4",
+                         (NOW - 30 * DAY,)).fetchall())
+
+
+def test_archive_delete_restore_gives_back_the_same_rows(env, monkeypatch):
     d, cfg, conn, writer = env
     rng = random.Random(9)
     old = _metric_rows(rng, NOW - 70 * DAY, 3000, step=600.0)         # about 20 days, 2 months
@@ -210,6 +218,8 @@ def test_archive_delete_restore_gives_back_the_same_rows(env):
                      for i in range(500)])
     before_m = all_rows(d, "metrics", limit=100_000)
     before_l = all_rows(d, "logs", limit=100_000)
+    Summarizer(conn, writer).run(NOW)
+    summarized = _old_summaries(conn)
     arch = Archiver(conn, writer, cfg)
     done = arch.archive_due(NOW)
     assert done["metric"] == len(before_m) and done["log"] == 500
@@ -221,16 +231,33 @@ def test_archive_delete_restore_gives_back_the_same_rows(env):
     assert sorted(r[0] for r in archived) == sorted(r["id"] for r in before_m)
     strip = lambda rows: sorted((tuple((k, json.dumps(v, sort_keys=True)) for k, v in r.items()
                                        if k != "id") for r in rows))
+    # live lines arrive while the restore runs: their ids fall inside the restored range
+    monkeypatch.setattr("linkband_historyd.archiver.IMPORT_CHUNK", 100)
+    live = []
+
+    def arrive(_step, _count):
+        live.append({"timestamp": NOW - 60 + len(live), "level": "INFO", "logger_name": "STREAM",
+                     "message": f"[STREAM:EEG] live {len(live)}"})
+        _push(d, "log", live[-1:])
+
     for p in {(p["kind"], p["month"]) for p in parts}:
-        arch.restore(*p, NOW)
+        arch.restore(*p, NOW, progress=arrive)
+    assert len(live) >= 5
     assert strip(all_rows(d, "metrics", limit=100_000)) == strip(before_m)
-    assert strip(all_rows(d, "logs", limit=100_000)) == strip(before_l)
+    assert strip(all_rows(d, "logs", until=NOW - DAY, limit=100_000)) == strip(before_l)
     assert len(all_rows(d, "logs.search", q="연결")) == 500
+    # the restored rows were summarized before: summaries stay as they were
+    Summarizer(conn, writer).run(NOW)
+    assert _old_summaries(conn) == summarized
+    assert sum(json.loads(r[0])["count"] for r in conn.execute(
+        "SELECT summary_data FROM data_summaries WHERE summary_type = 'daily' AND data_type = 'log' "
+        "AND period_start > ?", (NOW - 2 * DAY,))) == len(live)
     # held: retention leaves restored rows alone until the hold ends
     maintenance.retention(conn, writer, {**cfg, "archive.enabled": False}, NOW, arch)
     assert len(all_rows(d, "metrics", limit=100_000)) == len(before_m)
     arch.expire_holds(NOW + cfg["archive.restore_days"] * DAY + 1)
-    assert all_rows(d, "metrics") == [] and all_rows(d, "logs") == []
+    assert all_rows(d, "metrics") == []
+    assert [r["message"] for r in all_rows(d, "logs")] == [r["message"] for r in live]
 
 
 def test_scheduler_killed_during_an_archive_loses_and_doubles_nothing(daemon_factory):

@@ -206,8 +206,11 @@ class Archiver:
         keep, n = [], 0
         for h in holds:
             if h["hold_until"] <= now:
-                n += delete_older(self.writer, h["kind"], float("inf"), min_id=h["first_id"],
-                                  max_id=h["last_id"])
+                # rows ingested while the restore ran have ids in the range too: only the
+                # restored month goes
+                after, before = month_range(h["month"])
+                n += delete_older(self.writer, h["kind"], before, after=after,
+                                  min_id=h["first_id"], max_id=h["last_id"])
             else:
                 keep.append(h)
         if len(keep) != len(holds):

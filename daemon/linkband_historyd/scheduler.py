@@ -116,6 +116,7 @@ class Scheduler(Child):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._exclusive = threading.Lock()        # archive/retention/... never overlap
+        self._one_at_a_time = {n: threading.Lock() for n in RUNNABLE}   # nor two runs of a job
         self.ctx = zmq.Context()
         self.control = self.ctx.socket(zmq.REP)
         self.control.setsockopt(zmq.LINGER, 0)
@@ -169,12 +170,9 @@ class Scheduler(Child):
             run["progress"] = {"step": what, "count": n, "time": time.time()}
 
         try:
-            if name in EXCLUSIVE:
-                with self._exclusive:
-                    run["result"] = getattr(self.jobs, name)(conn, writer, time.time(), params,
-                                                             progress)
-            else:
-                run["result"] = getattr(self.jobs, name)(conn, writer, time.time(), params, progress)
+            with self._exclusive if name in EXCLUSIVE else self._one_at_a_time[name]:
+                run["result"] = getattr(self.jobs, name)(conn, writer, time.time(), params,
+                                                         progress)
             run["state"] = "done"
         except Exception as exc:                   # a job failure is reported, never fatal
             self.log.exception("job %s failed", name)

@@ -31,7 +31,7 @@ _LEVEL = "CHECK (level IN ({}))"
 _LOG_LEVELS = ", ".join(f"'{x}'" for x in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
 _ALERT_LEVELS = ", ".join(f"'{x}'" for x in ("INFO", "WARNING", "ERROR", "CRITICAL"))
 
-MIGRATIONS: list[list[str]] = [
+MIGRATIONS: list[list] = [   # SQL statements, or functions of the connection
     # 1: the design's five tables, FTS over log messages, ingest bookkeeping
     [
         f"""CREATE TABLE system_metrics (
@@ -174,6 +174,12 @@ MIGRATIONS: list[list[str]] = [
     [
         "INSERT INTO logs_fts (logs_fts, rank) VALUES ('automerge', 0)",
     ],
+    # 6: ids never go back: SQLite gives a new row max(id) + 1, so once retention
+    # emptied a table (a month without the headband) ids started again from 1, under
+    # the summary job's watermark and the archives' id ranges
+    [
+        lambda conn: _rebuild_with_autoincrement(conn, TABLES.values()),
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -302,6 +308,28 @@ def open_reader(path: str) -> apsw.Connection:
     return conn
 
 
+def _rebuild_with_autoincrement(conn: apsw.Connection, tables) -> None:
+    """Each table again, same rows and ids, as ``id INTEGER PRIMARY KEY AUTOINCREMENT``
+    (the ids stay, so the FTS index keyed by them stays right)."""
+    for table in tables:
+        sql = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                           (table,)).fetchall()[0][0]
+        if "AUTOINCREMENT" in sql:
+            continue
+        indexes = [r[0] for r in conn.execute(
+            "SELECT sql FROM sqlite_schema WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL", (table,))]
+        new = sql.replace(f"CREATE TABLE {table} (", f"CREATE TABLE {table}_rebuilt (", 1)
+        new = new.replace("id INTEGER PRIMARY KEY,", "id INTEGER PRIMARY KEY AUTOINCREMENT,", 1)
+        assert new != sql and "AUTOINCREMENT" in new, table
+        conn.execute(new)
+        conn.execute(f"INSERT INTO {table}_rebuilt SELECT * FROM {table}")
+        conn.execute(f"DROP TABLE {table}")
+        conn.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
+        for index in indexes:
+            conn.execute(index)
+
+
 def migrate(conn: apsw.Connection) -> int:
     version = conn.execute("PRAGMA user_version").fetchall()[0][0]
     if version > SCHEMA_VERSION:
@@ -309,6 +337,6 @@ def migrate(conn: apsw.Connection) -> int:
     for v in range(version, SCHEMA_VERSION):
         with conn:
             for stmt in MIGRATIONS[v]:
-                conn.execute(stmt)
+                stmt(conn) if callable(stmt) else conn.execute(stmt)
             conn.execute(f"PRAGMA user_version = {v + 1}")
     return SCHEMA_VERSION

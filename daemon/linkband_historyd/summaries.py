@@ -3,60 +3,33 @@
 Tiers are minute (metrics only), hourly, daily, weekly (Monday 00:00 UTC) and
 monthly (calendar months, UTC). Metrics get typed rows in ``metric_rollups``
 (per metric *and* tag set: count, sum, min, max, last), which keeps averages
-exact at every tier, as Netdata's tiers do; every kind also gets readable JSON
-rows in ``data_summaries`` (hourly and up):
+exact at every tier, as Netdata's tiers do, and readable JSON rows per metric in
+``data_summaries`` (hourly and up). Performance, log and alert rows get JSON rows
+in ``data_summaries`` too (``event_summaries``).
 
-- metric: per metric_name: count, sum, min, max, avg, last, unit, metric_type;
-- performance: per component/operation: count, duration sum/min/max, p95 (exact
-  per hour; higher tiers take the count-weighted mean of the hourly p95: an
-  estimate), error count, mean throughput;
-- log: counts per level and per logger;
-- alert: counts per level and per category.
-
-Work is incremental and idempotent: the job remembers the highest row id it has
-summarized per table (the *watermark*); rows above it (new ones, and late ones
-landing in old buckets) mark their buckets dirty, and dirty buckets are
-recomputed in full -- the minute tier from detail rows, each higher tier from
-the tier below -- so recomputing a bucket always gives the same rows. The new
-watermark is written by the writer in the same transaction as the last chunk of
-summaries, so a crash never loses or doubles a summary.
+Work is incremental: the job remembers the highest row id it has summarized per
+table (the *watermark*) and looks only at the rows above it (new ones, and late
+ones landing in old buckets). For metrics those rows mark their minutes dirty, and
+a dirty minute is recomputed in full from its detail rows, each higher tier from
+the tier below, so recomputing a bucket always gives the same rows. The other kinds
+fold the new rows into their hourly rows (``event_summaries``). The new watermark
+is written by the writer in the same transaction as the last chunk of summaries,
+so a crash never loses or doubles a summary.
 """
 from __future__ import annotations
 
-import calendar
 import json
 import time
-from datetime import datetime, timezone
 
-from . import query_engine as Q
-from . import schema
+from . import restored_ranges, schema
+from .buckets import TIERS, bucket_end, bucket_start
+from .event_summaries import EventSummarizer
 
-TIERS = ("minute", "hourly", "daily", "weekly", "monthly")
+__all__ = ["TIERS", "bucket_end", "bucket_start", "Summarizer", "metric_summaries"]
+
 STATE_KEY = "summaries"
 MAX_IDS_PER_RUN = 1_000_000       # rows looked at per run: the job catches up over runs
 CHUNK = 1_000
-_WEEK_ORIGIN = 4 * 86400          # 1970-01-05 was a Monday
-
-
-def bucket_start(tier: str, t: float) -> float:
-    if tier == "minute":
-        return float(int(t // 60) * 60)
-    if tier == "hourly":
-        return float(int(t // 3600) * 3600)
-    if tier == "daily":
-        return float(int(t // 86400) * 86400)
-    if tier == "weekly":
-        return float(int((t - _WEEK_ORIGIN) // 604800) * 604800 + _WEEK_ORIGIN)
-    d = datetime.fromtimestamp(t, timezone.utc)
-    return float(calendar.timegm((d.year, d.month, 1, 0, 0, 0)))
-
-
-def bucket_end(tier: str, start: float) -> float:
-    if tier == "monthly":
-        d = datetime.fromtimestamp(start, timezone.utc)
-        y, m = (d.year + 1, 1) if d.month == 12 else (d.year, d.month + 1)
-        return float(calendar.timegm((y, m, 1, 0, 0, 0)))
-    return start + {"minute": 60, "hourly": 3600, "daily": 86400, "weekly": 604800}[tier]
 
 
 def _ranges(starts, tier):
@@ -85,6 +58,7 @@ class Summarizer:
     def run(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now
         state = self.state()
+        skip = restored_ranges.load(self.conn)
         new_state = dict(state)
         summaries, rollups = [], []
         done = {}
@@ -95,18 +69,17 @@ class Summarizer:
             hi = min(hi, lo + MAX_IDS_PER_RUN)
             if hi <= lo:
                 continue
-            hours = {r[0] for r in self.conn.execute(
-                f"SELECT DISTINCT CAST(timestamp / 3600 AS INTEGER) * 3600.0 FROM {table} "
-                "WHERE id > ? AND id <= ?", (lo, hi))}
             if kind == "metric":
-                minutes = {r[0] for r in self.conn.execute(
-                    "SELECT DISTINCT CAST(timestamp / 60 AS INTEGER) * 60.0 FROM system_metrics "
-                    "WHERE id > ? AND id <= ?", (lo, hi))}
-                fresh = self.metric_rollups(minutes, hours)
+                minutes = set()
+                for a, b in restored_ranges.live_ranges(lo, hi, skip.get(table)):
+                    minutes |= {r[0] for r in self.conn.execute(
+                        "SELECT DISTINCT CAST(timestamp / 60 AS INTEGER) * 60.0 FROM system_metrics "
+                        "WHERE id > ? AND id <= ?", (a, b))}
+                fresh = self.metric_rollups(minutes, {bucket_start("hourly", m) for m in minutes})
                 rollups += fresh
                 summaries += metric_summaries(fresh, now)
             else:
-                summaries += self.kind_summaries(kind, hours, now)
+                summaries += EventSummarizer(self.conn, kind, skip.get(table)).run(lo, hi, now)
             new_state[table] = hi
             done[kind] = hi - lo
         self.send(summaries, rollups, new_state)
@@ -179,64 +152,6 @@ class Summarizer:
                     o[10], o[11] = r[10], r[11]
         return list(out.values())
 
-    # -- other kinds -----------------------------------------------------------
-    def kind_summaries(self, kind, hours, now) -> list:
-        rows = []
-        for h in sorted(hours):
-            rows += self._hour(kind, h, now)
-        for tier in ("daily", "weekly", "monthly"):
-            for start in sorted({bucket_start(tier, h) for h in hours}):
-                rows += self._from_hours(kind, tier, start, now, rows)
-        return rows
-
-    def _hour(self, kind, start, now) -> list:
-        end = start + 3600
-        args = (start, end)
-        if kind == "performance":
-            out = []
-            agg = Q.describe_aggregate("performance", {"since": start, "until": end,
-                                                       "functions": ["p95"],
-                                                       "group_by": ["component", "operation"]}, [])
-            _, p95 = Q.run_aggregate(self.conn, agg, 100_000)
-            p95 = {(c, o): v for c, o, v in p95}
-            for c, o, n, s, mn, mx, errs, thr in self.conn.execute(
-                    "SELECT component, operation, count(*), sum(duration_ms), min(duration_ms), "
-                    "max(duration_ms), coalesce(sum(error_count), 0), avg(throughput) "
-                    "FROM performance_data WHERE timestamp >= ? AND timestamp < ? "
-                    "GROUP BY component, operation", args):
-                d = {"count": n, "duration_sum": s, "duration_min": mn, "duration_max": mx,
-                     "duration_p95": p95.get((c, o)), "error_count": errs, "throughput_mean": thr}
-                out.append(("hourly", "performance", f"{c}/{o}", start, end, json.dumps(d), now))
-            return out
-        table, a, b = (("system_logs", "level", "logger_name") if kind == "log"
-                       else ("alert_history", "level", "category"))
-        first = dict(self.conn.execute(f"SELECT {a}, count(*) FROM {table} WHERE timestamp >= ? "
-                                       f"AND timestamp < ? GROUP BY {a}", args))
-        second = dict(self.conn.execute(f"SELECT {b}, count(*) FROM {table} WHERE timestamp >= ? "
-                                        f"AND timestamp < ? GROUP BY {b}", args))
-        if not first:
-            return [("hourly", kind, "all", start, end, json.dumps({"count": 0}), now)]
-        d = {"count": sum(first.values()), f"by_{a}": first, f"by_{b}": second}
-        return [("hourly", kind, "all", start, end, json.dumps(d), now)]
-
-    def _from_hours(self, kind, tier, start, now, fresh) -> list:
-        end = bucket_end(tier, start)
-        parts = {}
-        for key, ps, data in self.conn.execute(
-                "SELECT summary_key, period_start, summary_data FROM data_summaries "
-                "WHERE summary_type = 'hourly' AND data_type = ? AND period_start >= ? "
-                "AND period_start < ?", (kind, start, end)):
-            parts[(key, ps)] = json.loads(data)
-        for r in fresh:
-            if r[0] == "hourly" and r[1] == kind and start <= r[3] < end:
-                parts[(r[2], r[3])] = json.loads(r[5])
-        merged = {}
-        for (key, _), d in parts.items():
-            m = merged.setdefault(key, {})
-            merge(kind, m, d)
-        return [(tier, kind, key, start, end, json.dumps(finish(kind, m)), now)
-                for key, m in merged.items()]
-
 
 def metric_summaries(rollups: list, now: float) -> list:
     """Readable per-metric JSON rows (across tag sets) of the hourly and higher tiers."""
@@ -259,37 +174,4 @@ def metric_summaries(rollups: list, now: float) -> list:
     for (tier, name, start), a in acc.items():
         a["avg"] = a["sum"] / a["count"] if a["count"] else None
         out.append((tier, "metric", name, start, bucket_end(tier, start), json.dumps(a), now))
-    return out
-
-
-def merge(kind: str, into: dict, d: dict) -> None:
-    """Fold one hourly summary into a higher tier's (exact but for the p95 estimate)."""
-    n = d.get("count", 0)
-    if kind == "performance":
-        if not n:
-            return
-        into["count"] = into.get("count", 0) + n
-        into["duration_sum"] = into.get("duration_sum", 0.0) + d["duration_sum"]
-        into["duration_min"] = min(into.get("duration_min", d["duration_min"]), d["duration_min"])
-        into["duration_max"] = max(into.get("duration_max", d["duration_max"]), d["duration_max"])
-        into["error_count"] = into.get("error_count", 0) + d["error_count"]
-        into["_p95w"] = into.get("_p95w", 0.0) + (d.get("duration_p95") or 0.0) * n
-        if d.get("throughput_mean") is not None:
-            into["_thr"] = into.get("_thr", 0.0) + d["throughput_mean"] * n
-            into["_thrn"] = into.get("_thrn", 0) + n
-        return
-    into["count"] = into.get("count", 0) + n
-    for k, v in d.items():
-        if k.startswith("by_"):
-            agg = into.setdefault(k, {})
-            for name, c in v.items():
-                agg[name] = agg.get(name, 0) + c
-
-
-def finish(kind: str, m: dict) -> dict:
-    if kind != "performance" or not m.get("count"):
-        return m
-    out = {k: v for k, v in m.items() if not k.startswith("_")}
-    out["duration_p95"] = m["_p95w"] / m["count"]
-    out["throughput_mean"] = m["_thr"] / m["_thrn"] if m.get("_thrn") else None
     return out

@@ -16,7 +16,7 @@ import json
 
 from . import params as P
 from .query_engine import PERCENTILES, Aggregate, group_sql
-from .summaries import bucket_start
+from .buckets import bucket_start
 
 TIER_SECONDS = {"minute": 60, "hourly": 3600, "daily": 86400, "weekly": 604800}
 TIERS = ("minute", "hourly", "daily", "weekly", "monthly")

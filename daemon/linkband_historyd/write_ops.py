@@ -18,7 +18,7 @@ import apsw
 
 from linkband_history.protocol import FIELDS, row_from_record
 
-from . import schema
+from . import restored_ranges, schema
 
 OPS = {}
 MAX_CHUNK = 20_000                       # rows one operation may touch
@@ -110,6 +110,9 @@ def op_import(w, p):
     after = w.AFTER_INSERT.get(kind)
     if after and last > before:
         w.conn.execute(after, (before + 1, last))
+    if last > before:                     # their summaries exist: the summary job skips them
+        skip = restored_ranges.noted(restored_ranges.load(w.conn), table, before + 1, last)
+        w.conn.execute(schema.SET_WRITER_STATE, (restored_ranges.KEY, json.dumps(skip)))
     if table in schema.COUNTED_TABLES:
         w.conn.execute(schema.ADD_COUNT, (table, len(rows)))
     if kind == "log":
@@ -131,6 +134,10 @@ def op_summaries_upsert(w, p):
         w.conn.executemany(schema.UPSERT_ROLLUP, rollups)
     if p.get("state") is not None:
         w.conn.execute(schema.SET_WRITER_STATE, (p["state_key"], json.dumps(p["state"])))
+        skip = restored_ranges.load(w.conn)
+        if skip:
+            w.conn.execute(schema.SET_WRITER_STATE,
+                           (restored_ranges.KEY, json.dumps(restored_ranges.pruned(skip, p["state"]))))
     return {"rows": len(rows), "rollups": len(rollups)}
 
 
