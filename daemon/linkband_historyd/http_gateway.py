@@ -54,6 +54,9 @@ from linkband_history import HistoryClient, curve_keys
 from linkband_history.endpoints import resolve_endpoint
 from linkband_history.protocol import FIELDS, JSON_FIELDS
 
+from .http_openapi import openapi_document
+from .http_params import HTTPError, Params
+
 log = logging.getLogger("linkband_historyd.http")
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -78,12 +81,6 @@ ROUTES = [
 ]
 EXPORTS = {"metrics": "metric", "logs": "log", "performance": "performance", "alerts": "alert"}
 RESERVED = frozenset({"command", "self"})      # HistoryClient.query's own argument names
-
-
-class HTTPError(Exception):
-    def __init__(self, status: int, code: str, message: str):
-        super().__init__(message)
-        self.status, self.code, self.message = status, code, message
 
 
 # -- JSON -----------------------------------------------------------------------
@@ -121,111 +118,6 @@ def reply_response(reply: dict) -> JSON:
     err = reply.get("error") or {}
     code = str(err.get("code") or "internal")
     return error_response(STATUS.get(code, 500), code, str(err.get("message", "")))
-
-
-# -- parameters -----------------------------------------------------------------
-
-def local_specs() -> tuple[dict, dict]:
-    """The commands this package registers: {name: spec}, {name: help}."""
-    try:
-        from . import query_server  # noqa: F401 - importing it registers every command
-        from .registry import COMMANDS
-    except Exception as exc:          # pragma: no cover - a broken install
-        log.warning("command specs not available: %s", exc)
-        return {}, {}
-    return ({n: dict(c.spec) for n, c in COMMANDS.items()},
-            {n: c.help for n, c in COMMANDS.items()})
-
-
-def _known_schemas() -> dict:
-    from . import log_commands
-    from . import params as P
-    from . import query_engine as Q
-    levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    string, integer = {"type": "string"}, {"type": "integer"}
-    arr = lambda items, **kw: {"type": "array", "items": items, **kw}   # noqa: E731
-    return {
-        P.positive_int: {**integer, "minimum": 1}, P.non_negative_int: {**integer, "minimum": 0},
-        P.boolean: {"type": "boolean"}, P.text: string, P.cursor: string,
-        P.time_value: {**string, "description": "epoch seconds, ISO-8601 or relative (15m, 7d)"},
-        P.text_list: arr(string), P.int_list: arr(integer), P.log_levels: arr({"enum": levels}),
-        P.alert_levels: arr({"enum": levels[1:]}), P.min_log_level: {"enum": levels},
-        P.order: {"enum": ["asc", "desc"]},
-        P.tags: {"type": "object", "description": "as tag.KEY=VALUE or tags=<JSON object>"},
-        Q.bucket: {**string, "description": "1s .. 1d, auto or none"},
-        Q.functions: arr({"enum": list(Q.FUNCTIONS)}), Q.names: arr(string),
-        log_commands.mark: arr(string, minItems=2, maxItems=2),
-    }
-
-
-def _accepts(parser, value) -> bool:
-    try:
-        parser(value)
-        return True
-    except Exception:
-        return False
-
-
-class Params:
-    """Query strings to command parameters, typed by the command's own parsers (those
-    this package registers; a command it does not know gets the text as given)."""
-
-    def __init__(self):
-        self.specs, self.helps = local_specs()
-        try:
-            self.schemas = _known_schemas()
-        except Exception:                # pragma: no cover
-            self.schemas = {}
-
-    def schema(self, parser) -> dict:
-        return self.schemas.get(parser) or ({"type": "array"} if self.is_list(parser) else {})
-
-    def is_list(self, parser) -> bool:
-        if parser is None or parser in self.schemas:   # unknown here: the daemon judges a list
-            return parser is None or self.schemas[parser].get("type") == "array"
-        return _accepts(parser, ["1"]) and isinstance(parser(["1"]), list)
-
-    @staticmethod
-    def typed(parser, s: str):
-        """The first of bool / int / float / the text / JSON that the parser takes."""
-        if parser is None:
-            return s
-        candidates = [s.strip().lower() == "true"] if s.strip().lower() in ("true", "false") else []
-        for convert in (int, float, lambda x: x, json.loads):
-            try:
-                v = convert(s)
-            except ValueError:
-                continue
-            if not (isinstance(v, float) and not math.isfinite(v)):
-                candidates.append(v)
-        return next((c for c in candidates if _accepts(parser, c)), s)   # else the daemon says why
-
-    def convert(self, command: str, items) -> dict:
-        spec = self.specs.get(command, {})
-        grouped: dict[str, list[str]] = {}
-        tags: dict[str, str] = {}
-        for k, v in items:
-            if v != "":                    # an empty form field is not given
-                (tags.__setitem__(k[4:], v) if k.startswith("tag.")
-                 else grouped.setdefault(k, []).append(v))
-        out: dict = {}
-        for k, vs in grouped.items():
-            parser = spec.get(k)
-            if k == "tags":
-                try:
-                    out[k] = json.loads(vs[-1])
-                except ValueError:
-                    out[k] = None
-                if not isinstance(out[k], dict):
-                    raise HTTPError(400, "bad_param", f"{command}: tags: give a JSON object, or "
-                                    "tag.KEY=VALUE")
-            elif len(vs) > 1 and not self.is_list(parser):
-                raise HTTPError(400, "bad_param", f"{command}: {k}: give it once")
-            else:
-                out[k] = vs if len(vs) > 1 else self.typed(parser, vs[0])
-        if tags:
-            out["tags"] = {**out.get("tags", {}), **tags}
-        return out
 
 
 # -- the daemon's query socket -------------------------------------------------
@@ -366,56 +258,8 @@ class Gateway:
                     self.daemon_commands = {r["command"]: r for r in reply["rows"]}
             except HTTPError:
                 pass
-        return JSON(self.openapi())
-
-    def openapi(self) -> dict:
-        known, specs, schema = self.daemon_commands, self.params.specs, self.params.schema
-        ref = lambda name: {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-        errors = {s: {"description": "error", "content": ref("Error")} for s in "400 500 501 503".split()}
-        body = lambda props: {"content": {"application/json": {
-            "schema": {"type": "object", "properties": props}}}}
-        paths: dict = {}
-        for method, path, command in ROUTES:
-            spec = specs.get(command, {})
-            names = sorted(known[command]["params"] if known and command in known else spec)
-            props = {n: schema(spec.get(n)) for n in names}
-            op = {"summary": (known or {}).get(command, {}).get("help") or self.params.helps.get(
-                      command, command),
-                  "operationId": command.replace(".", "_"), "x-daemon-command": command,
-                  "responses": {"200": {"description": "the daemon's reply", "content": ref("Reply")},
-                                **errors}}
-            if known is not None and command not in known:
-                op["description"] = "not answered by the running daemon yet: 501"
-            if method == "GET":
-                op["parameters"] = [{"name": n, "in": "query", "schema": props[n]} for n in names]
-            else:
-                op["requestBody"] = body(props)
-            paths[self.prefix + path] = {method.lower(): op}
-        for route, kind in EXPORTS.items():
-            props = {n: schema(p) for n, p in sorted(specs.get(route, {}).items())
-                     if n not in ("limit", "cursor", "after_id", "count")}
-            paths[f"{self.prefix}/{route}/export"] = {"post": {
-                "summary": f"every matching {kind} record, streamed page by page",
-                "operationId": f"export_{route}",
-                "requestBody": body({**props, "format": {"enum": ["csv", "jsonl"], "default": "csv"}}),
-                "responses": {"200": {"description": "the export", "content": {
-                    "text/csv": {}, "application/x-ndjson": {}}}, **errors}}}
-        string = {"type": "string"}
-        return {"openapi": "3.0.3", "paths": paths, "info": {
-            "title": "Link Band history API", "version": "1",
-            "description": f"Live events: WebSocket {self.prefix}/ws?topics=a,b (prefix match) sends "
-                           '{"topic", "data"}; send {"subscribe": [...]} or {"unsubscribe": [...]}.'},
-            "components": {"schemas": {
-                "Error": {"type": "object", "required": ["error"], "properties": {"error": {
-                    "type": "object", "required": ["code", "message"], "properties": {
-                        "code": {"type": "string", "enum": ["bad_param", "bad_request",
-                                 "forbidden", "unknown_command", "unavailable", "query_failed",
-                                 "internal"]},
-                        "message": string}}}},
-                "Reply": {"type": "object", "properties": {
-                    "ok": {"type": "boolean"}, "rows": {"type": "array", "items": {}},
-                    "next": {**string, "nullable": True, "description": "cursor of the next page"}}},
-            }}}
+        return JSON(openapi_document(self.prefix, ROUTES, EXPORTS, self.params,
+                                     self.daemon_commands))
 
     # -- WebSocket ----------------------------------------------------------------
     async def websocket_endpoint(self, ws: WebSocket):
