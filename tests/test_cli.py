@@ -129,6 +129,8 @@ def test_maintenance_subcommands_follow_their_job(daemon, tmp_path):
     out = tool(daemon, "--json", "archives")
     parts = json.loads(out.stdout)["rows"]
     assert parts and parts[0]["rows"] == 1000
+    out = tool(daemon, "archives")
+    assert out.stdout.split()[:3] == ["kind", "month", "part"] and parts[0]["month"] in out.stdout
     out = tool(daemon, "restore", "metric", parts[0]["month"])
     assert out.returncode == 0 and "restore done" in out.stdout
     assert len(json.loads(tool(daemon, "--json", "metrics").stdout)["rows"]) == 1000
@@ -138,6 +140,8 @@ def test_maintenance_subcommands_follow_their_job(daemon, tmp_path):
     assert out.returncode == 0 and "optimize done" in out.stdout
     out = tool(daemon, "storage")
     assert out.returncode == 0 and "system_metrics" in out.stdout
+    out = tool(daemon, "jobs")
+    assert out.returncode == 0 and out.stdout.split()[:2] == ["id", "state"] and "optimize" in out.stdout
     out = tool(daemon, "restore", "metric", "1999-01")
     assert out.returncode == 1 and "no archive" in out.stdout
 

@@ -30,6 +30,8 @@ TABLE_COLUMNS = {
     "logs": ("timestamp", "level", "logger_name", "message"),
     "logs.search": ("timestamp", "level", "logger_name", "message"),
     "alerts": ("timestamp", "level", "category", "title", "resolved_at"),
+    "archives": ("kind", "month", "part", "rows", "bytes", "complete", "file"),
+    "jobs": ("id", "state", "queued", "finished", "result"),
 }
 TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at", "bucket", "first_seen", "last_seen",
                 "oldest", "newest", "queued", "finished"}
@@ -108,16 +110,23 @@ class Tool:
         if reply.get("next"):
             click.echo(f"-- more: --cursor {reply['next']}", err=True)
 
+    def fetch(self, command, **params):
+        """The reply, or None when ``--json`` has printed it already."""
+        reply = self.ask(command, **params)
+        if self.as_json:
+            self.show(command, reply)
+            return None
+        return reply
+
     def list(self, command, **params):
         self.show(command, self.ask(command, **params))
 
     def generic(self, command, **params):
         """Ask, then print the rows as a table with the columns they have."""
-        reply = self.ask(command, **params)
-        if self.as_json:
-            return self.show(command, reply)
-        rows = reply.get("rows", [])
-        print_table(rows, tuple(rows[0]) if rows else ())
+        reply = self.fetch(command, **params)
+        if reply is not None:
+            rows = reply.get("rows", [])
+            print_table(rows, tuple(rows[0]) if rows else ())
 
     def client(self):
         if self._client is None:
@@ -143,13 +152,18 @@ class Tool:
                 c.close(timeout=0.5)
 
 
+def window_options(fn):
+    """--since and --until."""
+    fn = click.option("--until", callback=_time, help="epoch, ISO-8601 or relative (15m, 2h, 7d)")(fn)
+    return click.option("--since", callback=_time, help="epoch, ISO-8601 or relative (15m, 2h, 7d)")(fn)
+
+
 def range_options(fn):
+    """A window and paging: --since, --until, --limit, --order, --cursor."""
     fn = click.option("--cursor", help="continue after the page that printed this cursor")(fn)
     fn = click.option("--order", type=click.Choice(["asc", "desc"]), default=None)(fn)
     fn = click.option("--limit", type=int, default=None, help="rows per page (default 1000)")(fn)
-    fn = click.option("--until", callback=_time, help="epoch, ISO-8601 or relative (15m, 2h, 7d)")(fn)
-    fn = click.option("--since", callback=_time, help="epoch, ISO-8601 or relative (15m, 2h, 7d)")(fn)
-    return fn
+    return window_options(fn)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -179,9 +193,9 @@ def main(ctx, query_endpoint, admin_endpoint, curve_server_public, curve_secret_
 @click.pass_obj
 def status(tool):
     """Row counts, rejected and lost records, size, uptime."""
-    reply = tool.ask("stats")
-    if tool.as_json:
-        return tool.show("stats", reply)
+    reply = tool.fetch("stats")
+    if reply is None:
+        return
     s = reply["rows"][0]
     click.echo(f"database   {s['database']['path']}  ({s['database']['size_bytes'] / 1e6:.1f} MB)")
     click.echo(f"uptime     {s['uptime_s']:.0f} s")
@@ -292,8 +306,7 @@ def alerts(tool, open_, **params):
 @main.command()
 @click.option("--name", "metric_name", multiple=True)
 @click.option("--type", "metric_type", multiple=True)
-@click.option("--since", callback=_time)
-@click.option("--until", callback=_time)
+@window_options
 @click.pass_obj
 def summary(tool, **params):
     """Per metric over the range: count, min, max, avg, last."""
@@ -307,8 +320,7 @@ def summary(tool, **params):
 @click.option("--fn", "functions", multiple=True,
               help="count sum min max avg last p50 p95 p99 (repeatable)")
 @click.option("--group-by", "group_by", multiple=True, help="metric_name, metric_type, unit, tag:KEY")
-@click.option("--since", callback=_time)
-@click.option("--until", callback=_time)
+@window_options
 @click.pass_obj
 def aggregate(tool, **params):
     """A bucketed series of metrics (for charts)."""
@@ -320,14 +332,13 @@ def aggregate(tool, **params):
 @click.option("--logger", "logger_name", multiple=True)
 @click.option("--bucket", default=None)
 @click.option("--top", type=int, default=None, help="how many error patterns")
-@click.option("--since", callback=_time)
-@click.option("--until", callback=_time)
+@window_options
 @click.pass_obj
 def log_stats(tool, **params):
     """Counts by level, logger and bucket, and the top error patterns."""
-    reply = tool.ask("logs.stats", **_lists(params))
-    if tool.as_json:
-        return tool.show("logs.stats", reply)
+    reply = tool.fetch("logs.stats", **_lists(params))
+    if reply is None:
+        return
     s = reply["rows"][0]
     click.echo("total " + f"{s['total']:,}  " + "  ".join(f"{k} {v:,}" for k, v in s["by_level"].items()))
     click.echo("\ntop loggers")
@@ -347,10 +358,10 @@ def context(tool, log_id, before, after, both, logger_name):
     """The log lines around one log line (like grep -C)."""
     if both is not None:
         before = after = both
-    reply = tool.ask("logs.context", id=log_id, before=before, after=after,
+    reply = tool.fetch("logs.context", id=log_id, before=before, after=after,
                      logger_name=list(logger_name))
-    if tool.as_json:
-        return tool.show("logs.context", reply)
+    if reply is None:
+        return
     for r in reply["rows"]:
         click.echo(("> " if r["match"] else "  ") + f"{_cell('timestamp', r['timestamp'])} "
                    f"{r['level']:<8} {r['logger_name']}: {r['message']}")
@@ -359,8 +370,7 @@ def context(tool, log_id, before, after, both, logger_name):
 @main.command()
 @click.option("--component", multiple=True)
 @click.option("--operation", multiple=True)
-@click.option("--since", callback=_time)
-@click.option("--until", callback=_time)
+@window_options
 @click.pass_obj
 def perf(tool, **params):
     """Per component and operation: count, duration percentiles, throughput, errors."""
@@ -377,9 +387,9 @@ def perf(tool, **params):
 @click.pass_obj
 def perf_compare(tool, **params):
     """Two windows side by side, the largest p95 regressions first."""
-    reply = tool.ask("performance.compare", **_lists(params))
-    if tool.as_json:
-        return tool.show("performance.compare", reply)
+    reply = tool.fetch("performance.compare", **_lists(params))
+    if reply is None:
+        return
     print_table(reply["rows"], ("component", "operation", "duration_p95_a", "duration_p95_b",
                                 "duration_p95_change_pct", "error_rate_a", "error_rate_b"))
 
@@ -388,9 +398,9 @@ def perf_compare(tool, **params):
 @click.pass_obj
 def dashboard(tool):
     """The overview: latest metrics, log levels of the last hour, open alerts, patterns."""
-    reply = tool.ask("dashboard")
-    if tool.as_json:
-        return tool.show("dashboard", reply)
+    reply = tool.fetch("dashboard")
+    if reply is None:
+        return
     d = reply["rows"][0]
     print_table(d["latest_metrics"], ("metric_name", "value", "unit", "timestamp"))
     click.echo("\nlast hour: " + ", ".join(f"{k} {v:,}" for k, v in sorted(d["log_levels"].items())))
@@ -412,8 +422,7 @@ def dashboard(tool):
 @click.option("--level", multiple=True)
 @click.option("--logger", "logger_name", multiple=True)
 @click.option("--category", multiple=True)
-@click.option("--since", callback=_time)
-@click.option("--until", callback=_time)
+@window_options
 @click.pass_obj
 def export_cmd(tool, kind, fmt, output, **params):
     """Write every matching row to a file, page by page (bounded memory)."""

@@ -84,19 +84,16 @@ def optimize(tool):
 @click.pass_obj
 def archives(tool, kind):
     """The archive files, per kind and month."""
-    reply = tool.ask("archives", kind=kind)
-    if tool.as_json:
-        return tool.show("archives", reply)
-    print_table(reply["rows"], ("kind", "month", "part", "rows", "bytes", "complete", "file"))
+    tool.list("archives", kind=kind)
 
 
 @main.command()
 @click.pass_obj
 def storage(tool):
     """Sizes per table and index, free disk, oldest and newest record, archives."""
-    reply = tool.ask("storage")
-    if tool.as_json:
-        return tool.show("storage", reply)
+    reply = tool.fetch("storage")
+    if reply is None:
+        return
     s = reply["rows"][0]
     click.echo(f"database {s['database_bytes'] / 1e6:.1f} MB (used {s['used_bytes'] / 1e6:.1f} MB), "
                f"free disk {s['free_bytes'] / 1e9:.1f} GB ({s['free_percent']:.1f} %), "
@@ -110,10 +107,7 @@ def storage(tool):
 @click.pass_obj
 def jobs(tool):
     """Maintenance jobs: recent runs and the next scheduled ones."""
-    reply = tool.ask("jobs")
-    if tool.as_json:
-        return tool.show("jobs", reply)
-    print_table(reply["rows"], ("id", "state", "queued", "finished", "result"))
+    tool.list("jobs")
 
 
 @main.command()

@@ -17,9 +17,9 @@ from .cli import _time, main, print_table
 @click.pass_obj
 def trends(tool, metric_names, **params):
     """Trend, anomalies, forecast and correlations of metrics."""
-    reply = tool.ask("metrics.trends", metric_name=list(metric_names), **params)
-    if tool.as_json:
-        return tool.show("metrics.trends", reply)
+    reply = tool.fetch("metrics.trends", metric_name=list(metric_names), **params)
+    if reply is None:
+        return
     for r in reply["rows"]:
         click.echo(f"{r['metric_name']}: {r['summary']}")
         print_table(r["anomalies"], ("t", "kind", "value", "expected", "score"))
