@@ -11,7 +11,11 @@ end every client flushes once more, and the run checks:
 
 - ``PRAGMA integrity_check`` is ok;
 - every record acknowledged by a successful ``flush()`` is stored exactly once;
-- for every client, lost + stored == sent (``stats``: lost counted from gaps).
+- for every client, lost + stored == sent (``stats``: lost counted from gaps);
+- every hourly summary of the log lines and performance records that a fifth client
+  pushes meanwhile (the summary job runs every second, and is killed with the
+  scheduler) counts exactly the rows up to the id it says it holds (``_upto``):
+  a run cut short neither loses nor doubles a row.
 
 ``make test`` runs a short version (tests/test_faults.py: 24 kills); this script
 runs a long one and prints the figures.
@@ -19,6 +23,7 @@ runs a long one and prints the figures.
 from __future__ import annotations
 
 import argparse
+import json
 import multiprocessing as mp
 import os
 import random
@@ -68,6 +73,41 @@ def client_main(ingest, query, who, stop, result):
     c.close(timeout=2.0)
 
 
+def events_main(ingest, query, stop):
+    """Log lines and performance records, for the summaries' check."""
+    c = HistoryClient(ingest=ingest, query=query, max_queue=10_000_000, query_timeout=2.0)
+    n = 0
+    while not stop.is_set():
+        t = time.time()
+        c.store_logs([{"timestamp": t, "level": ("INFO", "WARNING", "ERROR")[(n + k) % 3],
+                       "logger_name": f"STREAM.s{k % 2}", "message": f"[STREAM:EEG] 패킷 {n + k}"}
+                      for k in range(5)])
+        c.store_performance([{"timestamp": t, "component": "stream", "operation": f"op{n % 3}",
+                              "duration_ms": 0.5 + (n % 97) / 7}])
+        n += 5
+        time.sleep(0.01)
+    c.flush(timeout=10.0)
+    c.close(timeout=2.0)
+
+
+def summary_problems(conn) -> list[str]:
+    """Hourly summaries that do not count exactly the rows up to their ``_upto``."""
+    problems = []
+    for kind, table, key_sql in (("log", "system_logs", "'all'"),
+                                 ("performance", "performance_data", "component || '/' || operation")):
+        for key, start, data in conn.execute(
+                "SELECT summary_key, period_start, summary_data FROM data_summaries "
+                "WHERE summary_type = 'hourly' AND data_type = ?", (kind,)).fetchall():
+            d = json.loads(data)
+            n = conn.execute(f"SELECT count(*) FROM {table} WHERE timestamp >= ? AND timestamp < ? "
+                             f"AND id <= ? AND {key_sql} = ?",
+                             (start, start + 3600, d["_upto"], key)).fetchall()[0][0]
+            if n != d["count"]:
+                problems.append(f"{kind} {key} hour {start:.0f}: summary counts {d['count']}, "
+                                f"{n} rows up to id {d['_upto']}")
+    return problems
+
+
 def _children(d):
     try:
         return {p.pid: p for p in psutil.Process(d.proc.pid).children()}
@@ -95,6 +135,7 @@ def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
     stop, result = ctx.Event(), ctx.Queue()
     procs = [ctx.Process(target=client_main, args=(d.ingest, d.query, w, stop, result))
              for w in range(clients)]
+    procs.append(ctx.Process(target=events_main, args=(d.ingest, d.query, stop)))
     for p in procs:
         p.start()
     time.sleep(1.0)
@@ -128,7 +169,7 @@ def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
         d.wait_ready(60)
     time.sleep(0.5)
     stop.set()
-    reports = [result.get(timeout=120) for _ in procs]
+    reports = [result.get(timeout=120) for _ in range(clients)]
     for p in procs:
         p.join(30)
     stats = d.stats()
@@ -141,8 +182,12 @@ def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
         values.setdefault(name, []).append(int(value))
     clients_state = {r[0]: r for r in conn.execute(
         "SELECT client_id, stored, lost_records, rejected FROM ingest_clients")}
+    problems = summary_problems(conn)
+    summarized = conn.execute("SELECT count(*) FROM data_summaries WHERE summary_type = 'hourly' "
+                              "AND data_type IN ('log', 'performance')").fetchall()[0][0]
     conn.close()
-    problems = []
+    if not summarized:
+        problems.append("no hourly summaries of logs or performance records")
     for r in reports:
         got = values.get(f"c{r['who']}", [])
         if len(got) != len(set(got)):
@@ -157,8 +202,10 @@ def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
             problems.append(f"client {r['who']}: lost {lost} + stored {stored} != sent {r['sent']}")
     out = {"kills": done, "integrity": integrity, "clients": reports, "problems": problems,
            "lost_total": stats["lost_records_total"], "stored_total": stats["stored_total"]}
+    out["hourly_summaries_checked"] = summarized
     log(f"kills {done}; integrity {integrity}; stored {out['stored_total']:,}, "
-        f"lost {out['lost_total']:,}; problems: {problems or 'none'}")
+        f"lost {out['lost_total']:,}; hourly summaries checked {summarized}; "
+        f"problems: {problems or 'none'}")
     return out
 
 
