@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 
-from linkband_history.protocol import ok
+from linkband_history.protocol import LOG_LEVELS, ok
 
 from . import params as P
 from . import patterns, tiers
@@ -148,8 +148,10 @@ def cmd_dashboard(ctx, p):
     since = now - p.get("window", 3600)
     cols = ("metric_name", "metric_type", "timestamp", "value", "unit", "tags")
     latest = ctx.dicts(f"SELECT {', '.join(cols)} FROM metric_latest ORDER BY metric_name", (), cols)
-    levels = dict(conn.execute("SELECT level, count(*) FROM system_logs WHERE timestamp >= ? "
-                               "GROUP BY level", (since,)))
+    # the level list lets SQLite search (level, timestamp) instead of scanning all of it
+    levels = dict(conn.execute(f"SELECT level, count(*) FROM system_logs WHERE level IN "
+                               f"({', '.join('?' * len(LOG_LEVELS))}) AND timestamp >= ? "
+                               "GROUP BY level", LOG_LEVELS + (since,)))
     acols = Q.SPECS["alert"].columns
     open_alerts = ctx.dicts(f"SELECT {', '.join(acols)} FROM alert_history WHERE resolved_at IS NULL "
                             "ORDER BY timestamp DESC LIMIT 50", (), acols)
