@@ -132,3 +132,44 @@ def test_follow_by_id_sees_rows_committed_later(daemon):
     assert c.flush()
     r = daemon.ask("logs", after_id=last)
     assert [x["message"] for x in r["rows"]] == ["late but old"]
+
+
+def test_counts_per_logger_and_level_of_a_window_equal_the_rows(daemon):
+    """logs.stats counts loggers by a skip scan and one range count each (GROUP BY past
+    200 loggers), the dashboard levels through a level list: both equal the rows, with
+    lines outside the window on both sides."""
+    import random
+    rng = random.Random(3)
+    c = daemon.client()
+    now = time.time()
+    lines = [{"timestamp": now - rng.uniform(0, 7200), "level": rng.choice(["INFO", "ERROR", "DEBUG"]),
+              "logger_name": rng.choice(["DEVICE.manager", "STREAM.eeg", "API.http", "A", "가"]),
+              "message": "m"} for _ in range(600)]
+    c.store_logs(lines)
+    assert c.flush()
+
+    def expect(since, until, field):
+        out = {}
+        for r in lines:
+            if since <= r["timestamp"] < until:
+                out[r[field]] = out.get(r[field], 0) + 1
+        return out
+
+    for since, until in ((now - 3600, now - 600), (now - 1800, None)):
+        params = {"since": since, **({"until": until} if until else {})}
+        s = daemon.ask("logs.stats", **params)["rows"][0]
+        want = expect(since, until or now + 1, "logger_name")
+        assert {x["logger_name"]: x["count"] for x in s["by_logger"]} == want
+        assert [x["count"] for x in s["by_logger"]] == sorted(want.values(), reverse=True)
+    dash = daemon.ask("dashboard")["rows"][0]
+    assert dash["log_levels"] == expect(dash["time"] - dash["window_s"], now + 1, "level")
+    # past 200 loggers: the GROUP BY answers, the same way
+    many = [{"timestamp": now - 60, "level": "INFO", "logger_name": f"L{i:03d}", "message": "m"}
+            for i in range(205)]
+    c.store_logs(many)
+    assert c.flush()
+    lines += many
+    s = daemon.ask("logs.stats", since=now - 1800)["rows"][0]
+    want = expect(now - 1800, now + 1, "logger_name")
+    assert len(s["by_logger"]) == 50 and s["by_logger"][0]["count"] == max(want.values())
+    assert all(want[x["logger_name"]] == x["count"] for x in s["by_logger"])
