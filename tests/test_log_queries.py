@@ -173,3 +173,18 @@ def test_counts_per_logger_and_level_of_a_window_equal_the_rows(daemon):
     want = expect(now - 1800, now + 1, "logger_name")
     assert len(s["by_logger"]) == 50 and s["by_logger"][0]["count"] == max(want.values())
     assert all(want[x["logger_name"]] == x["count"] for x in s["by_logger"])
+
+
+def test_search_counts_exactly_to_1000_and_past_it_within_its_time_budget(daemon_factory):
+    lines = [{"timestamp": T0 + i, "level": "INFO", "logger_name": "STREAM.eeg",
+              "message": f"[STREAM:EEG] 디바이스 연결 {i}"} for i in range(1500)]
+    for budget, want in (("50", (1500, True)), ("0", (1000, False))):
+        d = daemon_factory(name=f"budget{budget}", env={"LINKBAND_HISTORY_SEARCH_TOTAL_MS": budget})
+        c = d.client()
+        c.store_logs(lines)
+        assert c.flush()
+        for q in ("연결", "stream:eeg"):
+            r = d.ask("logs.search", q=q, limit=10)
+            assert r["ok"] and (r["total"], r["total_exact"]) == want and len(r["rows"]) == 10
+        r = d.ask("logs.search", q="연결 1499")          # few matches: exact whatever the budget
+        assert (r["total"], r["total_exact"]) == (1, True)

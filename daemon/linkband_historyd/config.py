@@ -189,6 +189,8 @@ OPTIONS: tuple[Option, ...] = (
            "rows per page when a query gives no limit"),
     Option("query.max_limit", 100_000, _int(1, 10_000_000), "LINKBAND_HISTORY_MAX_LIMIT", None,
            "largest page a query may ask for"),
+    Option("query.search_total_ms", 50, _int(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
+           "a search counts its matches past 1,000 (up to 10,000) for at most this long"),
     Option("events.endpoint", "", _endpoint, "LINKBAND_HISTORY_EVENTS", "--events",
            "PUB socket of the daemon's events; empty: ipc://<runtime_dir>/events.sock"),
     Option("events.coalesce_ms", 500.0, _float(0, 60_000), "LINKBAND_HISTORY_EVENTS_COALESCE_MS", None,

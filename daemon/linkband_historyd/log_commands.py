@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import json
+import time
+
+import apsw
 
 from linkband_history.protocol import LOG_LEVELS, ok
 
@@ -11,6 +14,7 @@ from . import query_engine as Q
 from .registry import command
 
 TOTAL_CAP = 10_000          # counting stops here: "10000+" is enough for a person
+TOTAL_SURE = 1_000          # counted whatever it takes; past it, within query.search_total_ms
 SNIPPET_CHARS = 160
 
 
@@ -92,9 +96,8 @@ def cmd_logs_search(ctx, p):
         source, order_col = "system_logs l", "l.id"
     extra = {}
     if p.get("total", True) and "cursor" not in p:
-        n = ctx.conn.execute(f"SELECT count(*) FROM (SELECT 1 FROM {source}{w.sql()} LIMIT ?)",
-                             w.args + [TOTAL_CAP + 1]).fetchall()[0][0]
-        extra = {"total": min(n, TOTAL_CAP), "total_exact": n <= TOTAL_CAP}
+        extra = _count(ctx.conn, f"SELECT count(*) FROM (SELECT 1 FROM {source}{w.sql()} LIMIT ?)",
+                       w.args, ctx.cfg.get("query.search_total_ms", 50) / 1e3)
     if "cursor" in p:
         w.add(f"{order_col} < ?", p["cursor"][1])
     select = ", ".join("l." + c for c in columns)
@@ -111,6 +114,25 @@ def cmd_logs_search(ctx, p):
         spans = highlights(r[mi], plan.terms)
         out.append(r + (snippet(r[mi], spans, marks), spans))
     return ok(out, nxt, out_columns, terms=plan.terms, **extra)
+
+
+def _count(conn, sql: str, args: list, budget_s: float) -> dict:
+    """The number of matches: exact up to TOTAL_SURE; past it, up to TOTAL_CAP while
+    the budget lasts (a common two-character term ORs hundreds of trigram lists, whose
+    matches cost far more to count than the first page does to find); else
+    "TOTAL_SURE+"."""
+    n = conn.execute(sql, args + [TOTAL_SURE + 1]).fetchall()[0][0]
+    if n <= TOTAL_SURE:
+        return {"total": n, "total_exact": True}
+    deadline = time.perf_counter() + budget_s
+    conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
+    try:
+        n = conn.execute(sql, args + [TOTAL_CAP + 1]).fetchall()[0][0]
+    except apsw.InterruptError:
+        return {"total": TOTAL_SURE, "total_exact": False}
+    finally:
+        conn.set_progress_handler(None)
+    return {"total": min(n, TOTAL_CAP), "total_exact": n <= TOTAL_CAP}
 
 
 STATS = dict(Q.filter_spec("log"), bucket=Q.bucket, top=P.positive_int,
