@@ -112,6 +112,10 @@ class Summarizer:
         return rows
 
     def _rollup_from_detail(self, lo, hi) -> list:
+        with self.conn:             # one read transaction: both queries see the same rows
+            return self._rollup_from_snapshot(lo, hi)
+
+    def _rollup_from_snapshot(self, lo, hi) -> list:
         agg = {}
         for b, name, tags, mtype, unit, n, s, mn, mx in self.conn.execute(
                 "SELECT CAST(timestamp / 60 AS INTEGER) * 60.0 AS b, metric_name, "
