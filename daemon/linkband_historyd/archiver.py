@@ -195,8 +195,7 @@ class Archiver:
         return hold
 
     def holds(self) -> list[dict]:
-        row = self.conn.execute("SELECT value FROM writer_state WHERE key = ?", (HOLDS_KEY,)).fetchall()
-        return json.loads(row[0][0]) if row else []
+        return schema.read_state(self.conn, HOLDS_KEY, [])
 
     def held_ranges(self, kind: str) -> list[list[int]]:
         return [[h["first_id"], h["last_id"]] for h in self.holds() if h["kind"] == kind]

@@ -15,7 +15,6 @@ is crossed.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -191,9 +190,8 @@ def storage(conn, cfg: dict, archive_dir: str | None = None) -> dict:
             if f.endswith(".lbha"):
                 archives["files"] += 1
                 archives["bytes"] += os.path.getsize(os.path.join(archive_dir, f))
-    warning = conn.execute("SELECT value FROM writer_state WHERE key = 'storage_warning'").fetchall()
     return {"database_bytes": db_bytes(path), "used_bytes": used_bytes(conn), "objects": sizes,
             "free_bytes": free, "free_percent": share, "records": records, "archives": archives,
             "max_db_bytes": cfg["retention.max_db_bytes"],
-            "last_storage_warning": json.loads(warning[0][0]) if warning else None,
+            "last_storage_warning": schema.read_state(conn, "storage_warning"),
             "time": time.time()}

@@ -9,14 +9,13 @@ writer, so no update is lost between them.
 """
 from __future__ import annotations
 
-import json
+from . import schema
 
 KEY = "summaries.skip"
 
 
 def load(conn) -> dict:
-    row = conn.execute("SELECT value FROM writer_state WHERE key = ?", (KEY,)).fetchall()
-    return json.loads(row[0][0]) if row else {}
+    return schema.read_state(conn, KEY, {})
 
 
 def noted(skip: dict, table: str, first: int, last: int) -> dict:

@@ -13,6 +13,7 @@ module finds such terms through the ``logs_fts_vocab`` term list (see
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 
@@ -230,6 +231,12 @@ UPSERT_SUMMARY = ("INSERT INTO data_summaries (summary_type, data_type, summary_
                   "period_end = excluded.period_end, summary_data = excluded.summary_data, "
                   "created_at = excluded.created_at")
 SET_WRITER_STATE = "INSERT OR REPLACE INTO writer_state (key, value) VALUES (?, ?)"
+
+
+def read_state(conn, key: str, default=None):
+    """The JSON value kept under ``key`` in writer_state, or ``default``."""
+    row = conn.execute("SELECT value FROM writer_state WHERE key = ?", (key,)).fetchall()
+    return json.loads(row[0][0]) if row else default
 ADD_COUNT = ("INSERT INTO table_counts (name, rows) VALUES (?, ?) "
              "ON CONFLICT (name) DO UPDATE SET rows = rows + excluded.rows")
 

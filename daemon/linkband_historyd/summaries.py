@@ -52,8 +52,7 @@ class Summarizer:
         self.writer = writer
 
     def state(self) -> dict:
-        row = self.conn.execute("SELECT value FROM writer_state WHERE key = ?", (STATE_KEY,)).fetchall()
-        return json.loads(row[0][0]) if row else {}
+        return schema.read_state(self.conn, STATE_KEY, {})
 
     def run(self, now: float | None = None) -> dict:
         now = time.time() if now is None else now

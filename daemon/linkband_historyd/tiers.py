@@ -12,9 +12,9 @@ taken at the tier's granularity: a bucket is in when its start is in
 """
 from __future__ import annotations
 
-import json
 
 from . import params as P
+from . import schema
 from .query_engine import PERCENTILES, Aggregate, group_sql
 from .buckets import bucket_start
 
@@ -35,8 +35,7 @@ def summarized_until(conn) -> float | None:
     """Summaries are complete for every bucket before this time: the oldest
     timestamp among metric rows the summarizer has not folded in yet (None:
     all of them are)."""
-    row = conn.execute("SELECT value FROM writer_state WHERE key = 'summaries'").fetchall()
-    mark = json.loads(row[0][0]).get("system_metrics", 0) if row else 0
+    mark = schema.read_state(conn, "summaries", {}).get("system_metrics", 0)
     # +timestamp: walk the rowid range above the mark, not the whole time index
     return conn.execute("SELECT min(+timestamp) FROM system_metrics WHERE id > ?",
                         (mark,)).fetchall()[0][0]

@@ -7,12 +7,12 @@ range; the analysis itself is ``trends`` (pure functions).
 """
 from __future__ import annotations
 
-import json
 import time
 
 from linkband_history.protocol import ok
 
 from . import params as P
+from . import schema
 from . import patterns, trends
 from . import query_engine as Q
 from .registry import command
@@ -92,8 +92,7 @@ def watch(conn, writer, cfg: dict, now: float) -> dict:
     if not names:
         return {"watched": 0}
     step = cfg["trends.bucket_s"]
-    row = conn.execute("SELECT value FROM writer_state WHERE key = ?", (WATCH_KEY,)).fetchall()
-    states = json.loads(row[0][0]) if row else {}
+    states = schema.read_state(conn, WATCH_KEY, {})
     until = float(int(now // step) * step)                     # whole buckets only
     since = until - cfg["trends.history_days"] * 86400
     alerts = []
