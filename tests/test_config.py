@@ -91,3 +91,19 @@ def test_runtime_dir_and_sockets_are_owner_only(daemon):
     for name in ("ingest.sock", "query.sock"):
         assert stat.S_IMODE(os.stat(daemon.run_dir / name).st_mode) == 0o600
     assert stat.S_IMODE(os.stat(daemon.db_path).st_mode) == 0o600
+
+
+def test_every_option_declares_how_a_change_takes_effect():
+    from linkband_historyd.config import APPLIES, CHILD, CHILD_OF_SECTION, OPTIONS
+    for o in OPTIONS:
+        assert o.applies in APPLIES, o.key
+        if o.applies == CHILD:
+            assert o.key.split(".")[0] in CHILD_OF_SECTION, o.key
+
+
+def test_an_option_without_the_declaration_cannot_be_declared():
+    import pytest as _pytest
+
+    from linkband_historyd.config import Option, _str
+    with _pytest.raises(TypeError, match="applies must be one of"):
+        Option("daemon.new_thing", "", _str, "LINKBAND_HISTORY_NEW_THING")

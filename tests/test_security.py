@@ -5,7 +5,6 @@ an admin endpoint or to admin keys. (Hostile strings in every parameter:
 tests/test_fuzz.py.)"""
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -24,7 +23,8 @@ from linkband_history import HistoryClient, subscribe
 from linkband_history.curve_keys import keygen
 from linkband_historyd.harness import DaemonProcess
 
-NOBODY = 65534
+from other_user import as_nobody, connect_unix, open_file
+
 
 
 def free_port() -> int:
@@ -263,54 +263,6 @@ def test_admin_commands_only_on_the_admin_endpoint(daemon_factory, tmp_path):
 
 # -- other users -----------------------------------------------------------------
 
-def _as_nobody(checks: dict) -> dict:
-    """Run each check (name -> callable) in a child process as uid/gid 65534;
-    returns name -> "ok" or the errno name it failed with."""
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:                                          # the child: only plain system calls
-        result = {}
-        try:
-            os.close(r)
-            os.setgroups([])
-            os.setgid(NOBODY)
-            os.setuid(NOBODY)
-            for name, fn in checks.items():
-                try:
-                    fn()
-                    result[name] = "ok"
-                except OSError as exc:
-                    result[name] = errno.errorcode.get(exc.errno, str(exc.errno))
-        except BaseException as exc:                      # noqa: BLE001 - report, never return
-            result = {"_setup": repr(exc)}
-        os.write(w, json.dumps(result).encode())
-        os._exit(0)
-    os.close(w)
-    data = b""
-    while chunk := os.read(r, 65536):
-        data += chunk
-    os.close(r)
-    os.waitpid(pid, 0)
-    return json.loads(data)
-
-
-def _connect(path):
-    def run():
-        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            s.connect(str(path))
-        finally:
-            s.close()
-    return run
-
-
-def _open(path):
-    def run():
-        with open(path, "rb"):
-            pass
-    return run
-
-
 @pytest.mark.skipif(not hasattr(os, "fork") or sys.platform == "win32", reason="needs fork and uids")
 def test_other_users_are_refused_by_permissions():
     if os.geteuid() != 0:
@@ -335,13 +287,13 @@ def test_other_users_are_refused_by_permissions():
         files = [data / n for n in ("history.db", "history.db-wal", "history.db-shm") if (data / n).exists()]
         assert files
         for p in sockets:
-            _connect(p)()                                 # the owner connects: the paths are right
+            connect_unix(p)()                                 # the owner connects: the paths are right
         checks = {"list base": lambda: os.listdir(d.base),
                   "list runtime dir": lambda: os.listdir(run),
                   "list data dir": lambda: os.listdir(data)}
-        checks.update({f"connect {p.name}": _connect(p) for p in sockets})
-        checks.update({f"open {p.name}": _open(p) for p in files})
-        result = _as_nobody(checks)
+        checks.update({f"connect {p.name}": connect_unix(p) for p in sockets})
+        checks.update({f"open {p.name}": open_file(p) for p in files})
+        result = as_nobody(checks)
         assert "_setup" not in result, result
         assert result.pop("list base") == "ok"            # the walk works up to our directories
         assert set(result.values()) == {"EACCES"}, result
@@ -350,8 +302,8 @@ def test_other_users_are_refused_by_permissions():
         os.chmod(run, 0o711)
         os.chmod(data, 0o711)
         try:
-            result = _as_nobody({**{f"connect {p.name}": _connect(p) for p in sockets},
-                                 **{f"open {p.name}": _open(p) for p in files}})
+            result = as_nobody({**{f"connect {p.name}": connect_unix(p) for p in sockets},
+                                 **{f"open {p.name}": open_file(p) for p in files}})
         finally:
             os.chmod(run, 0o700)
             os.chmod(data, 0o700)
