@@ -131,27 +131,27 @@ def cmd_storage(ctx, p):
     return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg["archive.dir"])])
 
 
-def _signal_supervisor(name: str) -> None:
+def _signal_supervisor(ctx, name: str) -> None:
     import os
     import signal
     sig = getattr(signal, name, None)
     if sig is None:
         raise CommandError("unsupported", f"{name} does not exist on this platform; "
                                           "restart the service instead")
-    os.kill(os.getppid(), sig)
+    os.kill(ctx.supervisor_pid, sig)        # a query worker's parent is the query process
 
 
 @command("reload", "reload the configuration (like SIGHUP): log level, schedules, retention, "
          "collector settings; ingestion goes on", admin=True)
 def cmd_reload(ctx, p):
-    _signal_supervisor("SIGHUP")
+    _signal_supervisor(ctx, "SIGHUP")
     return ok([{"reloading": True}])
 
 
 @command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first",
          admin=True)
 def cmd_stop(ctx, p):
-    _signal_supervisor("SIGTERM")
+    _signal_supervisor(ctx, "SIGTERM")
     return ok([{"stopping": True}])
 
 
