@@ -94,7 +94,7 @@ def cmd_stats(ctx, p):
                      # writer's, for ingest and events, are in the daemon's log)
                      "zap_refused": {"query": ctx.broker.get("zap_refused",
                                                              sum(curve.denied.values()))}},
-        "query": {k: ctx.broker[k] for k in ("workers", "busy", "queued") if k in ctx.broker},
+        "query": {k: ctx.broker[k] for k in ("workers", "busy", "queued", "replaced") if k in ctx.broker},
     }])
 
 
