@@ -42,8 +42,10 @@ def _run_job(tool, command, **params):
 @main.command()
 @click.option("--days", "days", multiple=True, metavar="KIND=DAYS",
               help="override a retention: metric=7, log=14, summary=180 ... (repeatable)")
+@click.option("--dry-run", is_flag=True, help="count what would be deleted; delete nothing")
+@click.option("--force", is_flag=True, help="allow a retention under one hour")
 @click.pass_obj
-def cleanup(tool, days):
+def cleanup(tool, days, dry_run, force):
     """Apply retention (and the size budget) now."""
     policy = {}
     for item in days:
@@ -52,7 +54,16 @@ def cleanup(tool, days):
             policy[k] = float(v)
         except ValueError:
             raise click.BadParameter(f"{item!r}: use KIND=DAYS", param_hint="--days") from None
-    _run_job(tool, "cleanup", policy=policy or None)
+    if dry_run:
+        row = tool.ask_admin("cleanup", policy=policy or None, dry_run=True, force=force)["rows"][0]
+        if tool.as_json:
+            click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+            return
+        counts = {k: v for k, v in row.items() if k not in ("dry_run", "cutoffs")}
+        print_table([{"what": k, "would delete": v} for k, v in counts.items()],
+                    ["what", "would delete"])
+        return
+    _run_job(tool, "cleanup", policy=policy or None, force=force)
 
 
 @main.command()
