@@ -358,3 +358,45 @@ def test_a_formula_in_a_log_line_is_exported_escaped(gw, tmp_path):
     text = path.read_text(encoding="utf-8")
     assert "'" + FORMULA.replace('"', '""') in text and "\n" + FORMULA not in text
     assert FORMULA in [x["message"] for x in read_back(str(path), "csv", "logs")]
+
+
+# -- linkband-history ui ------------------------------------------------------------------
+
+def test_the_ui_command_prints_a_url_that_logs_the_browser_in(gw):
+    import subprocess
+    done = subprocess.run([sys.executable, "-m", "linkband_history.cli", "ui"], capture_output=True,
+                          text=True, timeout=60,
+                          env={**os.environ, "LINKBAND_HISTORY_RUNTIME_DIR": str(gw.d.run_dir)})
+    assert done.returncode == 0, done.stderr
+    url = done.stdout.strip()
+    assert url == f"{gw.url}/ui?token={gw.token}"
+    with httpx.Client(timeout=30, follow_redirects=True) as browser:
+        page = browser.get(url)
+        assert page.status_code == 200 and str(page.url) == gw.url + "/ui"
+        assert "text/html" in page.headers["content-type"]
+        assert browser.get(gw.url + "/logs", params={"limit": 1}).status_code == 200   # the cookie
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="file modes and uids")
+def test_the_ui_command_refuses_token_files_others_could_have_changed(tmp_path):
+    from linkband_history.http_login import LoginError
+    (tmp_path / "http.json").write_text(json.dumps({"url": "http://127.0.0.1:1/history"}))
+    os.chmod(tmp_path / "http.json", 0o600)
+    (tmp_path / "elsewhere").write_text("planted\n")
+    os.chmod(tmp_path / "elsewhere", 0o600)
+    os.symlink(tmp_path / "elsewhere", tmp_path / "http.token")
+    with pytest.raises(LoginError, match="not a regular file"):
+        dashboard_url(str(tmp_path))
+    os.unlink(tmp_path / "http.token")
+    (tmp_path / "http.token").write_text("tok\n")
+    os.chmod(tmp_path / "http.token", 0o644)
+    with pytest.raises(LoginError, match="accessible by other users"):
+        dashboard_url(str(tmp_path))
+    os.chmod(tmp_path / "http.token", 0o600)
+    assert dashboard_url(str(tmp_path)) == "http://127.0.0.1:1/history/ui?token=tok"
+    if can_switch_user():
+        os.chown(tmp_path / "http.token", 65534, 65534)
+        with pytest.raises(LoginError, match="belongs to uid 65534"):
+            dashboard_url(str(tmp_path))
+    with pytest.raises(LoginError, match="does not exist"):
+        dashboard_url(str(tmp_path / "none"))
