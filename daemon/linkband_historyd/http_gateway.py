@@ -15,8 +15,8 @@ start (``http_auth``).
 
 ``ROUTES`` maps paths to daemon commands (GET: query string, typed by the command's
 parsers, lists repeat, tags as ``tag.KEY=VALUE``; POST: a JSON object). Replies are the
-daemon's; errors ``{"error": {"code", "message"}}`` with 400 / 501 / 503 / 500. Exports
-stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
+daemon's; errors ``{"error": {"code", "message"}}`` with 400 / 401 / 403 / 413 / 501 / 503
+/ 500. Exports stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
 events; ``/ui`` is the dashboard. Queries run in threads on a small pool of
 HistoryClients. Requests without the token, non-loopback Host headers (DNS
 rebinding), state changes and WebSockets from other origins, bodies over 1 MiB
