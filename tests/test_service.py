@@ -156,8 +156,11 @@ def test_the_supervisor_runs_the_http_gateway_when_enabled(daemon_factory):
     c.store_metrics([{"metric_name": "cpu_percent", "value": 12.5}])
     assert c.flush()
 
-    def get():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/history/dashboard", timeout=5) as r:
+    def get():                      # with the token the gateway wrote at its start
+        token = (d.run_dir / "http.token").read_text().strip()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/history/dashboard",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
             return json.loads(r.read())
     body = wait_for(lambda: _try(get), timeout=30)
     assert body["rows"][0]["latest_metrics"][0]["value"] == 12.5

@@ -1,5 +1,6 @@
 """linkband-history maintenance subcommands: cleanup, archive, restore, optimize,
-archives, storage, jobs, reload, stop, vacuum; and keygen (CurveZMQ key pairs).
+archives, storage, jobs, reload, stop, vacuum; keygen (CurveZMQ key pairs) and ui
+(the HTTP dashboard's URL with its token).
 Jobs run in the daemon's scheduler; these follow them to the end with their
 progress on a terminal. Administrative commands go to the admin endpoint when
 one is given (``--admin`` / ``LINKBAND_HISTORY_ADMIN_ENDPOINT``)."""
@@ -176,3 +177,25 @@ def keygen(tool, directory, name, force):
                f"secret key  {secret_file}  (0600: keep it on this machine)\n"
                "A daemon uses its .key_secret as security.curve_server_key; a client's .key "
                "goes into the daemon's security.curve_authorized_dir.")
+
+
+@main.command()
+@click.option("--runtime-dir", default=None, envvar="LINKBAND_HISTORY_RUNTIME_DIR",
+              type=click.Path(file_okay=False), help="where the gateway wrote http.token "
+              "(default: the daemon's runtime directory)")
+@click.option("--url", default=None, help="the gateway's base URL, e.g. "
+              "http://127.0.0.1:8765/history (default: from <runtime_dir>/http.json)")
+@click.option("--open", "open_browser", is_flag=True, help="open it in the web browser")
+def ui(runtime_dir, url, open_browser):
+    """Print the dashboard's URL with the HTTP gateway's token (it logs the browser in)."""
+    from .endpoints import default_runtime_dir
+    from .http_login import LoginError, dashboard_url
+    try:
+        link = dashboard_url(runtime_dir or default_runtime_dir(), url)
+    except (LoginError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(link)
+    if open_browser:
+        import webbrowser
+        if not webbrowser.open(link):
+            raise click.ClickException("no web browser could be opened; open the URL above")

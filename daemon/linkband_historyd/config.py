@@ -291,8 +291,14 @@ Option("http.host", "127.0.0.1", _str, "LINKBAND_HISTORY_HTTP_HOST", None,
            "address of the HTTP gateway (loopback unless security.allow_remote)", applies=CHILD),
 Option("http.port", 8765, _int(1, 65535), "LINKBAND_HISTORY_HTTP_PORT", None,
            "port of the HTTP gateway", applies=CHILD),
+Option("http.allowed_origins", [], _str_list, "LINKBAND_HISTORY_HTTP_ALLOWED_ORIGINS", None,
+           "browser origins (scheme://host:port) beyond the gateway's own whose pages may "
+           "change state and open WebSockets", applies=CHILD),
+Option("http.max_websockets", 32, _int(1, 10_000), "LINKBAND_HISTORY_HTTP_MAX_WEBSOCKETS", None,
+           "open WebSocket connections at most; past it a handshake is refused (503)", applies=CHILD),
 Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
-           "allow the HTTP gateway (which has no authentication) on a non-loopback http.host", applies=CHILD),
+           "allow the HTTP gateway on a non-loopback http.host (it needs its token, but "
+           "plain HTTP carries the token in clear)", applies=CHILD),
 Option("security.curve_server_key", "", _str, "LINKBAND_HISTORY_CURVE_SERVER_KEY", None,
            "the server's CurveZMQ secret certificate (linkband-history keygen); tcp:// endpoints "
            "then use CURVE, and a non-loopback one may be bound", applies=RESTART),
