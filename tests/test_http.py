@@ -24,6 +24,9 @@ from conftest import all_rows  # noqa: E402
 
 NOW = time.time()
 T0 = NOW - 3000.0
+TOKEN = "test-token-" + "x" * 20
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LOCAL_APP = "http://localhost:5173"          # a local app's page, in allowed_origins
 
 
 class GatewayServer:
@@ -90,7 +93,8 @@ def events_pub(tmp_path):
 
 @pytest.fixture
 def gateway(daemon, events_pub):
-    srv = GatewayServer(hg.create_app(daemon.query, events_pub[1])).start()
+    srv = GatewayServer(hg.create_app(daemon.query, events_pub[1], token=TOKEN,
+                                      allowed_origins=[LOCAL_APP])).start()
     yield srv
     srv.stop()
 
@@ -150,7 +154,7 @@ VOLATILE = {"dashboard": ("time", "storage"), "stats": ("uptime_s", "writer", "i
 
 def test_get_endpoints_answer_like_the_query_socket(daemon, gateway):
     fill(daemon)
-    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
         for path, items, command, params in GETS:
             r = http.get(path, params=items)
             assert r.status_code == 200, (path, r.text)
@@ -168,7 +172,7 @@ def test_get_endpoints_answer_like_the_query_socket(daemon, gateway):
 def test_cursor_pages_over_http_make_the_whole_listing(daemon, gateway):
     fill(daemon)
     rows, cursor = [], None
-    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
         while True:
             r = http.get("/logs", params={"limit": 70, **({"cursor": cursor} if cursor else {})})
             assert r.status_code == 200, r.text
@@ -201,7 +205,7 @@ BAD = [
 
 
 def test_bad_parameters_are_4xx_json(daemon, gateway):
-    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
         bodies = iter([{"format": "xml"}, {"limit": 5}])
         for method, path, code, word in BAD:
             if method == "GET":
@@ -254,9 +258,9 @@ def test_error_codes_map_to_statuses(tmp_path):
         "optimize": err("internal", "optimize: boom"),
         "stats": None,
     }, stop)
-    srv = GatewayServer(hg.create_app(endpoint, None, timeout=1.0)).start()
+    srv = GatewayServer(hg.create_app(endpoint, None, timeout=1.0, token=TOKEN)).start()
     try:
-        with httpx.Client(base_url=srv.url, timeout=30) as http:
+        with httpx.Client(base_url=srv.url, timeout=30, headers=AUTH) as http:
             for method, path, status, code in [("GET", "/metrics/trends", 501, "unknown_command"),
                                                ("GET", "/reports", 503, "unavailable"),
                                                ("GET", "/storage", 500, "query_failed"),
@@ -282,7 +286,7 @@ def test_error_codes_map_to_statuses(tmp_path):
 
 def test_commands_being_built_are_501_until_the_daemon_has_them(daemon, gateway):
     known = {r["command"] for r in daemon.ask("commands")["rows"]}
-    with httpx.Client(base_url=gateway.url, timeout=30) as http:
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
         for path, command in [("/metrics/trends", "metrics.trends"), ("/reports", "reports"),
                               ("/storage", "storage")]:
             r = http.get(path)
@@ -296,7 +300,7 @@ def test_commands_being_built_are_501_until_the_daemon_has_them(daemon, gateway)
 
 
 def test_openapi_lists_routes_parameters_and_errors(daemon, gateway, tmp_path):
-    doc = httpx.get(gateway.url + "/openapi.json", timeout=30).json()
+    doc = httpx.get(gateway.url + "/openapi.json", timeout=30, headers=AUTH).json()
     assert doc["openapi"].startswith("3.")
     for method, path, command in hg.ROUTES:
         op = doc["paths"]["/history" + path][method.lower()]
@@ -309,9 +313,10 @@ def test_openapi_lists_routes_parameters_and_errors(daemon, gateway, tmp_path):
     assert "/history/metrics/export" in doc["paths"] and "/history/logs/export" in doc["paths"]
     assert doc["components"]["schemas"]["Error"]["required"] == ["error"]
     # no daemon: the static list from the installed package
-    srv = GatewayServer(hg.create_app(f"ipc://{tmp_path}/nobody.sock", None, timeout=0.5)).start()
+    srv = GatewayServer(hg.create_app(f"ipc://{tmp_path}/nobody.sock", None, timeout=0.5,
+                                      token=TOKEN)).start()
     try:
-        doc2 = httpx.get(srv.url + "/openapi.json", timeout=30).json()
+        doc2 = httpx.get(srv.url + "/openapi.json", timeout=30, headers=AUTH).json()
         names = {p["name"] for p in doc2["paths"]["/history/logs/search"]["get"]["parameters"]}
         assert {"q", "level", "since"} <= names
     finally:
@@ -320,6 +325,12 @@ def test_openapi_lists_routes_parameters_and_errors(daemon, gateway, tmp_path):
 
 def test_ui_and_static_files(gateway):
     with httpx.Client(base_url=gateway.url, timeout=30) as http:
+        assert http.get("/ui").status_code == 401
+        assert http.get("/ui?token=wrong").status_code == 401
+        login = http.get("/ui", params={"token": TOKEN})          # sets the cookie, then the clean URL
+        assert login.status_code == 303 and login.headers["location"] == "/history/ui"
+        cookie = login.headers["set-cookie"]
+        assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/history" in cookie
         page = http.get("/ui")
         assert page.status_code == 200 and "text/html" in page.headers["content-type"]
         assert 'data-base="/history"' in page.text and "{{BASE}}" not in page.text
@@ -332,24 +343,44 @@ def test_ui_and_static_files(gateway):
 
 
 def test_mounted_in_a_host_app(daemon):
-    """As the SDK's FastAPI server does it: app.mount(path, create_app(...))."""
+    """As the SDK's FastAPI server does it: app.mount(path, create_app(...)), the host
+    deciding who may (auth=) or giving the gateway a token."""
     from starlette.applications import Starlette
     from starlette.routing import Mount
-    gateways = [hg.create_app(daemon.query), hg.create_app(daemon.query)]
+    host_decides = lambda conn: conn.headers.get("x-sdk-session") == "s3cret"   # noqa: E731
+    gateways = [hg.create_app(daemon.query, token=TOKEN), hg.create_app(daemon.query, auth=host_decides)]
     host = Starlette(routes=[Mount("/sdk", app=gateways[0]), Mount("/", app=gateways[1])])
     srv = GatewayServer(host).start()
     try:
-        with httpx.Client(base_url=f"http://127.0.0.1:{srv.port}", timeout=30) as http:
+        with httpx.Client(base_url=f"http://127.0.0.1:{srv.port}", timeout=30,
+                          headers={**AUTH, "X-SDK-Session": "s3cret"}) as http:
+            login = http.get("/sdk/history/ui", params={"token": TOKEN})
+            assert login.status_code == 303 and "Path=/sdk/history" in login.headers["set-cookie"]
             for base in ("/sdk/history", "/history"):
                 assert http.get(base + "/health").json()["rows"][0]["pong"] is True
                 page = http.get(base + "/ui")
                 assert f'data-base="{base}"' in page.text
                 assert http.get(base + "/static/app.js").status_code == 200
                 assert http.get(base + "/ui/", follow_redirects=True).url.path == base + "/ui"
+        assert httpx.get(f"http://127.0.0.1:{srv.port}/history/health", headers=AUTH).status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{srv.port}/sdk/history/health").status_code == 401
     finally:
         srv.stop()
         for g in gateways:                   # a mounted app gets no lifespan of its own
             g.state.gateway.close()
+
+
+def test_create_app_will_not_serve_everyone_unless_told_so(daemon):
+    with pytest.raises(ValueError, match="allow_unauthenticated"):
+        hg.create_app(daemon.query)
+    with pytest.raises(ValueError, match="not both"):
+        hg.create_app(daemon.query, token=TOKEN, auth=lambda conn: True)
+    open_app = hg.create_app(daemon.query, allow_unauthenticated=True)   # the host authenticates
+    srv = GatewayServer(open_app).start()
+    try:
+        assert httpx.get(srv.url + "/health", timeout=30).status_code == 200
+    finally:
+        srv.stop()
 
 
 # -- export --------------------------------------------------------------------------
@@ -387,20 +418,24 @@ def test_export_of_100k_rows_streams_with_bounded_memory(daemon, tmp_path):
     port = free_port()
     log = open(tmp_path / "gateway.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "linkband_historyd.http_gateway", "--query",
-                             daemon.query, "--port", str(port), "--log-level", "WARNING"],
+                             daemon.query, "--port", str(port), "--log-level", "WARNING",
+                             "--runtime-dir", str(tmp_path / "gw-run")],
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/history"
     try:
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
+                auth = {"Authorization": "Bearer " + (tmp_path / "gw-run/http.token").read_text().strip()}
+                if httpx.get(url + "/health", timeout=2, headers=auth).status_code == 200:
                     break
+            except FileNotFoundError:
+                pass
             except httpx.TransportError:
                 pass
             assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "gateway.log").read_text()
             time.sleep(0.1)
-        with httpx.Client(timeout=120) as http:
+        with httpx.Client(timeout=120, headers=auth) as http:
             # warm up: one page through every code path, so the baseline holds one page
             r = http.post(url + "/metrics/export", json={"format": "csv", "metric_name": "ch1"})
             assert r.status_code == 200, r.text
@@ -440,7 +475,7 @@ def test_export_jsonl_round_trips_and_pages_in_step(daemon, gateway):
     push_many(daemon, 25_000)
     gw = gateway.app.state.gateway
     seen = []
-    with httpx.Client(timeout=120) as http:
+    with httpx.Client(timeout=120, headers=AUTH) as http:
         r = http.post(gateway.url + "/metrics/export", json={"format": "jsonl", "order": "desc",
                                                              "metric_name": ["ch1", "ch2", "ch3"]})
         assert r.status_code == 200 and r.headers["content-type"] == "application/x-ndjson"
@@ -454,7 +489,8 @@ def test_export_jsonl_round_trips_and_pages_in_step(daemon, gateway):
         body = json.dumps({"format": "csv"}).encode()
         scope = {"type": "http", "method": "POST", "path": "/history/metrics/export",
                  "raw_path": b"/history/metrics/export", "query_string": b"", "root_path": "",
-                 "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json")],
+                 "headers": [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+                             (b"authorization", f"Bearer {TOKEN}".encode())],
                  "scheme": "http", "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1),
                  "http_version": "1.1", "asgi": {"version": "3.0"}}
         sent = []
@@ -476,7 +512,7 @@ def test_export_jsonl_round_trips_and_pages_in_step(daemon, gateway):
 
 def test_export_of_logs_alerts_and_performance(daemon, gateway, tmp_path):
     fill(daemon)
-    with httpx.Client(base_url=gateway.url, timeout=60) as http:
+    with httpx.Client(base_url=gateway.url, timeout=60, headers=AUTH) as http:
         r = http.post("/logs/export", json={"format": "csv", "min_level": "WARNING"})
         assert r.status_code == 200 and r.headers["x-total-count"] == "200"
         (tmp_path / "logs.csv").write_bytes(r.content)
@@ -515,7 +551,7 @@ def test_websocket_forwards_events_filtered_by_topic(gateway, events_pub):
                 return got
         raise AssertionError(f"no {want_topic} event within {timeout}s: {got}")
 
-    with connect(ws_url + "?topics=history_data", open_timeout=10) as ws:
+    with connect(ws_url + "?topics=history_data", open_timeout=10, additional_headers=AUTH) as ws:
         assert json.loads(ws.recv(timeout=10)) == {"subscribed": ["history_data"]}
         got = receive_until(ws, "history_data_updated", [("alert_stored", {"title": "x"})])
         assert got[-1] == {"topic": "history_data_updated",
@@ -527,13 +563,19 @@ def test_websocket_forwards_events_filtered_by_topic(gateway, events_pub):
         # until the unsubscribe took effect, history_data_updated may still come
         assert topics <= {"alert_stored", "history_data_updated"}
         assert {"subscribed": ["alert"]} in got
-    with connect(ws_url, open_timeout=10) as ws:                   # no topics: everything
+    with connect(ws_url + "?token=" + TOKEN, open_timeout=10) as ws:   # no topics: everything
         assert json.loads(ws.recv(timeout=10)) == {"subscribed": [""]}
         receive_until(ws, "storage_warning", [])
-    with pytest.raises(InvalidStatus):                            # another site's page
-        with connect(ws_url, origin="http://attacker.example", open_timeout=10):
+    for origin in ("http://attacker.example", "http://localhost:5174"):   # other pages
+        with pytest.raises(InvalidStatus) as refused:
+            with connect(ws_url, origin=origin, open_timeout=10, additional_headers=AUTH):
+                pass
+        assert refused.value.response.status_code == 403
+    with pytest.raises(InvalidStatus) as refused:                      # no token
+        with connect(ws_url, open_timeout=10):
             pass
-    with connect(ws_url + "?topics=", origin="http://localhost:5173", open_timeout=10) as ws:
+    assert refused.value.response.status_code == 401
+    with connect(ws_url + "?topics=", origin=LOCAL_APP, open_timeout=10, additional_headers=AUTH) as ws:
         assert json.loads(ws.recv(timeout=10)) == {"subscribed": []}   # a local app's page
 
 
@@ -553,16 +595,20 @@ def test_http_child_runs_like_a_daemon_child(daemon, tmp_path):
     port = free_port()
     cfg = {"query.endpoint": daemon.query, "events.endpoint": f"ipc://{tmp_path}/ev.sock",
            "http.host": "127.0.0.1", "http.port": port, "daemon.log_level": "WARNING",
-           "security.allow_remote": False}
+           "security.allow_remote": False, "daemon.runtime_dir": str(tmp_path / "gw-run")}
     mp = multiprocessing.get_context("spawn")
     ready = mp.Event()
     proc = mp.Process(target=run_child, args=(hg.HttpChild, cfg, ready))
     proc.start()
     try:
         assert ready.wait(30), "the http child did not become ready"
-        r = httpx.get(f"http://127.0.0.1:{port}/history/health", timeout=10)
+        token = (tmp_path / "gw-run/http.token").read_text().strip()
+        info = json.loads((tmp_path / "gw-run/http.json").read_text())
+        assert info["url"] == f"http://127.0.0.1:{port}/history"
+        r = httpx.get(info["url"] + "/health", timeout=10, headers={"Authorization": f"Bearer {token}"})
         assert r.status_code == 200 and r.json()["rows"][0]["pong"] is True
     finally:
         proc.terminate()
         proc.join(20)
     assert proc.exitcode == 0
+    assert not (tmp_path / "gw-run/http.token").exists()     # removed at exit

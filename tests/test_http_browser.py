@@ -27,7 +27,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 from linkband_historyd import http_gateway as hg  # noqa: E402
-from test_http import GatewayServer  # noqa: E402
+from test_http import TOKEN, GatewayServer  # noqa: E402
 
 PACKAGES = ["chromium", "chromium-driver", "fonts-noto-cjk"]
 INSTALL = "apt-get update && apt-get install -y " + " ".join(PACKAGES)
@@ -123,10 +123,18 @@ def test_dashboard_in_chromium(daemon, browser, tmp_path):
     pub.setsockopt(zmq.LINGER, 0)
     events = f"ipc://{tmp_path}/ev.sock"
     pub.bind(events)
-    srv = GatewayServer(hg.create_app(daemon.query, events)).start()
+    srv = GatewayServer(hg.create_app(daemon.query, events, token=TOKEN)).start()
     wait = WebDriverWait(browser, 20, poll_frequency=0.1)
     try:
-        browser.get(srv.url + "/ui")
+        browser.get(srv.url + "/ui")                  # without the token: refused
+        assert "unauthorized" in browser.find_element(By.TAG_NAME, "body").text
+        browser.get_log("browser")                    # its 401 is not the dashboard's error
+        # logged in as `linkband-history ui` prints it: the cookie, then the clean URL
+        browser.get(srv.url + "/ui?token=" + TOKEN)
+        assert browser.current_url == srv.url + "/ui"
+        cookie = browser.get_cookie("linkband_history_token")
+        assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/history"
+        assert browser.execute_script("return document.cookie") == ""     # not readable by scripts
         # a chart is drawn: the series colour covers a good number of pixels
         pixels = wait.until(lambda d: (n := d.execute_script(ACCENT_PIXELS)) > 300 and n)
         assert pixels > 300

@@ -340,3 +340,32 @@ def test_full_vacuum_on_request_loses_nothing_that_arrives_meanwhile(daemon_fact
     got = sorted(int(r["value"]) for r in all_rows(d, "metrics", metric_name="during_vacuum",
                                                    limit=100_000))
     assert got == sent and d.stats()["lost_records_total"] == 0
+
+
+def test_cleanup_dry_run_counts_what_would_go_and_deletes_nothing(daemon_factory):
+    import time
+
+    from conftest import wait_for
+    d = daemon_factory()
+    now = time.time()
+    ages = [0.5, 5, 29.9, 30.1, 31, 45, 400]
+    _push(d, "metric", [{"timestamp": now - a * DAY, "metric_name": "m", "value": 1.0} for a in ages])
+    _push(d, "log", [{"timestamp": now - a * DAY, "level": "INFO", "message": f"x {a}"} for a in ages])
+    reply = d.ask("cleanup", dry_run=True)
+    assert reply["ok"], reply
+    row = reply["rows"][0]
+    assert row["dry_run"] is True and row["metric"] == 4 and row["log"] == 4
+    assert abs(row["cutoffs"]["log"] - (now - 30 * DAY)) < 60
+    # a retention under one hour is refused without force, and nothing is started
+    reply = d.ask("cleanup", policy={"log": 1e-9})
+    assert not reply["ok"] and reply["error"]["code"] == "bad_param"
+    assert "force=true" in reply["error"]["message"] and "log" in reply["error"]["message"]
+    reply = d.ask("cleanup", policy={"log": 1e-9}, force=True, dry_run=True)
+    assert reply["ok"] and reply["rows"][0]["log"] == 7
+    time.sleep(0.5)
+    assert d.stats()["tables"]["system_logs"] == 7 and d.stats()["tables"]["system_metrics"] == 7
+    # with force it runs
+    job = d.ask("cleanup", policy={"log": 1e-9}, force=True)
+    assert job["ok"], job
+    wait_for(lambda: d.ask("jobs", id=job["rows"][0]["id"])["rows"][0]["state"] == "done", timeout=60)
+    assert d.stats()["tables"]["system_logs"] == 0 and d.stats()["tables"]["system_metrics"] == 3

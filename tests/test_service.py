@@ -104,7 +104,9 @@ def test_sighup_reloads_without_stopping_ingestion(daemon_factory, tmp_path):
     # a bad configuration is refused and the daemon goes on
     conf.write_text('[ingest]\nbatch_size = -1\n')
     r = d.ask("reload")
-    assert r["ok"]
+    assert not r["ok"] and r["error"]["code"] == "bad_config"
+    assert "reload refused" in r["error"]["message"] and "ingest.batch_size" in r["error"]["message"]
+    d.proc.send_signal(signal.SIGHUP)
     wait_for(lambda: "reload refused" in d.log(), timeout=30)
     time.sleep(0.3)
     stop.set()
@@ -115,6 +117,31 @@ def test_sighup_reloads_without_stopping_ingestion(daemon_factory, tmp_path):
     assert d.stats()["lost_records_total"] == 0
     assert d.ask("stop")["ok"]
     assert d.proc.wait(60) == 0
+
+
+def test_a_reload_applies_each_option_as_it_declares_and_names_the_ones_needing_a_restart(
+        daemon_factory, tmp_path):
+    conf = tmp_path / "c.toml"
+    conf.write_text('[events]\ncoalesce_ms = 500\n')
+    d = daemon_factory("--config", str(conf))
+    scheduler_pid = d.ask("jobs")["pid"]
+    # live and restart-only options: no child restarts, the restart-only one is named and kept
+    conf.write_text('[events]\ncoalesce_ms = 50\n[ingest]\nmax_message_bytes = 2000000\n')
+    r = d.ask("reload")
+    assert r["ok"], r
+    row = r["rows"][0]
+    assert row["applied_live"] == ["events.coalesce_ms"]
+    assert row["need_restart"] == ["ingest.max_message_bytes"] and row["restarted"] == {}
+    wait_for(lambda: "configuration reloaded" in d.log(), timeout=30)
+    assert "ingest.max_message_bytes change only with a restart" in d.log()
+    assert d.ask("jobs")["pid"] == scheduler_pid
+    # a scheduler option restarts the scheduler alone
+    conf.write_text('[events]\ncoalesce_ms = 50\n[ingest]\nmax_message_bytes = 2000000\n'
+                    '[retention]\nlog_days = 7\n')
+    r = d.ask("reload")
+    assert r["rows"][0]["restarted"] == {"scheduler": ["retention.log_days"]}, r
+    assert r["rows"][0]["need_restart"] == ["ingest.max_message_bytes"]
+    wait_for(lambda: d.ask("jobs").get("pid") not in (None, scheduler_pid), timeout=30)
 
 
 def test_the_supervisor_runs_the_http_gateway_when_enabled(daemon_factory):
@@ -129,8 +156,11 @@ def test_the_supervisor_runs_the_http_gateway_when_enabled(daemon_factory):
     c.store_metrics([{"metric_name": "cpu_percent", "value": 12.5}])
     assert c.flush()
 
-    def get():
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/history/dashboard", timeout=5) as r:
+    def get():                      # with the token the gateway wrote at its start
+        token = (d.run_dir / "http.token").read_text().strip()
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/history/dashboard",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as r:
             return json.loads(r.read())
     body = wait_for(lambda: _try(get), timeout=30)
     assert body["rows"][0]["latest_metrics"][0]["value"] == 12.5

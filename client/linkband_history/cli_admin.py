@@ -1,5 +1,6 @@
 """linkband-history maintenance subcommands: cleanup, archive, restore, optimize,
-archives, storage, jobs, reload, stop, vacuum; and keygen (CurveZMQ key pairs).
+archives, storage, jobs, reload, stop, vacuum; keygen (CurveZMQ key pairs) and ui
+(the HTTP dashboard's URL with its token).
 Jobs run in the daemon's scheduler; these follow them to the end with their
 progress on a terminal. Administrative commands go to the admin endpoint when
 one is given (``--admin`` / ``LINKBAND_HISTORY_ADMIN_ENDPOINT``)."""
@@ -42,8 +43,10 @@ def _run_job(tool, command, **params):
 @main.command()
 @click.option("--days", "days", multiple=True, metavar="KIND=DAYS",
               help="override a retention: metric=7, log=14, summary=180 ... (repeatable)")
+@click.option("--dry-run", is_flag=True, help="count what would be deleted; delete nothing")
+@click.option("--force", is_flag=True, help="allow a retention under one hour")
 @click.pass_obj
-def cleanup(tool, days):
+def cleanup(tool, days, dry_run, force):
     """Apply retention (and the size budget) now."""
     policy = {}
     for item in days:
@@ -52,7 +55,16 @@ def cleanup(tool, days):
             policy[k] = float(v)
         except ValueError:
             raise click.BadParameter(f"{item!r}: use KIND=DAYS", param_hint="--days") from None
-    _run_job(tool, "cleanup", policy=policy or None)
+    if dry_run:
+        row = tool.ask_admin("cleanup", policy=policy or None, dry_run=True, force=force)["rows"][0]
+        if tool.as_json:
+            click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+            return
+        counts = {k: v for k, v in row.items() if k not in ("dry_run", "cutoffs")}
+        print_table([{"what": k, "would delete": v} for k, v in counts.items()],
+                    ["what", "would delete"])
+        return
+    _run_job(tool, "cleanup", policy=policy or None, force=force)
 
 
 @main.command()
@@ -165,3 +177,25 @@ def keygen(tool, directory, name, force):
                f"secret key  {secret_file}  (0600: keep it on this machine)\n"
                "A daemon uses its .key_secret as security.curve_server_key; a client's .key "
                "goes into the daemon's security.curve_authorized_dir.")
+
+
+@main.command()
+@click.option("--runtime-dir", default=None, envvar="LINKBAND_HISTORY_RUNTIME_DIR",
+              type=click.Path(file_okay=False), help="where the gateway wrote http.token "
+              "(default: the daemon's runtime directory)")
+@click.option("--url", default=None, help="the gateway's base URL, e.g. "
+              "http://127.0.0.1:8765/history (default: from <runtime_dir>/http.json)")
+@click.option("--open", "open_browser", is_flag=True, help="open it in the web browser")
+def ui(runtime_dir, url, open_browser):
+    """Print the dashboard's URL with the HTTP gateway's token (it logs the browser in)."""
+    from .endpoints import default_runtime_dir
+    from .http_login import LoginError, dashboard_url
+    try:
+        link = dashboard_url(runtime_dir or default_runtime_dir(), url)
+    except (LoginError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(link)
+    if open_browser:
+        import webbrowser
+        if not webbrowser.open(link):
+            raise click.ClickException("no web browser could be opened; open the URL above")

@@ -5,6 +5,11 @@ Memory stays bounded by one page: each page of the ``metrics``, ``performance``,
 the keyset cursor the daemon returns. JSON columns (tags, metadata,
 extra_data) are written as JSON text in CSV and Parquet and as objects in JSON
 lines. Parquet needs pyarrow (``pip install 'linkband-history[parquet]'``).
+
+A CSV cell whose text a spreadsheet would take for a formula (it starts with
+``= + - @``, a tab or a CR: OWASP's list) gets a leading ``'``; numbers stay
+numbers. ``read_back`` undoes it exactly: a text that already starts with
+``'`` before such a character gets one more, so every cell reads back as sent.
 """
 from __future__ import annotations
 
@@ -21,6 +26,26 @@ PAGE = 10_000
 INT_COLUMNS = frozenset({"id", "error_count", "line_number", "thread_id", "process_id"})
 FLOAT_COLUMNS = frozenset({"timestamp", "value", "duration_ms", "throughput", "efficiency_percent",
                            "acknowledged_at", "resolved_at"})
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(column: str, value):
+    """One CSV cell: empty for None, JSON text for the JSON columns, a formula-looking
+    text escaped with a leading ``'``, anything else (numbers) as it is."""
+    if value is None:
+        return ""
+    if column in JSON_FIELDS:
+        return json.dumps(value, ensure_ascii=False)      # starts with { [ " or a digit
+    if isinstance(value, str) and value.lstrip("'").startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_unescape(text: str) -> str:
+    """The text ``csv_cell`` was given for a text cell."""
+    if text.startswith("'") and text.lstrip("'").startswith(FORMULA_START):
+        return text[1:]
+    return text
 
 
 def pages(client, kind: str, params: dict, page_size: int = PAGE):
@@ -48,9 +73,7 @@ class _Csv:
 
     def write(self, rows):
         for r in rows:
-            self.w.writerow(["" if r.get(c) is None else
-                             json.dumps(r[c], ensure_ascii=False) if c in JSON_FIELDS else r[c]
-                             for c in self.columns])
+            self.w.writerow([csv_cell(c, r.get(c)) for c in self.columns])
 
     def close(self):
         pass
@@ -147,6 +170,8 @@ def read_back(path: str, fmt: str, kind: str) -> list[dict]:
                 d[c] = int(v)
             elif isinstance(v, str) and c in FLOAT_COLUMNS:
                 d[c] = float(v)
+            elif isinstance(v, str) and fmt == "csv":
+                d[c] = csv_unescape(v)
             else:
                 d[c] = v
         out.append(d)

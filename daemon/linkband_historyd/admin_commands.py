@@ -77,9 +77,22 @@ def month(v):
     return s
 
 
-@command("cleanup", "apply retention now (policy: {kind: days} overrides the configured days); "
-         "returns a job id", policy=policy, admin=True)
+FORCE_UNDER_DAYS = 1 / 24     # a policy that deletes the last hour is a slip more often than not
+
+
+@command("cleanup", "apply retention now (policy: {kind: days} overrides the configured days; "
+         "under one hour needs force=true); dry_run=true counts what would go and deletes "
+         "nothing; returns a job id", policy=policy, dry_run=P.boolean, force=P.boolean,
+         admin=True)
 def cmd_cleanup(ctx, p):
+    pol = p.get("policy") or {}
+    recent = sorted(k for k, days in pol.items() if 0 < days < FORCE_UNDER_DAYS)
+    if recent and not p.get("force"):
+        raise P.BadParam("policy", f"{', '.join(recent)}: under one hour would delete recent "
+                                   "data; pass force=true if that is meant (dry_run=true shows "
+                                   "what would go)")
+    if p.get("dry_run"):
+        return ok([maintenance.retention_preview(ctx.conn, ctx.cfg, time.time(), pol)])
     return _start(ctx, "retention", {"policy": p.get("policy")})
 
 
@@ -141,11 +154,20 @@ def _signal_supervisor(ctx, name: str) -> None:
     os.kill(ctx.supervisor_pid, sig)        # a query worker's parent is the query process
 
 
-@command("reload", "reload the configuration (like SIGHUP): log level, schedules, retention, "
-         "collector settings; ingestion goes on", admin=True)
+@command("reload", "reload the configuration (like SIGHUP): each changed option is applied "
+         "live, by restarting the child that uses it, or kept until the daemon restarts, as "
+         "the option declares; the reply names them; ingestion goes on", admin=True)
 def cmd_reload(ctx, p):
+    from .config import ConfigError, reload_file, reload_plan
+    try:
+        new = reload_file(ctx.cfg)
+    except ConfigError as exc:
+        raise CommandError("bad_config", f"reload refused, the configuration stays as it "
+                                         f"was: {exc}") from None
+    # compared with the configuration this process started with
+    plan = reload_plan(ctx.cfg, new)
     _signal_supervisor(ctx, "SIGHUP")
-    return ok([{"reloading": True}])
+    return ok([{"reloading": True, **plan.as_reply()}])
 
 
 @command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first",

@@ -30,10 +30,11 @@ LIVE = "live"          # the running process that uses it applies it
 CHILD = "child"        # the child process that uses it is restarted with it
 RESTART = "restart"    # only when the daemon restarts; a reload keeps the old value
 APPLIES = (LIVE, CHILD, RESTART)
-# which child a CHILD option belongs to, by section
+# which child a CHILD option belongs to, by section, or by key where it is several
 CHILD_OF_SECTION = {"query": "query", "scheduler": "scheduler", "collector": "scheduler",
                     "trends": "scheduler", "retention": "scheduler", "archive": "scheduler",
                     "http": "http", "security": "http"}
+CHILDREN_OF_KEY = {"daemon.log_level": ("query", "scheduler", "http")}
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,16 @@ class Option:
     def __post_init__(self):
         if self.applies not in APPLIES:
             raise TypeError(f"option {self.key}: applies must be one of {APPLIES}")
-        if self.applies == CHILD and self.key.split(".")[0] not in CHILD_OF_SECTION:
+        if self.applies == CHILD and not self.children:
             raise TypeError(f"option {self.key}: no child process is known for its section")
+
+    @property
+    def children(self) -> tuple[str, ...]:
+        """The child processes a reload restarts when this CHILD option changes."""
+        if self.key in CHILDREN_OF_KEY:
+            return CHILDREN_OF_KEY[self.key]
+        section = CHILD_OF_SECTION.get(self.key.split(".")[0])
+        return (section,) if section else ()
 
 
 def _int(lo, hi=None):
@@ -175,7 +184,8 @@ Option("daemon.data_dir", "", _str, "LINKBAND_HISTORY_DATA_DIR", "--data-dir",
 Option("daemon.runtime_dir", "", _str, "LINKBAND_HISTORY_RUNTIME_DIR", "--runtime-dir",
            "owner-only directory of the ipc:// sockets; empty: the per-user default", applies=RESTART),
 Option("daemon.log_level", "INFO", _choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
-           "--log-level", "level of the daemon's own log (stderr)", applies=LIVE),
+           "--log-level", "level of the daemon's own log (stderr); on reload the supervisor "
+           "and the writer apply it live, the other children restart", applies=CHILD),
 Option("ingest.endpoint", "", _endpoint, "LINKBAND_HISTORY_INGEST", "--ingest",
            "PULL socket for records; empty: ipc://<runtime_dir>/ingest.sock", applies=RESTART),
 Option("ingest.batch_size", 5000, _int(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",
@@ -296,8 +306,14 @@ Option("http.host", "127.0.0.1", _str, "LINKBAND_HISTORY_HTTP_HOST", None,
            "address of the HTTP gateway (loopback unless security.allow_remote)", applies=CHILD),
 Option("http.port", 8765, _int(1, 65535), "LINKBAND_HISTORY_HTTP_PORT", None,
            "port of the HTTP gateway", applies=CHILD),
+Option("http.allowed_origins", [], _str_list, "LINKBAND_HISTORY_HTTP_ALLOWED_ORIGINS", None,
+           "browser origins (scheme://host:port) beyond the gateway's own whose pages may "
+           "change state and open WebSockets", applies=CHILD),
+Option("http.max_websockets", 32, _int(1, 10_000), "LINKBAND_HISTORY_HTTP_MAX_WEBSOCKETS", None,
+           "open WebSocket connections at most; past it a handshake is refused (503)", applies=CHILD),
 Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
-           "allow the HTTP gateway (which has no authentication) on a non-loopback http.host", applies=CHILD),
+           "allow the HTTP gateway on a non-loopback http.host (it needs its token, but "
+           "plain HTTP carries the token in clear)", applies=CHILD),
 Option("security.curve_server_key", "", _str, "LINKBAND_HISTORY_CURVE_SERVER_KEY", None,
            "the server's CurveZMQ secret certificate (linkband-history keygen); tcp:// endpoints "
            "then use CURVE, and a non-loopback one may be bound", applies=RESTART),
@@ -448,3 +464,45 @@ def _check_security(cfg: dict) -> None:
             zmq.auth.load_certificates(cfg[key])
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{key}: {exc}") from None
+
+
+def reload_file(cfg: dict) -> dict:
+    """The configuration as a reload reads it: the same file and command line the
+    daemon started with (``daemon.config_file``, ``daemon.cli``), the environment now."""
+    return load(cfg.get("daemon.config_file"), cli=cfg.get("daemon.cli"))
+
+
+@dataclass(frozen=True)
+class ReloadPlan:
+    """What a reload from one configuration to the next does, as each option declares."""
+    live: tuple[str, ...]                   # applied in the running processes
+    children: dict                          # child name -> the changed options it restarts for
+    kept: tuple[str, ...]                   # need a daemon restart; their old values stay
+
+    def applied(self, old: dict, new: dict) -> dict:
+        """``old`` with every changed option but the ``kept`` ones taken from ``new``."""
+        out = dict(old)
+        for key in self.live + tuple(k for keys in self.children.values() for k in keys):
+            out[key] = new[key]
+        return out
+
+    def as_reply(self) -> dict:
+        return {"applied_live": list(self.live),
+                "restarted": {name: list(keys) for name, keys in self.children.items()},
+                "need_restart": list(self.kept)}
+
+
+def reload_plan(old: dict, new: dict) -> ReloadPlan:
+    live, kept, children = [], [], {}
+    for o in OPTIONS:
+        if old.get(o.key) == new.get(o.key):
+            continue
+        if o.applies == RESTART:
+            kept.append(o.key)
+        elif o.applies == LIVE:
+            live.append(o.key)
+        else:
+            for name in o.children:
+                children.setdefault(name, []).append(o.key)
+    return ReloadPlan(tuple(live), children, tuple(kept))
+

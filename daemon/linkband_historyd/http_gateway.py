@@ -3,19 +3,25 @@
 An ASGI (Starlette) app; the SDK's FastAPI server mounts it::
 
     from linkband_historyd.http_gateway import create_app
-    gateway = create_app(query_endpoint, events_endpoint)      # routes under /history
+    gateway = create_app(query_endpoint, events_endpoint, auth=check)   # routes under /history
     app.mount("/", gateway)          # on the host's shutdown: gateway.state.gateway.close()
 
-or it runs alone: ``python -m linkband_historyd.http_gateway --query EP --events EP
---host 127.0.0.1 --port 8765`` (a non-loopback --host needs --allow-remote).
+(``auth``: the host's decision per request; or ``token=``; or, only when the host
+authenticates every request itself, ``allow_unauthenticated=True``), or it runs
+alone: ``python -m linkband_historyd.http_gateway --query EP --events EP --host
+127.0.0.1 --port 8765`` (a non-loopback --host needs --allow-remote); alone or as
+the daemon's child it writes a new token to ``<runtime_dir>/http.token`` at each
+start (``http_auth``).
 
 ``ROUTES`` maps paths to daemon commands (GET: query string, typed by the command's
 parsers, lists repeat, tags as ``tag.KEY=VALUE``; POST: a JSON object). Replies are the
-daemon's; errors ``{"error": {"code", "message"}}`` with 400 / 501 / 503 / 500. Exports
-stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
+daemon's; errors ``{"error": {"code", "message"}}`` with 400 / 401 / 403 / 413 / 501 / 503
+/ 500. Exports stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
 events; ``/ui`` is the dashboard. Queries run in threads on a small pool of
-HistoryClients. Non-loopback Host headers (DNS rebinding), non-JSON POSTs (cross-site
-forms) and WebSockets from other sites' pages are refused.
+HistoryClients. Requests without the token, non-loopback Host headers (DNS
+rebinding), state changes and WebSockets from other origins, bodies over 1 MiB
+(``http_guard``), non-JSON POSTs (cross-site forms) and WebSockets past
+``max_websockets`` are refused.
 """
 from __future__ import annotations
 
@@ -24,10 +30,8 @@ import asyncio
 import csv
 import html
 import io
-import ipaddress
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -35,7 +39,6 @@ import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import anyio
 import msgpack
@@ -51,19 +54,23 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from linkband_history import HistoryClient, curve_keys
-from linkband_history.endpoints import resolve_endpoint
-from linkband_history.protocol import FIELDS, JSON_FIELDS
+from linkband_history.endpoints import default_runtime_dir, resolve_endpoint
+from linkband_history.export import csv_cell
+from linkband_history.protocol import FIELDS
 
+from . import http_auth
+from .http_guard import MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host
+from .http_json import JSON, dumps, error_response, reply_response
 from .http_openapi import openapi_document
-from .http_params import HTTPError, Params
+from .http_params import HTTPError, Params, parse_json
 
 log = logging.getLogger("linkband_historyd.http")
 
 STATIC_DIR = Path(__file__).with_name("static")
 EXPORT_PAGE = 10_000
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-STATUS = {"bad_param": 400, "bad_request": 400, "forbidden": 403, "unknown_command": 501,
-          "unavailable": 503}
+MAX_WEBSOCKETS = 32
+WS_MAX_MESSAGE = 64 * 1024       # (un)subscribe messages are small
 
 # (method, path under the prefix, daemon command)
 ROUTES = [
@@ -81,43 +88,6 @@ ROUTES = [
 ]
 EXPORTS = {"metrics": "metric", "logs": "log", "performance": "performance", "alerts": "alert"}
 RESERVED = frozenset({"command", "self"})      # HistoryClient.query's own argument names
-
-
-# -- JSON -----------------------------------------------------------------------
-
-def _finite(v):
-    if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
-    return None if isinstance(v, float) and not math.isfinite(v) else v
-
-
-def dumps(obj) -> str:
-    """Strict JSON (NaN and infinities become null), UTF-8 text kept as is."""
-    kw = dict(ensure_ascii=False, separators=(",", ":"),
-              default=lambda o: bytes(o).hex() if isinstance(o, (bytes, bytearray)) else str(o))
-    try:
-        return json.dumps(obj, allow_nan=False, **kw)
-    except ValueError:
-        return json.dumps(_finite(obj), **kw)
-
-
-class JSON(JSONResponse):
-    def render(self, content) -> bytes:
-        return dumps(content).encode("utf-8")
-
-
-def error_response(status: int, code: str, message: str) -> JSON:
-    return JSON({"error": {"code": code, "message": message}}, status_code=status)
-
-
-def reply_response(reply: dict) -> JSON:
-    if reply.get("ok"):
-        return JSON(reply)
-    err = reply.get("error") or {}
-    code = str(err.get("code") or "internal")
-    return error_response(STATUS.get(code, 500), code, str(err.get("message", "")))
 
 
 # -- the daemon's query socket -------------------------------------------------
@@ -170,8 +140,9 @@ class ClientPool:
 
 class Gateway:
     def __init__(self, query_endpoint: str, events_endpoint: str | None, prefix: str,
-                 timeout: float, pool_size: int):
+                 timeout: float, pool_size: int, max_websockets: int = MAX_WEBSOCKETS):
         self.events_endpoint, self.prefix = events_endpoint, prefix
+        self.max_websockets, self.websockets = max_websockets, 0      # the cap, the open ones
         self.pool = ClientPool(query_endpoint, pool_size, timeout)
         self.params = Params()
         self.daemon_commands: dict | None = None      # from the daemon's `commands`, once reached
@@ -183,6 +154,9 @@ class Gateway:
             return await run_in_threadpool(self.pool.query, command, params, timeout)
         except TimeoutError as exc:
             raise HTTPError(503, "unavailable", f"{command}: {exc}") from None
+        except (ValueError, TypeError, RecursionError) as exc:     # cannot be packed to send
+            raise HTTPError(400, "bad_request", f"{command}: parameters cannot be sent: "
+                            f"{exc}") from None
 
     async def params_of(self, request: Request, command: str) -> dict:
         p = self.params.convert(command, request.query_params.multi_items())
@@ -263,6 +237,18 @@ class Gateway:
 
     # -- WebSocket ----------------------------------------------------------------
     async def websocket_endpoint(self, ws: WebSocket):
+        if self.websockets >= self.max_websockets:
+            return await deny(ws.scope, ws.receive, ws.send, 503, "unavailable",
+                              f"already {self.max_websockets} WebSocket connections (http."
+                              "max_websockets)", ws_close=1013)
+        self.websockets += 1
+        try:
+            await self.events(ws)
+        finally:
+            self.websockets -= 1
+
+    async def events(self, ws: WebSocket):
+        """Forward the daemon's events to one WebSocket until either side ends."""
         await ws.accept()
         if not self.events_endpoint:
             await ws.send_text(dumps({"error": {"code": "unavailable",
@@ -300,8 +286,8 @@ class Gateway:
         async def listen():
             while True:
                 try:
-                    msg = json.loads(await ws.receive_text())
-                except ValueError:
+                    msg = parse_json(await ws.receive_text(), "message")
+                except (ValueError, HTTPError):
                     msg = None
                 if not isinstance(msg, dict):
                     await send({"error": {"code": "bad_request", "message":
@@ -351,11 +337,11 @@ async def json_body(request: Request) -> dict:
     if ctype != "application/json":
         raise HTTPError(415, "bad_request", "POST a JSON object of parameters with Content-Type: "
                         "application/json ({} for none)")
-    raw = await request.body()
+    raw = await request.body()          # at most max_body bytes (GuardMiddleware)
     if not raw.strip():
         return {}
     try:
-        body = json.loads(raw)
+        body = parse_json(raw, "body")
     except ValueError as exc:
         raise HTTPError(400, "bad_request", f"body is not JSON: {exc}") from None
     if not isinstance(body, dict):
@@ -370,9 +356,7 @@ def _csv_chunk(rows, columns, header: bool) -> bytes:
     if header:
         w.writerow(columns)
     for r in rows:
-        w.writerow(["" if r.get(c) is None else
-                    json.dumps(r[c], ensure_ascii=False) if c in JSON_FIELDS else r[c]
-                    for c in columns])
+        w.writerow([csv_cell(c, r.get(c)) for c in columns])
     return f.getvalue().encode("utf-8")
 
 
@@ -380,56 +364,35 @@ def _jsonl_chunk(rows, columns, header: bool) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
-def is_loopback_host(host: str) -> bool:
-    host = host.strip("[]")
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-class GuardMiddleware:
-    """Refuse a Host that is not allowed (DNS rebinding), and a WebSocket opened by a page
-    of another site (browsers apply no CORS to WebSockets): a browser's Origin must be the
-    page's own, a loopback one, or one of ``allowed_origins`` (an app's ``file://`` page)."""
-
-    def __init__(self, app, allowed_hosts=None, allowed_origins=()):
-        self.app = app
-        self.allowed = None if allowed_hosts is None else {h.lower().strip("[]") for h in allowed_hosts}
-        self.origins = {o.lower().rstrip("/") for o in allowed_origins}
-
-    def origin_ok(self, origin: str | None, host: str) -> bool:
-        if not origin or origin.lower().rstrip("/") in self.origins:
-            return True
-        parts = urlsplit(origin.lower())
-        return parts.netloc == host.lower() or (
-            parts.scheme in ("http", "https") and is_loopback_host(parts.hostname or ""))
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] not in ("http", "websocket"):
-            return await self.app(scope, receive, send)
-        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        host = headers.get("host", "")
-        hostname = urlsplit("//" + host).hostname or ""
-        bad = self.allowed is not None and hostname.lower() not in self.allowed
-        if scope["type"] == "websocket":
-            if bad or not self.origin_ok(headers.get("origin"), host):
-                return await send({"type": "websocket.close", "code": 1008})
-        elif bad:
-            return await error_response(400, "bad_request", f"host {host!r} not allowed")(
-                scope, receive, send)
-        return await self.app(scope, receive, send)
+def _checker(token, auth, allow_unauthenticated: bool):
+    if token is not None and auth is not None:
+        raise ValueError("create_app: give token= or auth=, not both")
+    if token is not None:
+        return http_auth.TokenAuth(token)
+    if auth is not None:
+        if not callable(auth):
+            raise ValueError("create_app: auth= must be a callable (HTTPConnection) -> bool")
+        return auth
+    if allow_unauthenticated:
+        return None
+    raise ValueError("create_app: give token= (Bearer header or cookie), auth= (a callable "
+                     "deciding each request) or, when the host app authenticates every "
+                     "request itself, allow_unauthenticated=True")
 
 
 def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: str = "/history",
-               *, allowed_hosts=LOOPBACK_HOSTS, allowed_origins=(), timeout: float = 15.0,
-               pool_size: int = 4, parent_pid: int | None = None) -> Starlette:
-    """The ASGI app. ``allowed_hosts=None`` accepts any Host header (remote use);
-    ``allowed_origins`` adds WebSocket origins beyond the page's own and loopback ones."""
+               *, token: str | None = None, auth=None, allow_unauthenticated: bool = False,
+               allowed_hosts=LOOPBACK_HOSTS, allowed_origins=(), timeout: float = 15.0,
+               pool_size: int = 4, max_websockets: int = MAX_WEBSOCKETS,
+               max_body: int = MAX_BODY_BYTES, parent_pid: int | None = None) -> Starlette:
+    """The ASGI app. Every request needs ``token`` (Bearer or the ``/ui?token=`` cookie)
+    or passes ``auth(HTTPConnection)``; with neither, only ``allow_unauthenticated=True``
+    builds it (the host app answers for every request). ``allowed_hosts=None`` accepts
+    any Host header (remote use); ``allowed_origins`` are browser origins beyond the
+    gateway's own that may change state and open WebSockets."""
+    checker = _checker(token, auth, allow_unauthenticated)
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size)
+    gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets)
     routes = [Route(prefix + path, gw.endpoint(cmd), methods=[method])
               for method, path, cmd in ROUTES]
     routes += [Route(f"{prefix}/{r}/export", gw.endpoint(r, True), methods=["POST"]) for r in EXPORTS]
@@ -458,15 +421,20 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
                 watch.cancel()
             gw.close()
 
-    app = Starlette(routes=routes, lifespan=lifespan,
-                    middleware=[Middleware(GuardMiddleware, allowed_hosts=allowed_hosts,
-                                               allowed_origins=allowed_origins)])
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(
+        GuardMiddleware, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
+        auth=checker, prefix=prefix, max_body=max_body)])
     app.state.gateway = gw
     return app
 
 
-def main(argv=None, ready=None) -> int:
-    """The command line; ``ready`` (an Event) is set once the port is bound."""
+def local_url(host: str, port: int, prefix: str) -> str:
+    """The URL the owner's browser uses for a gateway bound to ``host``."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{prefix}"
+
+
+def _arguments(argv):
     ap = argparse.ArgumentParser(prog="python -m linkband_historyd.http_gateway",
                                  description="REST API, WebSocket and dashboard of linkband-history")
     add = ap.add_argument
@@ -475,47 +443,79 @@ def main(argv=None, ready=None) -> int:
     add("--host", default="127.0.0.1")
     add("--port", type=int, default=8765)
     add("--prefix", default="/history")
-    add("--allow-remote", action="store_true", help="allow a non-loopback --host (no authentication!)")
+    add("--runtime-dir", default=os.environ.get("LINKBAND_HISTORY_RUNTIME_DIR") or None,
+        help="owner-only directory for http.token and http.json (default: the daemon's)")
+    add("--allowed-origin", action="append", default=[], dest="allowed_origins",
+        help="a browser origin (scheme://host:port) beyond the gateway's own that may "
+             "change state and open WebSockets (repeatable)")
+    add("--max-websockets", type=int, default=MAX_WEBSOCKETS)
+    add("--allow-remote", action="store_true",
+        help="allow a non-loopback --host (token-protected, but plain HTTP)")
     add("--timeout", type=float, default=15.0, help="seconds to wait for a reply of the daemon")
     add("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
     add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
-    args = ap.parse_args(argv)
+    return ap.parse_args(argv)
+
+
+def main(argv=None, ready=None) -> int:
+    """The command line; ``ready`` (an Event) is set once the port is bound and the
+    token and address files are written."""
+    args = _arguments(argv)
     if not args.allow_remote and not is_loopback_host(args.host):
         print(f"http_gateway: refusing to bind {args.host}: not a loopback address; give "
-              "--allow-remote to serve other machines (the API has no authentication)",
-              file=sys.stderr)
+              "--allow-remote to serve other machines (plain HTTP: the token crosses the "
+              "network in clear)", file=sys.stderr)
         return 2
-    if not 0 <= args.port <= 65535:
-        print(f"http_gateway: bad port {args.port}", file=sys.stderr)
+    if not 0 <= args.port <= 65535 or args.max_websockets < 1:
+        print(f"http_gateway: bad port {args.port} or --max-websockets", file=sys.stderr)
         return 2
     import uvicorn
+
+    from .sockets import prepare_runtime_dir
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime_dir = args.runtime_dir or default_runtime_dir()
+    try:
+        prepare_runtime_dir(runtime_dir)
+        token = http_auth.write_token(runtime_dir)
+    except (OSError, ValueError, RuntimeError) as exc:      # e.g. a directory another user owns
+        print(f"http_gateway: cannot write the token into {runtime_dir}: {exc}", file=sys.stderr)
+        return 2
+    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
     app = create_app(resolve_endpoint("query", args.query), resolve_endpoint("events", args.events),
-                     args.prefix, allowed_hosts=None if args.allow_remote else LOOPBACK_HOSTS,
-                     timeout=args.timeout, parent_pid=os.getppid() if args.exit_with_parent else None)
+                     prefix, token=token, allowed_origins=args.allowed_origins,
+                     allowed_hosts=None if args.allow_remote else LOOPBACK_HOSTS,
+                     max_websockets=args.max_websockets, timeout=args.timeout,
+                     parent_pid=os.getppid() if args.exit_with_parent else None)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets)
-            if self.started and ready is not None:
-                ready.set()
+            if self.started:
+                port = self.servers[0].sockets[0].getsockname()[1]
+                http_auth.write_info(runtime_dir, local_url(args.host, port, prefix))
+                if ready is not None:
+                    ready.set()
 
     server = Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=False,
                                    log_level=args.log_level.lower(), lifespan="on",
-                                   ws="websockets-sansio"))
+                                   ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE))
     # uvicorn re-raises a stop signal after its shutdown: with these handlers SIGTERM and
     # SIGINT end in exit code 0 (and one that comes before uvicorn listens is not lost)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
-    server.run()
+    try:
+        server.run()
+    finally:
+        http_auth.forget(runtime_dir, token)
     return 0 if server.started else 1
 
 
 class HttpChild:
     """The gateway as a child of the supervisor: ``Supervisor.ORDER`` can hold
     ``("http", HttpChild)`` (``run_child(cls, cfg, ready)`` builds and runs it). Reads
-    ``http.host`` / ``http.port`` (defaults 127.0.0.1 / 8765), the query and events
-    endpoints, ``security.allow_remote`` and ``daemon.log_level``; stops with its parent."""
+    ``http.*`` (host and port default to 127.0.0.1 / 8765), the query and events
+    endpoints, the runtime directory (for the token), ``security.allow_remote`` and
+    ``daemon.log_level``; stops with its parent."""
 
     name = "http"
 
@@ -526,7 +526,12 @@ class HttpChild:
         c = self.cfg
         argv = ["--query", c["query.endpoint"], "--events", c["events.endpoint"],
                 "--host", str(c.get("http.host", "127.0.0.1")), "--port", str(c.get("http.port", 8765)),
+                "--max-websockets", str(c.get("http.max_websockets", MAX_WEBSOCKETS)),
                 "--log-level", c.get("daemon.log_level", "INFO"), "--exit-with-parent"]
+        if c.get("daemon.runtime_dir"):
+            argv += ["--runtime-dir", c["daemon.runtime_dir"]]
+        for origin in c.get("http.allowed_origins", ()):
+            argv += ["--allowed-origin", origin]
         return argv + (["--allow-remote"] if c.get("security.allow_remote") else [])
 
     def run(self) -> None:

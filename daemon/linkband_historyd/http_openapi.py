@@ -8,7 +8,8 @@ def openapi_document(prefix: str, routes, exports: dict, params, daemon_commands
     reply, or None) says which it answers."""
     known, specs, schema = daemon_commands, params.specs, params.schema
     ref = lambda name: {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
-    errors = {s: {"description": "error", "content": ref("Error")} for s in "400 500 501 503".split()}
+    errors = {s: {"description": "error", "content": ref("Error")}
+              for s in "400 401 403 413 500 501 503".split()}
     body = lambda props: {"content": {"application/json": {
         "schema": {"type": "object", "properties": props}}}}
     paths: dict = {}
@@ -38,16 +39,18 @@ def openapi_document(prefix: str, routes, exports: dict, params, daemon_commands
             "responses": {"200": {"description": "the export", "content": {
                 "text/csv": {}, "application/x-ndjson": {}}}, **errors}}}
     string = {"type": "string"}
-    return {"openapi": "3.0.3", "paths": paths, "info": {
+    return {"openapi": "3.0.3", "paths": paths, "security": [{"bearer": []}], "info": {
         "title": "Link Band history API", "version": "1",
         "description": f"Live events: WebSocket {prefix}/ws?topics=a,b (prefix match) sends "
                        '{"topic", "data"}; send {"subscribe": [...]} or {"unsubscribe": [...]}.'},
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer", "description": "the token of <runtime_dir>/"
+            "http.token (or the cookie that GET /ui?token=... sets)"}}, "schemas": {
             "Error": {"type": "object", "required": ["error"], "properties": {"error": {
                 "type": "object", "required": ["code", "message"], "properties": {
                     "code": {"type": "string", "enum": ["bad_param", "bad_request",
-                             "forbidden", "unknown_command", "unavailable", "query_failed",
-                             "internal"]},
+                             "unauthorized", "forbidden", "too_large", "unknown_command",
+                             "unavailable", "query_failed", "internal"]},
                     "message": string}}}},
             "Reply": {"type": "object", "properties": {
                 "ok": {"type": "boolean"}, "rows": {"type": "array", "items": {}},

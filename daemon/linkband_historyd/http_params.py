@@ -1,5 +1,7 @@
 """Query strings to typed command parameters for the HTTP gateway, and the JSON
-schema of each parameter (for ``/openapi.json``)."""
+schema of each parameter (for ``/openapi.json``). JSON from a request (a
+parameter, a POST body, a WebSocket message) goes through ``parse_json``: nesting
+deeper than ``MAX_DEPTH`` is a 400, never a RecursionError."""
 from __future__ import annotations
 
 import json
@@ -7,12 +9,40 @@ import logging
 import math
 
 log = logging.getLogger("linkband_historyd.http")
+MAX_DEPTH = 32              # no command takes more than a list of lists
 
 
 class HTTPError(Exception):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def parse_json(text, what: str):
+    """``json.loads``; ValueError for text that is not JSON, HTTPError 400 for JSON
+    nested deeper than ``MAX_DEPTH`` (which would also be too deep to send on)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+        deep = True
+    else:
+        deep = _depth(value) > MAX_DEPTH
+    if deep:
+        raise HTTPError(400, "bad_request", f"{what}: JSON nested deeper than {MAX_DEPTH} levels")
+    return value
 
 
 def local_specs() -> tuple[dict, dict]:
@@ -76,12 +106,12 @@ class Params:
         return _accepts(parser, ["1"]) and isinstance(parser(["1"]), list)
 
     @staticmethod
-    def typed(parser, s: str):
+    def typed(parser, s: str, name: str = "parameter"):
         """The first of bool / int / float / the text / JSON that the parser takes."""
         if parser is None:
             return s
         candidates = [s.strip().lower() == "true"] if s.strip().lower() in ("true", "false") else []
-        for convert in (int, float, lambda x: x, json.loads):
+        for convert in (int, float, lambda x: x, lambda x: parse_json(x, name)):
             try:
                 v = convert(s)
             except ValueError:
@@ -103,7 +133,7 @@ class Params:
             parser = spec.get(k)
             if k == "tags":
                 try:
-                    out[k] = json.loads(vs[-1])
+                    out[k] = parse_json(vs[-1], f"{command}: tags")
                 except ValueError:
                     out[k] = None
                 if not isinstance(out[k], dict):
@@ -112,7 +142,7 @@ class Params:
             elif len(vs) > 1 and not self.is_list(parser):
                 raise HTTPError(400, "bad_param", f"{command}: {k}: give it once")
             else:
-                out[k] = vs if len(vs) > 1 else self.typed(parser, vs[0])
+                out[k] = vs if len(vs) > 1 else self.typed(parser, vs[0], f"{command}: {k}")
         if tags:
             out["tags"] = {**out.get("tags", {}), **tags}
         return out

@@ -41,34 +41,70 @@ def delete_older(writer, kind: str, before: float, progress=None, **where) -> in
             return total
 
 
+SUMMARY_TIERS = ("minute", "hourly", "daily", "weekly", "monthly")
+RESTORE_HOLDS_KEY = "restores"          # archiver.HOLDS_KEY (the archiver imports this module)
+
+
+def retention_cutoffs(cfg: dict, now: float, policy: dict | None = None) -> tuple[dict, dict]:
+    """(kind -> cutoff, summary tier -> cutoff) of the age policy: rows older than
+    the cutoff go. ``policy`` ({kind or "minute"/"summary": days}) overrides the
+    configured days; 0 days keeps a kind for ever."""
+    policy = policy or {}
+    kinds = {k: now - d * 86400 for k in KINDS
+             if (d := policy.get(k, cfg[f"retention.{k}_days"]))}
+    tiers = {}
+    for tier in SUMMARY_TIERS:
+        key = "minute" if tier == "minute" else "summary"
+        d = policy.get(key, cfg[f"retention.{key}_days"])
+        if d:
+            tiers[tier] = now - d * 86400
+    return kinds, tiers
+
+
 def retention(conn, writer, cfg: dict, now: float, archiver=None, policy: dict | None = None,
               progress=None) -> dict:
     """Apply the age policy (``policy`` overrides the configured days per kind)."""
-    policy = policy or {}
     done = {}
-    for kind in KINDS:
-        days = policy.get(kind, cfg[f"retention.{kind}_days"])
-        if not days:
-            continue
-        cutoff = now - days * 86400
+    kinds, tiers = retention_cutoffs(cfg, now, policy)
+    for kind, cutoff in kinds.items():
         keep = []
         if archiver is not None:
             done[f"{kind}_archived"] = archiver.archive_before(kind, cutoff, progress=progress)
             keep = archiver.held_ranges(kind)
         done[kind] = delete_older(writer, kind, cutoff, progress=progress, keep=keep)
-    for tier, days in (("minute", policy.get("minute", cfg["retention.minute_days"])),
-                       *((t, policy.get("summary", cfg["retention.summary_days"]))
-                         for t in ("hourly", "daily", "weekly", "monthly"))):
-        if days:
-            total = 0
-            while True:
-                n = writer.bulk("summaries.delete", summary_type=tier, before=now - days * 86400,
-                                limit=DELETE_CHUNK)["deleted"]
-                total += n
-                if n == 0:
-                    break
-            done[f"summaries_{tier}"] = total
+    for tier, cutoff in tiers.items():
+        total = 0
+        while True:
+            n = writer.bulk("summaries.delete", summary_type=tier, before=cutoff,
+                            limit=DELETE_CHUNK)["deleted"]
+            total += n
+            if n == 0:
+                break
+        done[f"summaries_{tier}"] = total
     return done
+
+
+def retention_preview(conn, cfg: dict, now: float, policy: dict | None = None) -> dict:
+    """What :func:`retention` would delete now, counted and nothing deleted (a dry
+    run): rows per kind (restored months are kept, as the real run keeps them) and
+    summaries per tier, with the cutoffs."""
+    kinds, tiers = retention_cutoffs(cfg, now, policy)
+    holds = schema.read_state(conn, RESTORE_HOLDS_KEY, [])
+    out = {"dry_run": True, "cutoffs": {**kinds, **{f"summaries_{t}": c for t, c in tiers.items()}}}
+    for kind, cutoff in kinds.items():
+        sql, args = f"SELECT count(*) FROM {schema.TABLES[kind]} WHERE timestamp < ?", [cutoff]
+        for h in holds:
+            if h["kind"] == kind:
+                sql += " AND id NOT BETWEEN ? AND ?"
+                args += [h["first_id"], h["last_id"]]
+        out[kind] = conn.execute(sql, args).fetchall()[0][0]
+    for tier, cutoff in tiers.items():
+        out[f"summaries_{tier}"] = conn.execute(
+            "SELECT count(*) FROM data_summaries WHERE summary_type = ? AND period_start < ?",
+            (tier, cutoff)).fetchall()[0][0] + conn.execute(
+            "SELECT count(*) FROM metric_rollups WHERE tier = ? AND bucket < ?",
+            (tier, cutoff)).fetchall()[0][0]
+    return out
 
 
 def db_bytes(path: str) -> int:

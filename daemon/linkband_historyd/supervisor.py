@@ -87,14 +87,7 @@ class Supervisor:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, self._on_hup)
 
-    # -- reload: log level, schedules, retention, collector, without stopping ingestion --
-    RESTART_NEEDED = ("daemon.data_dir", "daemon.runtime_dir", "ingest.endpoint", "query.endpoint",
-                      "events.endpoint", "ingest.max_message_bytes", "ingest.receive_hwm",
-                      "storage.synchronous", "scheduler.enabled", "security.curve_server_key",
-                      "security.curve_authorized_dir", "ingest.max_records_per_message",
-                      "ingest.max_string_bytes", "ingest.max_json_bytes", "ingest.max_json_depth",
-                      "ingest.min_timestamp", "ingest.max_future_s", "storage.wal_max_mb")
-
+    # -- reload: each changed option as it declares (config.Option.applies) ------------
     def reload(self) -> None:
         self.reload_requested = False
         notify("RELOADING=1", "STATUS=reloading the configuration")
@@ -107,30 +100,39 @@ class Supervisor:
         if new is None:
             notify("READY=1")
             return
-        new["daemon.started_at"] = self.cfg["daemon.started_at"]
-        fixed = [k for k in self.RESTART_NEEDED if new.get(k) != self.cfg.get(k)]
-        if fixed:
-            log.warning("reload: %s change only with a restart; kept as they were", ", ".join(fixed))
-            for k in fixed:
-                new[k] = self.cfg[k]
-        self.cfg = new
-        setup_logging(new["daemon.log_level"])
+        plan = config_mod.reload_plan(self.cfg, new)
+        if plan.kept:
+            log.warning("reload: %s change only with a restart of the daemon; kept as they were",
+                        ", ".join(plan.kept))
+        self.cfg = plan.applied(self.cfg, new)
+        setup_logging(self.cfg["daemon.log_level"])
+        self.reconfigure_writer()
+        for name, keys in plan.children.items():      # the writer keeps ingesting meanwhile
+            self.restart_for_reload(name, keys)
+        log.info("configuration reloaded: %s live, %s restarted, %s need a daemon restart",
+                 ", ".join(plan.live) or "nothing", ", ".join(plan.children) or "no child",
+                 ", ".join(plan.kept) or "none")
+        notify("READY=1", "STATUS=configuration reloaded")
+
+    def reconfigure_writer(self) -> None:
+        c = self.cfg
         try:
-            WriterClient(new["daemon.control_endpoint"], timeout=10).call(
-                "reconfigure", log_level=new["daemon.log_level"],
-                batch_size=new["ingest.batch_size"], batch_wait_ms=new["ingest.batch_wait_ms"],
-                max_page_count=new["storage.max_page_count"])
+            WriterClient(c["daemon.control_endpoint"], timeout=10).call(
+                "reconfigure", log_level=c["daemon.log_level"], batch_size=c["ingest.batch_size"],
+                batch_wait_ms=c["ingest.batch_wait_ms"], max_page_count=c["storage.max_page_count"],
+                coalesce_ms=c["events.coalesce_ms"])
         except Exception as exc:                  # the writer restarts with the new cfg anyway
             log.warning("reload: writer not reconfigured: %s", exc)
-        for name in ("query", "scheduler"):       # the writer keeps ingesting meanwhile
-            slot = self.slots.get(name)
-            if slot is not None and slot.proc is not None and slot.proc.is_alive():
-                slot.proc.terminate()
-                slot.proc.join(self.cfg["supervisor.stop_timeout_s"])
-                self.start(slot)
-                self.wait_ready(slot)
-        log.info("configuration reloaded")
-        notify("READY=1", "STATUS=configuration reloaded")
+
+    def restart_for_reload(self, name: str, keys: list) -> None:
+        slot = self.slots.get(name)
+        if slot is None or slot.proc is None or not slot.proc.is_alive():
+            return                                # not running: it starts with the new cfg
+        log.info("reload: restarting %s for %s", name, ", ".join(keys))
+        slot.proc.terminate()
+        slot.proc.join(self.cfg["supervisor.stop_timeout_s"])
+        self.start(slot)
+        self.wait_ready(slot)
 
     # -- children ----------------------------------------------------------------
     def start(self, slot: Slot) -> None:
@@ -298,8 +300,10 @@ def main(config_file, print_config, **cli):
             sys.exit(2)
     cfg["daemon.started_at"] = time.time()
     setup_logging(cfg["daemon.log_level"])
-    cli_values = {k.replace("__", "."): v for k, v in cli.items()}
-    sys.exit(Supervisor(cfg, lambda: config_mod.load(config_file, cli=cli_values)).run())
+    # a reload (SIGHUP, or the reload command in the query process) reads these again
+    cfg["daemon.config_file"] = config_file
+    cfg["daemon.cli"] = {k.replace("__", "."): v for k, v in cli.items() if v is not None}
+    sys.exit(Supervisor(cfg, lambda: config_mod.reload_file(cfg)).run())
 
 
 if __name__ == "__main__":

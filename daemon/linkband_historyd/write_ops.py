@@ -189,7 +189,8 @@ def op_alerts_store(w, p):
 
 @op("reconfigure")
 def op_reconfigure(w, p):
-    """What a reload changes in a running writer: log level and batching."""
+    """What a reload changes in a running writer: log level, batching, the page cap and
+    how often history_data_updated is published (the LIVE options of ingest, storage, events)."""
     import logging
     if "log_level" in p:
         logging.getLogger().setLevel(str(p["log_level"]))
@@ -197,6 +198,8 @@ def op_reconfigure(w, p):
         w.batch_size = int(p["batch_size"])
     if "batch_wait_ms" in p:
         w.batch_wait = float(p["batch_wait_ms"]) / 1000.0
+    if "coalesce_ms" in p:
+        w.events.coalesce_s = float(p["coalesce_ms"]) / 1000.0
     if "max_page_count" in p:
         n = int(p["max_page_count"])
         w.conn.execute(f"PRAGMA max_page_count = {n if n > 0 else 4294967294}").fetchall()
