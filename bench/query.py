@@ -53,7 +53,7 @@ APSW read-only connection, ``fetchall``: SQL only, no Python, no socket.
    bucket=1h, functions=avg,p95, tier=detail over the whole range: what froze every
    other client before the query workers; with the default budget of 10 s it ends in
    an ``over_budget`` reply on the full database). Target: p99 < 20 ms under load.
-   ``--load-only`` runs just this item.
+   ``--load-only`` runs just this item; it adds 1.5 x ``--load-seconds`` (30) to a run.
 """
 from __future__ import annotations
 
