@@ -47,6 +47,13 @@ APSW read-only connection, ``fetchall``: SQL only, no Python, no socket.
    connection, checked equal.
 5. Item 1 on a 100,000-row database (8 metrics at 1 Hz) and on the big one, each
    behind its own daemon, run by run alternated. Target: big/small <= 1.5.
+7. Under load: p50/p99 of ``ping`` and of ``dashboard`` (its ``window`` moved by a
+   second per call, so every reply is computed) from one client, idle and then
+   while another client runs a heavy aggregate in a loop (``metrics.aggregate``
+   bucket=1h, functions=avg,p95, tier=detail over the whole range: what froze every
+   other client before the query workers; with the default budget of 10 s it ends in
+   an ``over_budget`` reply on the full database). Target: p99 < 20 ms under load.
+   ``--load-only`` runs just this item; it adds 1.5 x ``--load-seconds`` (30) to a run.
 """
 from __future__ import annotations
 
@@ -59,6 +66,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 import types
 
@@ -375,6 +383,70 @@ def cpu_use(daemons, body):
                  f"({others / (wall * os.cpu_count()):.0%} of the machine)")
 
 
+# -- 7: under load ------------------------------------------------------------------
+
+def cheap_latencies(c, seconds: float) -> dict:
+    """ping and dashboard, one after the other with a 10 ms pause, for ``seconds``."""
+    out = {"ping": [], "dashboard": []}
+    bad = 0
+    pc = time.perf_counter
+    end = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < end:
+        i += 1
+        for name, params in (("ping", {}), ("dashboard", {"window": 3600 + i})):
+            t = pc()
+            reply = c.query(name, **params)
+            out[name].append(pc() - t)
+            bad += not reply.get("ok")
+            if not reply.get("ok") and bad == 1:
+                warn(f"item 7: {name}: {reply.get('error')}")
+        time.sleep(0.01)
+    return out
+
+
+def under_load(d, db: dict, seconds: float) -> list:
+    """Item 7: rows (label, p50, p99, n, target, verdict), and what the heavy loop did."""
+    heavy = {"ok": 0, "over_budget": 0, "other": 0, "took": []}
+    stop = threading.Event()
+
+    def loop():
+        with d.client(query_timeout=120) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                t = time.monotonic()
+                reply = c.query("metrics.aggregate", bucket="1h", functions=["avg", "p95"],
+                                tier="detail", since=db["t_start"] - i,
+                                until=db["t_start"] + db["seconds"] + i)
+                heavy["took"].append(time.monotonic() - t)
+                code = "ok" if reply.get("ok") else reply["error"]["code"]
+                heavy[code if code in heavy else "other"] += 1
+
+    rows = []
+    with d.client(query_timeout=10) as c:
+        idle = cheap_latencies(c, seconds / 2)
+        t = threading.Thread(target=loop)
+        t.start()
+        time.sleep(0.5)
+        try:
+            loaded = cheap_latencies(c, seconds)
+        finally:
+            stop.set()
+            t.join(180)
+    for name in ("ping", "dashboard"):
+        for label, r, target in (("idle", idle[name], None), ("under load", loaded[name], 20)):
+            p99 = pct(r, 0.99) * 1e3
+            rows.append((f"7. {name}, {label}", ms(statistics.median(r)), ms(pct(r, 0.99)),
+                         f"{len(r)}", f"p99 < {target} ms" if target else "-",
+                         ("PASS" if p99 < target else "MISS") if target else ""))
+    took = heavy["took"]
+    note_text = (f"heavy aggregate loop: {len(took)} runs ({heavy['ok']} answered, "
+                 f"{heavy['over_budget']} over_budget, {heavy['other']} other errors), "
+                 f"median {statistics.median(took):.1f} s each" if took else "no heavy run ended")
+    return rows, note_text
+
+
 # -- main ---------------------------------------------------------------------------
 
 def main() -> int:
@@ -384,6 +456,9 @@ def main() -> int:
     ap.add_argument("--db-dir", default=os.path.join(tempfile.gettempdir(), "lbh-query-bench"),
                     help="where the databases are cached (default: %(default)s)")
     ap.add_argument("--runs", type=int, default=20, help="timed runs per figure (after 2 warm-ups)")
+    ap.add_argument("--load-seconds", type=float, default=30.0,
+                    help="item 7: seconds of cheap questions under load (half that idle)")
+    ap.add_argument("--load-only", action="store_true", help="run item 7 only")
     a = ap.parse_args()
     size = QUICK if a.quick else FULL
     started = time.monotonic()
@@ -393,6 +468,12 @@ def main() -> int:
     print(f"load average at start: {load_average()}", flush=True)
     os.makedirs(a.db_dir, exist_ok=True)
     big = ensure_db(a.db_dir, **size)
+    if a.load_only:
+        print(f"database: {describe(big)}")
+        with serving(big, "query") as (d, c, conn):
+            load_rows, heavy_text = under_load(d, big, a.load_seconds)
+        print_load(load_rows, heavy_text, a.load_seconds)
+        return print_summary(started)
     small = ensure_db(a.db_dir, **SMALL)
     day = big["t_start"] + 600
     print(f"database: {describe(big)}")
@@ -453,6 +534,7 @@ def main() -> int:
 
     with serving(big, "query") as (d, c, conn), serving(small, "qsmall") as (d2, c2, conn2):
         (small_r, big_r), cpu_text = cpu_use([d, d2], lambda: figures(c, conn, c2, conn2))
+        load_rows, heavy_text = under_load(d, big, a.load_seconds)
     o = statistics.median(big_r["ours"]) / statistics.median(small_r["ours"])
     rr = statistics.median(big_r["raw"]) / statistics.median(small_r["raw"])
     lines.append((f"5. ratio {big_label}-row db / 100k-row db (medians)", f"{o:.2f}x", "",
@@ -461,6 +543,7 @@ def main() -> int:
     print()
     print_table(("figure", "ours p50", "ours p90", "raw p50", "raw p90", "ours/raw", "target", ""),
                 lines)
+    print_load(load_rows, heavy_text, a.load_seconds)
     print(f"\nmachine use during the runs (other processes > 0: a disturbed run): {cpu_text}")
     print(f"load average at the end: {load_average()}")
     print("\nstatements run by each command (the raw column), with the parameters of the last run:")
@@ -471,6 +554,13 @@ def main() -> int:
             shown = [x if len(repr(x)) < 60 else repr(x)[:57] + "..." for x in args]
             print(f"    {' '.join(s.split())}  -- {shown}")
     return print_summary(started)
+
+
+def print_load(rows, heavy_text: str, seconds: float) -> None:
+    print(f"\n7. cheap questions from one client, {seconds / 2:g} s idle, then {seconds:g} s while "
+          "another client runs a heavy aggregate in a loop:")
+    print_table(("figure", "p50", "p99", "n", "target", ""), rows)
+    print(heavy_text)
 
 
 if __name__ == "__main__":

@@ -147,7 +147,8 @@ GETS = [
     ("/commands", [], "commands", {}),
 ]
 VOLATILE = {"dashboard": ("time", "storage"), "stats": ("uptime_s", "writer", "ingest_latency_ms", "clients",
-                                              "client_count", "database"),
+                                              "client_count", "database",
+                                              "query_worker_pid", "query"),
             "ping": ("time",)}
 
 

@@ -283,7 +283,8 @@ def test_other_users_are_refused_by_permissions():
         run, data = d.run_dir, d.data_dir
         sockets = sorted(run.glob("*.sock"))
         assert {p.name for p in sockets} == {f"{n}.sock" for n in ("ingest", "query", "events",
-                                                                   "control", "scheduler")}
+                                                                   "control", "scheduler",
+                                                                   "query-workers")}
         files = [data / n for n in ("history.db", "history.db-wal", "history.db-shm") if (data / n).exists()]
         assert files
         for p in sockets:

@@ -144,14 +144,14 @@ def cmd_storage(ctx, p):
     return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg["archive.dir"])])
 
 
-def _signal_supervisor(name: str) -> None:
+def _signal_supervisor(ctx, name: str) -> None:
     import os
     import signal
     sig = getattr(signal, name, None)
     if sig is None:
         raise CommandError("unsupported", f"{name} does not exist on this platform; "
                                           "restart the service instead")
-    os.kill(os.getppid(), sig)
+    os.kill(ctx.supervisor_pid, sig)        # a query worker's parent is the query process
 
 
 @command("reload", "reload the configuration (like SIGHUP): each changed option is applied "
@@ -166,14 +166,14 @@ def cmd_reload(ctx, p):
                                          f"was: {exc}") from None
     # compared with the configuration this process started with
     plan = reload_plan(ctx.cfg, new)
-    _signal_supervisor("SIGHUP")
+    _signal_supervisor(ctx, "SIGHUP")
     return ok([{"reloading": True, **plan.as_reply()}])
 
 
 @command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first",
          admin=True)
 def cmd_stop(ctx, p):
-    _signal_supervisor("SIGTERM")
+    _signal_supervisor(ctx, "SIGTERM")
     return ok([{"stopping": True}])
 
 

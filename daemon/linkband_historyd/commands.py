@@ -86,12 +86,15 @@ def cmd_stats(ctx, p):
         "ingest_latency_ms": latency,
         "writer": json.loads(state.get("writer", "{}")),
         "uptime_s": time.time() - ctx.started_at,
-        "pid": os.getpid(),
+        "pid": ctx.query_pid,                     # the query process (its workers' parent)
+        "query_worker_pid": os.getpid(),
         "security": {"curve": bool(ctx.cfg.get("security.curve_server_key")),
                      "admin_endpoint": bool(ctx.cfg.get("security.admin_endpoint")),
                      # connections refused by the query process's ZAP handler (the
                      # writer's, for ingest and events, are in the daemon's log)
-                     "zap_refused": {"query": sum(curve.denied.values())}},
+                     "zap_refused": {"query": ctx.broker.get("zap_refused",
+                                                             sum(curve.denied.values()))}},
+        "query": {k: ctx.broker[k] for k in ("workers", "busy", "queued", "replaced") if k in ctx.broker},
     }])
 
 

@@ -219,6 +219,21 @@ Option("query.max_limit", 100_000, _int(1, 10_000_000), "LINKBAND_HISTORY_MAX_LI
            "largest page a query may ask for", applies=CHILD),
 Option("query.search_total_ms", 50, _int(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
            "a search counts its matches past 1,000 (up to 10,000) for at most this long", applies=CHILD),
+Option("query.workers", 0, _int(0, 64), "LINKBAND_HISTORY_QUERY_WORKERS", None,
+           "query worker processes behind the query endpoint; 0: the CPU count, at least 2, "
+           "at most 4", applies=CHILD),
+Option("query.max_seconds", 10.0, _float(0.1, 3600), "LINKBAND_HISTORY_QUERY_MAX_SECONDS", None,
+           "time budget of one query: a statement still running past it is interrupted and the "
+           "reply says what to ask instead; a request may ask less (max_seconds), only an "
+           "admin more", applies=CHILD),
+Option("query.queue_wait_s", 3.0, _float(0, 60), "LINKBAND_HISTORY_QUERY_QUEUE_WAIT_S", None,
+           "a request waits at most this long for a free worker, then gets a 'busy' error "
+           "(under the client's 5 s timeout)", applies=CHILD),
+Option("query.max_queued", 256, _int(1, 100_000), "LINKBAND_HISTORY_QUERY_MAX_QUEUED", None,
+           "requests waiting for a worker; one more gets 'busy' at once", applies=CHILD),
+Option("query.worker_max_mb", 512, _int(0, 1_000_000), "LINKBAND_HISTORY_QUERY_WORKER_MAX_MB", None,
+           "a worker whose private memory passes this after a reply is replaced (0: never)",
+           applies=CHILD),
 Option("events.endpoint", "", _endpoint, "LINKBAND_HISTORY_EVENTS", "--events",
            "PUB socket of the daemon's events; empty: ipc://<runtime_dir>/events.sock", applies=RESTART),
 Option("events.coalesce_ms", 500.0, _float(0, 60_000), "LINKBAND_HISTORY_EVENTS_COALESCE_MS", None,

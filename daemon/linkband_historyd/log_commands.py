@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import json
-import time
 
 import apsw
 
 from linkband_history.protocol import LOG_LEVELS, ok
 
 from . import params as P
-from . import patterns, search
+from . import patterns, query_budget, search
 from . import query_engine as Q
 from .registry import command
 
@@ -124,14 +123,13 @@ def _count(conn, sql: str, args: list, budget_s: float) -> dict:
     n = conn.execute(sql, args + [TOTAL_SURE + 1]).fetchall()[0][0]
     if n <= TOTAL_SURE:
         return {"total": n, "total_exact": True}
-    deadline = time.perf_counter() + budget_s
-    conn.set_progress_handler(lambda: time.perf_counter() > deadline, 1000)
     try:
-        n = conn.execute(sql, args + [TOTAL_CAP + 1]).fetchall()[0][0]
+        with query_budget.deadline(conn, budget_s):
+            n = conn.execute(sql, args + [TOTAL_CAP + 1]).fetchall()[0][0]
     except apsw.InterruptError:
+        if query_budget.over(conn):         # the request's own budget: not ours to answer
+            raise
         return {"total": TOTAL_SURE, "total_exact": False}
-    finally:
-        conn.set_progress_handler(None)
     return {"total": min(n, TOTAL_CAP), "total_exact": n <= TOTAL_CAP}
 
 

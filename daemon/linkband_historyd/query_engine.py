@@ -12,7 +12,6 @@ prepared statements of repeated queries.
 from __future__ import annotations
 
 import itertools
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -20,6 +19,8 @@ from dataclasses import dataclass, field
 from linkband_history.protocol import FIELDS
 
 from . import params as P
+from . import quantiles
+from .quantiles import PERCENTILES  # noqa: F401 - tiers imports it from here
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,6 @@ SPECS = {
 }
 
 FUNCTIONS = ("count", "sum", "min", "max", "avg", "last", "p50", "p95", "p99")
-PERCENTILES = {"p50": 0.50, "p95": 0.95, "p99": 0.99}
 _SQL_FUNCTIONS = {"count": "count(*)", "sum": "sum({v})", "min": "min({v})", "max": "max({v})",
                   "avg": "avg({v})"}
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -270,10 +270,16 @@ def run_aggregate(conn, agg: Aggregate, max_rows: int):
     sql_funcs = [f for f in agg.functions if f in _SQL_FUNCTIONS]
     select = [f"{e} AS {a}" for e, a in zip(keys, aliases)]
     select += [_SQL_FUNCTIONS[f].format(v=agg.value) for f in sql_funcs] or ["count(*)"]
+    wanted = [f for f in agg.functions if f in PERCENTILES]
+    q_args = []
+    if wanted:                 # in the same GROUP BY: no second scan, bounded memory
+        quantiles.register(conn)
+        select.append(f"{quantiles.NAME}({agg.value}, ?)")
+        q_args.append(",".join(wanted))
     group = f" GROUP BY {', '.join(aliases)} ORDER BY {', '.join(aliases)}" if n else ""
     w = agg.where
     sql = f"SELECT {', '.join(select)} FROM {table}{w.sql()}{group} LIMIT ?"
-    base = conn.execute(sql, key_args + w.args + [max_rows + 1]).fetchall()
+    base = conn.execute(sql, key_args + q_args + w.args + [max_rows + 1]).fetchall()
     if len(base) > max_rows:
         raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
                                    "or a shorter range")
@@ -285,35 +291,13 @@ def run_aggregate(conn, agg: Aggregate, max_rows: int):
         extra["last"] = {tuple(r[:n]): r[n] for r in conn.execute(
             f"SELECT {', '.join(sel)} FROM {table}{w.sql()}{gsql}", key_args + w.args)
             if r[n + 1] is not None}
-    wanted = [f for f in agg.functions if f in PERCENTILES]
-    if wanted:
-        psql = (f"SELECT {', '.join(select[:n] + [agg.value])} FROM {table}{w.sql()} "
-                f"ORDER BY {', '.join(aliases + [agg.value])}")
-        for f in wanted:
-            extra[f] = {}
-        rows = conn.execute(psql, key_args + w.args)
-        for key, group in itertools.groupby(rows, key=lambda r: tuple(r[:n])):
-            values = [r[n] for r in group if r[n] is not None]
-            for f in wanted:
-                extra[f][key] = percentile(values, PERCENTILES[f])
     columns = key_cols + agg.functions
     out = []
     for r in base:
         key = tuple(r[:n])
         computed = dict(zip(sql_funcs, r[n:]))
+        if wanted:
+            computed.update(itertools.zip_longest(wanted, quantiles.decode(r[-1])[:len(wanted)]))
         out.append(list(key) + [computed[f] if f in computed else extra[f].get(key)
                                 for f in agg.functions])
     return columns, out
-
-
-def percentile(sorted_values: list, q: float):
-    """Linear interpolation between closest ranks (numpy's default, and
-    ``statistics.quantiles(method='inclusive')``); None for no values."""
-    n = len(sorted_values)
-    if n == 0:
-        return None
-    pos = (n - 1) * q
-    lo = math.floor(pos)
-    hi = min(lo + 1, n - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-

@@ -1,76 +1,182 @@
-"""The query process: a REP socket answered from a read-only connection.
+"""The query process: a broker in front of a pool of query workers.
 
-Every request gets exactly one reply (REP demands it): a malformed request, an
-unknown command, a bad parameter or a failing query becomes an error reply
-built by ``protocol.error``, counted, and the loop goes on.
+Clients keep their REQ sockets: the query endpoint (and ``security.admin_endpoint``,
+if set) is a ROUTER here, and every request is handed to a free worker process
+(``query_pool``, ``query_worker``) over a backend ROUTER in the owner-only
+runtime directory (the ZeroMQ guide's load-balancing broker). So one heavy
+question occupies one worker while the others answer everyone else.
 
-With ``security.admin_endpoint`` set, a second REP socket is bound there and
-the administrative commands (``admin=True`` in the registry) are answered only
-on it; with ``security.admin_keys_dir`` (and CURVE) they are also answered on
-the query endpoint for a client whose public key (the ZAP User-Id) is an admin key.
+- **Lanes**: the commands in :data:`LIGHT` (ping, stats, the dashboard, single
+  pages of listings, jobs...) may use any free worker; the others (aggregates,
+  analyses, searches, log stats, trends, reports) at most all workers but one, so
+  a cheap question always finds a worker even while heavy ones queue.
+- **Bounded wait**: when no worker may take a request it waits, in arrival order,
+  at most ``query.queue_wait_s`` (under the client's default 5 s timeout), then is
+  answered ``busy``; past ``query.max_queued`` waiting requests, at once.
+- **Admin**: administrative commands are allowed for a request that came in on the
+  admin endpoint, or from a CURVE client whose key (the ZAP User-Id) is an admin
+  key, or for everyone when neither is configured. The broker decides, since only
+  it sees the socket and the key, and the decision travels with the request.
+- **Lost workers**: a worker that dies or hangs while answering is replaced and its
+  client gets an ``unavailable`` error reply rather than silence.
 """
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import deque
+from dataclasses import dataclass
 
-import apsw
+import msgpack
 import zmq
 
 from linkband_history import protocol
+from linkband_history.endpoints import IPC_SUPPORTED
 
-from . import (admin_commands, analysis_commands, commands, log_commands,  # noqa: F401
-               trend_commands)                                           # they register commands
-from . import curve, schema, search
+from . import curve
 from .child import Child
-from .params import BadParam, parse
-from .registry import COMMANDS, CommandError, QueryContext, ResultCache
+from .query_pool import WorkerPool
 from .sockets import bind
+
+MAX_REQUEST_BYTES = 1024 * 1024
+START_WAIT_S = 30.0           # how long initialize waits for the workers' READY
+CHECK_EVERY_S = 0.1           # workers' liveness and heartbeats
+
+# cheap by construction: a page, a count of a recent window, a few rows, a hand-over
+LIGHT = frozenset({"ping", "stats", "client.ack", "commands", "dashboard", "metrics",
+                   "performance", "logs", "alerts", "logs.context", "jobs", "archives",
+                   "alerts.ack", "alerts.resolve", "reload", "stop", "cleanup", "archive",
+                   "restore", "optimize", "summarize"})
+
+
+@dataclass(eq=False)
+class Request:
+    sock: zmq.Socket
+    envelope: list
+    body: zmq.Frame
+    name: str
+    heavy: bool
+    admin: bool
+    arrived: float
+    rid: bytes = b""
+
+
+def command_name(frame: bytes) -> str:
+    """The command of a request, read without decoding its parameters ('' if unreadable:
+    the worker then answers the error)."""
+    try:
+        u = msgpack.Unpacker(raw=False, max_buffer_size=len(frame) + 1, max_str_len=256,
+                             max_bin_len=256, max_array_len=64, max_map_len=64)
+        u.feed(frame)
+        if u.read_array_header() != 3:
+            return ""
+        u.skip()
+        name = u.unpack()
+        return name if isinstance(name, str) else ""
+    except Exception:
+        return ""
 
 
 class QueryServer(Child):
     name = "query"
 
     def initialize(self) -> None:
-        self.started_at = self.cfg.get("daemon.started_at", time.time())
+        cfg = self.cfg
         self.ctx = zmq.Context()
-        self.sock = self.ctx.socket(zmq.REP)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
-        bind(self.sock, self.cfg["query.endpoint"], self.cfg["daemon.runtime_dir"])
-        self.poller = zmq.Poller()
-        self.poller.register(self.sock, zmq.POLLIN)
-        self.admin_sock = None
-        admin_endpoint = self.cfg.get("security.admin_endpoint")
-        if admin_endpoint:
-            self.admin_sock = self.ctx.socket(zmq.REP)
-            self.admin_sock.setsockopt(zmq.LINGER, 0)
-            self.admin_sock.setsockopt(zmq.MAXMSGSIZE, 1024 * 1024)
-            bind(self.admin_sock, admin_endpoint, self.cfg["daemon.runtime_dir"])
-            self.poller.register(self.admin_sock, zmq.POLLIN)
+        self.frontends = [self._frontend(cfg["query.endpoint"])]
+        admin_endpoint = cfg.get("security.admin_endpoint")
+        self.admin_sock = self._frontend(admin_endpoint) if admin_endpoint else None
+        if self.admin_sock is not None:
+            self.frontends.append(self.admin_sock)
             self.log.info("admin endpoint ready: %s", admin_endpoint)
-        self.admin_keys = curve.admin_keys() if curve.applies(self.cfg["query.endpoint"]) else None
+        self.admin_keys = curve.admin_keys() if curve.applies(cfg["query.endpoint"]) else None
         # admin commands on the query endpoint: everyone's (the default), only admin keys', or none
         self.admin_restricted = bool(admin_endpoint) or self.admin_keys is not None
-        self.qctx = None
-        self.cache = ResultCache()
-        self.errors: Counter = Counter()
-        self.log.info("query server ready: %s", self.cfg["query.endpoint"])
+        needs = []
+        if self.admin_sock is not None:
+            needs.append("the admin endpoint (security.admin_endpoint)")
+        if self.admin_keys is not None:
+            needs.append("an admin key (security.admin_keys_dir)")
+        self.admin_needs = " or ".join(needs)
+        self.backend = self.ctx.socket(zmq.ROUTER)
+        self.backend.setsockopt(zmq.LINGER, 0)
+        backend_endpoint = self._bind_backend()
+        self.poller = zmq.Poller()
+        for s in self.frontends + [self.backend]:
+            self.poller.register(s, zmq.POLLIN)
+        self.pending: deque[Request] = deque()
+        self.idle: deque = deque()
+        self.heavy_running = 0
+        self.next_rid = 0
+        self.busy_replies = 0
+        self.wait_s = cfg["query.queue_wait_s"]
+        self.max_queued = cfg["query.max_queued"]
+        self.pool = WorkerPool(cfg, backend_endpoint, self._parent)
+        self.heavy_limit = max(1, len(self.pool.slots) - 1)
+        self.pool.start_all()
+        self._wait_for_workers()
+        self._next_check = 0.0
+        self.log.info("query server ready: %s (%d workers)", cfg["query.endpoint"],
+                      len(self.pool.slots))
 
-    def _context(self) -> QueryContext:
-        if self.qctx is None:
-            conn = schema.open_reader(self.cfg["daemon.db_path"])
-            conn.createscalarfunction("lbh_fold", search.fold, 1, deterministic=True)
-            self.qctx = QueryContext(conn, self.cfg, self.started_at)
-        return self.qctx
+    def _frontend(self, endpoint: str) -> zmq.Socket:
+        sock = self.ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
+        bind(sock, endpoint, self.cfg["daemon.runtime_dir"])
+        return sock
 
+    def _bind_backend(self) -> str:
+        """In the owner-only runtime directory; without ipc:// (Windows), a random
+        loopback port, where only the random routing ids of our own workers count."""
+        if IPC_SUPPORTED:
+            endpoint = "ipc://" + self.cfg["daemon.runtime_dir"].rstrip("/") + "/query-workers.sock"
+            bind(self.backend, endpoint, self.cfg["daemon.runtime_dir"])
+            return endpoint
+        port = self.backend.bind_to_random_port("tcp://127.0.0.1")
+        return f"tcp://127.0.0.1:{port}"
+
+    def _wait_for_workers(self) -> None:
+        deadline = time.monotonic() + START_WAIT_S
+        while time.monotonic() < deadline and not all(s.connected for s in self.pool.slots):
+            if self.backend.poll(100):
+                self._from_worker(self.backend.recv_multipart(copy=False))
+            if self.stop_requested:
+                return
+
+    # -- the loop ---------------------------------------------------------------
     def loop_once(self) -> None:
-        for sock, _ in self.poller.poll(int(self.tick * 1000)):
-            frame = sock.recv(copy=False)
-            admin = self._admin_allowed(sock, frame)
-            with protocol.gc_paused():
-                reply = protocol.encode_reply(self.handle(frame.bytes, admin))
-            sock.send(reply)
+        timeout = self.tick
+        if self.pending:
+            timeout = max(0.0, min(timeout, self.pending[0].arrived + self.wait_s - time.monotonic()))
+        for sock, _ in self.poller.poll(int(timeout * 1000) + 1):
+            for _ in range(100):                 # drain, but keep the other sockets turning
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+                except zmq.Again:
+                    break
+                if sock is self.backend:
+                    self._from_worker(frames)
+                else:
+                    self._from_client(sock, frames)
+        now = time.monotonic()
+        if now >= self._next_check:
+            self._next_check = now + CHECK_EVERY_S
+            for slot in self.pool.check(now):
+                self._lost(slot)
+        self._dispatch()
+        self._expire(time.monotonic())
+
+    def _from_client(self, sock, frames) -> None:
+        if len(frames) < 2:
+            return
+        body = frames[-1]
+        name = command_name(body.bytes)
+        req = Request(sock, [f.bytes for f in frames[:-1]], body, name, name not in LIGHT,
+                      self._admin_allowed(sock, body), time.monotonic())
+        if len(self.pending) >= self.max_queued:
+            self._busy(req, f"{self.max_queued} requests are already waiting (query.max_queued)")
+            return
+        self.pending.append(req)
 
     def _admin_allowed(self, sock, frame) -> bool:
         if sock is self.admin_sock or not self.admin_restricted:
@@ -82,57 +188,94 @@ class QueryServer(Child):
         except zmq.ZMQError:                                   # not a ZAP-authenticated peer
             return False
 
-    def handle(self, frame: bytes, admin: bool = True) -> dict:
-        try:
-            name, raw = protocol.decode_request(frame)
-        except protocol.ProtocolError as exc:
-            return self._error("bad_request", str(exc))
-        cmd = COMMANDS.get(name)
-        if cmd is None:
-            return self._error("unknown_command", f"unknown command {name[:64]!r}; "
-                               "the command 'commands' lists them")
-        if cmd.admin and not admin:
-            needs = []
-            if self.admin_sock is not None:
-                needs.append("the admin endpoint (security.admin_endpoint)")
-            if self.admin_keys is not None:
-                needs.append("an admin key (security.admin_keys_dir)")
-            return self._error("forbidden", f"command {name} needs {' or '.join(needs)}")
-        try:
-            p = parse(cmd.spec, raw)
-            ctx = self._context()
-            if not cmd.cached:
-                return cmd.run(ctx, p)
-            key = (name, repr(sorted(p.items())))
-            version = ctx.data_version()
-            reply = self.cache.get(key, version)
-            if reply is None:
-                reply = cmd.run(ctx, p)
-                self.cache.put(key, reply)
-            return reply
-        except BadParam as exc:
-            return self._error("bad_param", f"{name}: {exc}")
-        except CommandError as exc:
-            return self._error(exc.code, f"{name}: {exc}")
-        except apsw.CantOpenError as exc:
-            self.qctx = None
-            return self._error("unavailable", f"database not available yet: {exc}")
-        except apsw.Error as exc:
-            self.log.warning("%s failed: %s", name, exc)
-            return self._error("query_failed", f"{name}: {exc.__class__.__name__}: {exc}")
-        except Exception as exc:  # a bug must not kill the socket's only reader
-            self.log.exception("%s crashed", name)
-            return self._error("internal", f"{name}: {exc.__class__.__name__}: {exc}")
+    def _from_worker(self, frames) -> None:
+        slot = self.pool.by_wid.get(frames[0].bytes)
+        if slot is None or len(frames) < 2:            # not a worker we started
+            return
+        kind = frames[1].bytes
+        if kind == b"READY":
+            slot.connected = True
+            if slot.request is None and slot not in self.idle:
+                self.idle.append(slot)
+        elif kind == b"REPLY" and len(frames) == 4:
+            req = slot.request
+            if req is None or frames[2].bytes != req.rid:
+                return
+            self._finish(slot)
+            req.sock.send_multipart(req.envelope + [frames[3]], copy=False)
+            self.idle.append(slot)
+        elif kind == b"BYE":
+            slot.connected = False
+            if slot in self.idle:
+                self.idle.remove(slot)
 
-    def _error(self, code: str, message: str) -> dict:
-        self.errors[code] += 1
-        return protocol.error(code, message)
+    # -- dispatch -----------------------------------------------------------------
+    def _dispatch(self) -> None:
+        if not self.idle or not self.pending:
+            return
+        waiting = deque()
+        while self.pending and self.idle:
+            req = self.pending.popleft()
+            if req.heavy and self.heavy_running >= self.heavy_limit:
+                waiting.append(req)                    # light ones behind it may go first
+                continue
+            self._send(self.idle.popleft(), req)
+        waiting.extend(self.pending)
+        self.pending = waiting
+
+    def _send(self, slot, req: Request) -> None:
+        self.next_rid += 1
+        req.rid = self.next_rid.to_bytes(8, "big")
+        slot.request = req
+        if req.heavy:
+            self.heavy_running += 1
+        meta = msgpack.packb([req.admin, self.admin_needs, self._facts()])
+        self.backend.send_multipart([slot.wid, req.rid, meta, req.body], copy=False)
+
+    def _facts(self) -> dict:
+        return {"workers": len(self.pool.slots), "queued": len(self.pending),
+                "busy": sum(1 for s in self.pool.slots if s.request is not None),
+                "replaced": self.pool.replaced, "busy_replies": self.busy_replies,
+                "zap_refused": sum(curve.denied.values())}
+
+    def _finish(self, slot) -> None:
+        if slot.request is not None and slot.request.heavy:
+            self.heavy_running -= 1
+        slot.request = None
+
+    def _lost(self, slot) -> None:
+        req = slot.request
+        if slot in self.idle:
+            self.idle.remove(slot)
+        if req is None:
+            return
+        self._finish(slot)
+        self._reply(req, protocol.error(
+            "unavailable", f"{req.name or 'request'}: the query worker answering it stopped "
+            "(it died or hung and was replaced); ask again, and if it happens again ask for "
+            "less (a summary tier, a narrower range)"))
+
+    def _expire(self, now: float) -> None:
+        # pending stays in arrival order (_dispatch keeps it), so the oldest is first
+        while self.pending and now - self.pending[0].arrived >= self.wait_s:
+            self._busy(self.pending.popleft(), f"no worker was free for {self.wait_s:g} s "
+                                               "(query.queue_wait_s)")
+
+    def _busy(self, req: Request, why: str) -> None:
+        self.busy_replies += 1
+        n = len(self.pool.slots)
+        taken = sum(1 for s in self.pool.slots if s.request is not None)
+        self._reply(req, protocol.error(
+            "busy", f"{req.name or 'request'}: the daemon is busy: {why}; {taken} of {n} query "
+            f"workers are answering ({self.heavy_running} of them long queries, which may use "
+            f"{self.heavy_limit}). Ask again in a moment, or ask for less"))
+
+    def _reply(self, req: Request, reply: dict) -> None:
+        req.sock.send_multipart(req.envelope + [protocol.encode_reply(reply)])
 
     def shutdown(self) -> None:
-        self.sock.close(0)
-        if self.admin_sock is not None:
-            self.admin_sock.close(0)
+        self.pool.stop_all(self.cfg["supervisor.stop_timeout_s"])
+        for s in self.frontends + [self.backend]:
+            s.close(0)
         curve.stop(self.ctx)
         self.ctx.term()
-        if self.qctx is not None:
-            self.qctx.conn.close()

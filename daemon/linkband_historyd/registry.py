@@ -10,6 +10,7 @@ runs them only for the admin endpoint or an admin key. Replies are built by
 """
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
@@ -47,12 +48,18 @@ def command(name: str, help: str, spec: dict | None = None, cached: bool = False
 
 
 class QueryContext:
-    """The read-only connection of the query process, and its settings."""
+    """The read-only connection of a query worker, its settings, and the pids of the
+    query process that owns it and of the supervisor (``stats`` names the one,
+    ``stop`` and ``reload`` signal the other)."""
 
-    def __init__(self, conn: apsw.Connection, cfg: dict, started_at: float):
+    def __init__(self, conn: apsw.Connection, cfg: dict, started_at: float,
+                 query_pid: int | None = None, supervisor_pid: int | None = None):
         self.conn = conn
         self.cfg = cfg
         self.started_at = started_at
+        self.query_pid = query_pid or os.getpid()
+        self.supervisor_pid = supervisor_pid or os.getppid()
+        self.broker: dict = {}          # what the query process told about itself (stats)
 
     def limit(self, p: dict, default: int | None = None) -> int:
         n = p.get("limit", default or self.cfg["query.default_limit"])
