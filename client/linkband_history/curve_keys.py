@@ -24,6 +24,8 @@ client's public key. :func:`load` picks them up for the same user's clients,
 so the owner's tools work with no argument and nobody else gets in. The
 directory must be private (it is checked like the runtime directory): whoever
 could change ``server.key`` there could make the clients talk to an impostor.
+Whichever runs first, the daemon or a client, makes the keys (under a lock),
+so a client started before the daemon's very first start still gets in.
 """
 from __future__ import annotations
 
@@ -35,7 +37,7 @@ import zmq
 import zmq.auth
 from zmq.utils import z85
 
-from .endpoints import check_private_dir, make_private_dir, user_dir
+from .endpoints import make_private_dir, user_dir
 
 ENV_SERVER_PUBLIC = "LINKBAND_HISTORY_CURVE_SERVER_PUBLIC"
 ENV_CLIENT_SECRET = "LINKBAND_HISTORY_CURVE_CLIENT_SECRET"
@@ -167,11 +169,14 @@ def own_paths(directory: str | None = None) -> dict:
 
 
 def own_client_keys(directory: str | None = None) -> CurveKeys | None:
-    """The client half of this user's own keys; None when the daemon has not made them."""
+    """The client half of this user's own keys, made now when missing (a client may
+    start before the daemon ever did); None when they cannot be made (no home)."""
     p = own_paths(directory)
     try:
-        check_private_dir(p["dir"], "key directory")
-    except FileNotFoundError:
+        ensure_own_keys(directory)
+    except OSError:
+        if os.path.lexists(p["dir"]):
+            raise                      # there, but not private: never use it
         return None
     try:
         server_public, _ = zmq.auth.load_certificate(p["server_public"])
@@ -182,10 +187,17 @@ def own_client_keys(directory: str | None = None) -> CurveKeys | None:
 
 
 def ensure_own_keys(directory: str | None = None) -> dict:
-    """The daemon's side: make this user's key pairs (server and client) and
-    authorize the client key, where they are missing; returns :func:`own_paths`."""
+    """Make this user's key pairs (server and client) and authorize the client key,
+    where they are missing; returns :func:`own_paths`. The daemon and the clients
+    both call it (whichever runs first makes them), under a lock."""
     p = own_paths(directory)
     make_private_dir(p["dir"], "key directory")
+    with _locked(os.path.join(p["dir"], ".lock")):
+        _make_own_keys(p)
+    return p
+
+
+def _make_own_keys(p: dict) -> None:
     for name in (OWN_SERVER, OWN_CLIENT):
         secret = os.path.join(p["dir"], f"{name}.key_secret")
         try:
@@ -207,4 +219,23 @@ def ensure_own_keys(directory: str | None = None) -> dict:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as f:
             f.write(public)
         os.replace(tmp, target)
-    return p
+
+
+class _locked:
+    """An exclusive lock on ``path`` (waits for it) for the ``with`` block."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __enter__(self):
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        if os.name == "nt":
+            import msvcrt
+            msvcrt.locking(self.fd, msvcrt.LK_LOCK, 1)
+        else:
+            import fcntl
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self.fd)                # closing releases the lock

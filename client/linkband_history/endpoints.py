@@ -15,7 +15,8 @@ and a client can find a given data directory's daemon from this module alone.
 
 Clients check a socket's directory before connecting (:func:`check_ipc_endpoint`),
 the daemon before binding: ``lstat`` (a symbolic link is refused, not followed),
-owned by this user, no group or other permission bits.
+owned by this user, no group or other permission bits, and no directory above
+it that another user could change (:func:`check_ancestors`).
 ``LINKBAND_HISTORY_INGEST`` and ``LINKBAND_HISTORY_QUERY`` override the
 endpoints for clients (and the daemon).
 """
@@ -105,6 +106,7 @@ def check_private_dir(path: str, what: str = "runtime directory") -> None:
     """Refuse ``path`` unless it is a real directory (``lstat``: a symbolic link is
     not followed) of this user with no group or other permission bits. Raises
     PermissionError naming the path and its owner; FileNotFoundError when absent."""
+    check_ancestors(path, what)
     st = os.lstat(path)
     mine = os.getuid() if hasattr(os, "getuid") else None
     if stat.S_ISLNK(st.st_mode):
@@ -123,10 +125,42 @@ def check_private_dir(path: str, what: str = "runtime directory") -> None:
                               f"{stat.S_IMODE(st.st_mode):o}, owner {owner(st.st_uid)}); chmod 700 it")
 
 
+def check_ancestors(path: str, what: str = "runtime directory") -> None:
+    """Every existing directory above ``path`` must belong to this user or root, and
+    be writable by others only with the sticky bit (like /tmp): else another user
+    could rename ``path`` away and put a directory (or a symbolic link) of theirs
+    in its place. A symbolic link of this user or root is followed."""
+    if not hasattr(os, "getuid"):
+        return
+    mine = os.getuid()
+    parent = os.path.dirname(os.path.abspath(path))
+    chain = []
+    while True:
+        chain.append(parent)
+        up = os.path.dirname(parent)
+        if up == parent:
+            break
+        parent = up
+    for a in reversed(chain):
+        try:
+            st = os.lstat(a)
+        except FileNotFoundError:
+            return
+        if st.st_uid not in (0, mine):
+            kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a directory"
+            raise PermissionError(f"{what} {path}: {a} above it is {kind} of {owner(st.st_uid)}, "
+                                  f"not of {owner(mine)} or root: refusing to use it")
+        if (stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022
+                and not st.st_mode & stat.S_ISVTX):
+            raise PermissionError(f"{what} {path}: {a} above it is writable by other users "
+                                  f"(mode {stat.S_IMODE(st.st_mode):o}): refusing to use it")
+
+
 def check_creatable(path: str, what: str = "runtime directory") -> None:
     """For a directory that does not exist yet: refuse when another user could
     create it first, i.e. its nearest existing ancestor is writable by others or
     belongs to another user than this one or root."""
+    check_ancestors(path, what)
     if not hasattr(os, "getuid"):
         return
     parent = os.path.dirname(os.path.abspath(path))
@@ -165,6 +199,7 @@ def make_private_dir(path: str, what: str = "runtime directory") -> None:
     """Create ``path`` 0700 where it is missing, each missing parent 0700 too (one
     created by us is ours, whatever its parent), then check it (:func:`check_private_dir`)."""
     path = os.path.abspath(path)
+    check_ancestors(path, what)               # before creating anything under another's directory
     missing = []
     p = path
     while not os.path.lexists(p) and os.path.dirname(p) != p:

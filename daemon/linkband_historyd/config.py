@@ -189,7 +189,8 @@ OPTIONS: tuple[Option, ...] = (
 Option("daemon.data_dir", "", _str, "LINKBAND_HISTORY_DATA_DIR", "--data-dir",
            "directory of the database; empty: the per-OS user data directory", applies=RESTART),
 Option("daemon.runtime_dir", "", _str, "LINKBAND_HISTORY_RUNTIME_DIR", "--runtime-dir",
-           "owner-only directory of the ipc:// sockets; empty: the per-user default", applies=RESTART),
+           "owner-only directory of the ipc:// sockets; empty: the per-user default of the "
+           "data directory (endpoints.runtime_dir_for)", applies=RESTART),
 Option("daemon.log_level", "INFO", _choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
            "--log-level", "level of the daemon's own log (stderr); on reload the supervisor "
            "and the writer apply it live, the other children restart", applies=CHILD),
