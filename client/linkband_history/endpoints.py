@@ -144,16 +144,20 @@ def check_ancestors(path: str, what: str = "runtime directory") -> None:
     for a in reversed(chain):
         try:
             st = os.lstat(a)
+            # a link is judged, then what it leads to (the next lstat goes through it)
+            sts = (st, os.stat(a)) if stat.S_ISLNK(st.st_mode) else (st,)
         except FileNotFoundError:
             return
-        if st.st_uid not in (0, mine):
-            kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a directory"
-            raise PermissionError(f"{what} {path}: {a} above it is {kind} of {owner(st.st_uid)}, "
-                                  f"not of {owner(mine)} or root: refusing to use it")
-        if (stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022
-                and not st.st_mode & stat.S_ISVTX):
-            raise PermissionError(f"{what} {path}: {a} above it is writable by other users "
-                                  f"(mode {stat.S_IMODE(st.st_mode):o}): refusing to use it")
+        for st in sts:
+            if st.st_uid not in (0, mine):
+                kind = "a symbolic link" if stat.S_ISLNK(st.st_mode) else "a directory"
+                raise PermissionError(f"{what} {path}: {a} above it is {kind} of "
+                                      f"{owner(st.st_uid)}, not of {owner(mine)} or root: "
+                                      "refusing to use it")
+            if (stat.S_ISDIR(st.st_mode) and st.st_mode & 0o022
+                    and not st.st_mode & stat.S_ISVTX):
+                raise PermissionError(f"{what} {path}: {a} above it is writable by other users "
+                                      f"(mode {stat.S_IMODE(st.st_mode):o}): refusing to use it")
 
 
 def check_creatable(path: str, what: str = "runtime directory") -> None:
