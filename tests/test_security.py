@@ -530,7 +530,8 @@ def test_two_daemons_without_runtime_dir_keep_their_own_control_and_scheduler(tm
         assert run_a != run_b and run_a.parent == run_b.parent == xdg / "linkband-history"
         for run in (run_a, run_b):                    # the scheduler binds after the query process
             wait_for(lambda: (run / "scheduler.sock").exists(), timeout=30)
-            assert {p.name for p in run.glob("*.sock")} == {"control.sock", "scheduler.sock"}
+            assert {p.name for p in run.glob("*.sock")} == {"control.sock", "scheduler.sock",
+                                                            "query-workers.sock"}
             assert stat.S_IMODE(os.stat(run).st_mode) == 0o700
         assert a.stats()["database"]["path"] == str(a.db_path)
         assert b.stats()["database"]["path"] == str(b.db_path)

@@ -437,8 +437,10 @@ SOCKET_KEYS = ("ingest.endpoint", "query.endpoint", "events.endpoint", "security
 
 
 def _check_ipc_paths(cfg: dict) -> None:
-    for key in SOCKET_KEYS:
-        value = cfg.get(key) or ""
+    # the query process's socket to its workers has the longest name in the runtime dir
+    workers = "ipc://" + os.path.join(cfg["daemon.runtime_dir"], "query-workers.sock")
+    for key, value in [*((k, cfg.get(k) or "") for k in SOCKET_KEYS),
+                       ("daemon.runtime_dir", workers if IPC_SUPPORTED else "")]:
         if value.startswith("ipc://") and len(os.fsencode(value[len("ipc://"):])) > MAX_IPC_PATH:
             raise ConfigError(f"{key}: the socket path {value[len('ipc://'):]} is longer than the "
                               f"{MAX_IPC_PATH} bytes a unix socket path may have; give a shorter "
