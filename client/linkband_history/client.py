@@ -20,7 +20,7 @@ from collections import deque
 import zmq
 
 from . import curve_keys, protocol
-from .endpoints import resolve_endpoint
+from .endpoints import check_ipc_endpoint, resolve_endpoint
 from .spool import Spool
 
 __all__ = ["HistoryClient"]
@@ -36,9 +36,14 @@ class HistoryClient:
                  spool_dir: str | None = None, spool_max_bytes: int = 64 << 20):
         self.ingest_endpoint = resolve_endpoint("ingest", ingest)
         self.query_endpoint = resolve_endpoint("query", query)
-        # CURVE keys for tcp:// endpoints (else from the environment; see curve_keys)
-        self._curve = curve_keys.load(curve_server_public, curve_secret_key_file)
+        for endpoint in (self.ingest_endpoint, self.query_endpoint):
+            check_ipc_endpoint(endpoint)        # a squatted or symlinked directory: refused
+        # CURVE keys for tcp:// endpoints (else the environment, else the user's own; see curve_keys)
+        self._curve = curve_keys.load(curve_server_public, curve_secret_key_file,
+                                      endpoints=(self.ingest_endpoint, self.query_endpoint))
         self.client_id = uuid.uuid4().hex
+        # under CURVE the daemon keys this client's sequence by its public key as well
+        self._ack_id = curve_keys.state_id(self.client_id, self._curve, self.ingest_endpoint)
         # opened here, so a bad or busy directory fails now; used by the sender thread only
         self._spool = Spool(spool_dir, spool_max_bytes, client_id=self.client_id) if spool_dir else None
         self.batch_size = batch_size
@@ -234,7 +239,7 @@ class HistoryClient:
             if left <= 0:
                 return False
             try:
-                reply = self._request("client.ack", {"client_id": self.client_id}, min(left, 1.0))
+                reply = self._request("client.ack", {"client_id": self._ack_id}, min(left, 1.0))
             except TimeoutError:
                 reply = None
             if reply and reply.get("ok") and reply["rows"]:
@@ -340,7 +345,7 @@ class _SpoolSender:
         except BaseException:
             self.spool.close()
             raise
-        self.ack_request = protocol.encode_request("client.ack", {"client_id": c.client_id})
+        self.ack_request = protocol.encode_request("client.ack", {"client_id": c._ack_id})
         self.asked_at = self.last_ask = 0.0
         self.win: deque = deque()       # (message, seq of this client or 0, spool segment or 0, records)
         self.win_bytes = 0

@@ -12,7 +12,7 @@ import msgpack
 import zmq
 
 from . import curve_keys
-from .endpoints import resolve_endpoint
+from .endpoints import check_ipc_endpoint, resolve_endpoint
 
 __all__ = ["subscribe", "Subscription"]
 
@@ -22,8 +22,9 @@ class Subscription:
                  curve_server_public: str | bytes | None = None,
                  curve_secret_key_file: str | None = None):
         self.endpoint = resolve_endpoint("events", endpoint)
+        check_ipc_endpoint(self.endpoint)
         self.timeout = timeout
-        keys = curve_keys.load(curve_server_public, curve_secret_key_file)
+        keys = curve_keys.load(curve_server_public, curve_secret_key_file, endpoints=(self.endpoint,))
         self._ctx = zmq.Context()
         self._sock = self._ctx.socket(zmq.SUB)
         self._sock.setsockopt(zmq.LINGER, 0)

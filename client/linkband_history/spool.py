@@ -6,7 +6,8 @@ segments); every read and write after that happens in the client's sender
 thread, so ``store_*`` never waits for the disk.
 
 Layout: ``<spool_dir>/LOCK`` and segment files ``<number>.seg``, numbered in
-the order they were started; a segment is ``MAGIC`` followed by records::
+the order they were started (the directory 0700, the files 0600, whatever the
+umask); a segment is ``MAGIC`` followed by records::
 
     record = size u32 | crc u32 | records u32 | dropped u64 | message   (little-endian)
 
@@ -42,6 +43,7 @@ from pathlib import Path
 
 import msgpack
 
+from .endpoints import owner
 from .protocol import PROTOCOL_VERSION
 
 __all__ = ["Spool"]
@@ -50,6 +52,7 @@ MAGIC = b"LBHSPL1\n"
 _REC = struct.Struct("<IIIQ")            # size, crc, records, dropped
 _HEADER_MAX = 128                        # an encoded message header is shorter than this
 _PREFIX = msgpack.packb(PROTOCOL_VERSION)
+_BINARY = getattr(os, "O_BINARY", 0)        # Windows: no newline translation
 
 
 def _message(header: list, body: bytes) -> bytes:
@@ -75,7 +78,7 @@ class Spool:
         if max_bytes < 4096:
             raise ValueError("spool_max_bytes must be at least 4096")
         self.directory = Path(directory)
-        self.directory.mkdir(parents=True, exist_ok=True)
+        _private_dir(self.directory)
         self._lock = _lock(self.directory / "LOCK")
         self.max_bytes = max_bytes
         self.segment_bytes = min(segment_bytes or min(max(max_bytes // 8, 64 << 10), 4 << 20),
@@ -140,7 +143,8 @@ class Spool:
         n, self._next = self._next, self._next + 1
         seg = _Segment(n, self.directory / f"{n:012d}.seg", len(MAGIC))
         seg.client_id = f"{self._id}.{n}"
-        seg.file = open(seg.path, "xb", buffering=0)
+        seg.file = open(os.open(seg.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _BINARY, 0o600),
+                        "wb", buffering=0)
         seg.file.write(MAGIC)
         self._segs.append(seg)
         self.bytes += len(MAGIC)
@@ -299,9 +303,26 @@ class Spool:
         self._lock.close()
 
 
+def _private_dir(directory: Path) -> None:
+    """The spool directory 0700 and its files 0600, whatever the umask: the records
+    (log lines) are the user's. Missing levels are made 0700; a directory of another
+    user is refused (PermissionError naming the owner)."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    st = directory.stat()
+    if hasattr(os, "getuid"):
+        if st.st_uid != os.getuid():
+            raise PermissionError(f"spool directory {directory} belongs to {owner(st.st_uid)}, "
+                                  f"not to {owner(os.getuid())}")
+        if st.st_mode & 0o077:
+            os.chmod(directory, 0o700)
+        for e in os.scandir(directory):          # files of an older version, or another umask
+            if e.is_file(follow_symlinks=False) and e.stat(follow_symlinks=False).st_mode & 0o077:
+                os.chmod(e.path, 0o600)
+
+
 def _lock(path: Path):
     """An exclusive lock on ``path`` for as long as the returned file is open."""
-    f = open(path, "a+b")
+    f = open(os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | _BINARY, 0o600), "a+b")
     f.seek(0)
     try:
         if os.name == "nt":

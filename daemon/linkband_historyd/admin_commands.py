@@ -16,7 +16,7 @@ import zmq
 
 from linkband_history.protocol import ok
 
-from . import maintenance
+from . import curve, maintenance
 from . import params as P
 from .archiver import list_parts
 from .registry import CommandError, command
@@ -31,6 +31,7 @@ def _scheduler(ctx, request: dict, timeout: float = 10.0) -> dict:
     sock = _ctx.socket(zmq.REQ)
     sock.setsockopt(zmq.LINGER, 0)
     try:
+        curve.as_client(sock, ctx.cfg["daemon.scheduler_endpoint"])
         sock.connect(ctx.cfg["daemon.scheduler_endpoint"])
         sock.send(msgpack.packb(request, use_bin_type=True))
         if not sock.poll(int(timeout * 1000)):

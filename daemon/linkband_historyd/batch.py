@@ -5,7 +5,10 @@ extended straight from the decoded payload and handed to SQLite as they are.
 Per client, the batch tracks the sequence number, the running record count
 (``rec0``) and what happened to each record: stored, rejected (by reason),
 lost in a gap, or a duplicate message. Client state is copied on first touch,
-so a transaction that fails leaves the committed state untouched.
+so a transaction that fails leaves the committed state untouched. Under CURVE
+the state is keyed by the client's authenticated key as well as its id
+(``curve_keys.peer_state_id``); over ipc:// the peers are the owner's own
+processes and the id alone is trusted.
 
 Limits on input (:class:`Limits`, the ``[ingest]`` options, README "Limits")
 are checked here, before a row joins the batch, so a refused row never takes an
@@ -30,6 +33,7 @@ from operator import add, itemgetter
 
 from linkband_history.protocol import (FIELDS, JSON_FIELD, KINDS, TIME_FIELDS, ProtocolError,
                                        StringTooLong, decode_message, dumps_json, row_from_record)
+from linkband_history.curve_keys import peer_state_id
 from linkband_history.times import to_epoch
 
 Y2000 = 946_684_800.0                  # 2000-01-01T00:00:00Z
@@ -274,7 +278,8 @@ class Batch:
             self.clients[client_id] = st
         return st
 
-    def add(self, frame: bytes) -> None:
+    def add(self, frame: bytes, peer: str | bytes | None = None) -> None:
+        """One message; ``peer``: the sender's CURVE key (ZAP User-Id), None over ipc://."""
         self.messages += 1
         long_strings = False
         try:
@@ -287,6 +292,8 @@ class Batch:
             self.rejects[str(exc).split(":", 1)[0]] += 1
             return
         client_id, seq, sent_at, rec0, dropped = header
+        if peer:                      # under CURVE, one key's clients cannot touch another's state
+            client_id = peer_state_id(client_id, peer)
         st = self._state(client_id, self.received_at)
         st.last_seen = self.received_at
         if seq <= st.last_seq:

@@ -8,14 +8,18 @@ key and where the value came from, before anything is bound or opened.
 """
 from __future__ import annotations
 
+import glob
 import ipaddress
 import os
+import stat
 import tomllib
 from dataclasses import dataclass
 from typing import Any, Callable
 from urllib.parse import urlsplit
 
-from linkband_history.endpoints import IPC_SUPPORTED, default_endpoint, default_runtime_dir
+from linkband_history import curve_keys
+from linkband_history.endpoints import (IPC_SUPPORTED, MAX_IPC_PATH, default_data_dir,
+                                        default_endpoint, owner, runtime_dir_for)
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -153,6 +157,9 @@ def _endpoint(v):
             raise ValueError("ipc:// is not available on this platform; use tcp://127.0.0.1:PORT")
         if not s[len("ipc://"):]:
             raise ValueError("ipc:// needs a path")
+        if s.startswith("ipc://@"):
+            raise ValueError("an abstract socket (ipc://@...) is open to every local user; "
+                             "give a path in an owner-only directory")
         return s
     if parts.scheme == "tcp":
         try:
@@ -182,7 +189,8 @@ OPTIONS: tuple[Option, ...] = (
 Option("daemon.data_dir", "", _str, "LINKBAND_HISTORY_DATA_DIR", "--data-dir",
            "directory of the database; empty: the per-OS user data directory", applies=RESTART),
 Option("daemon.runtime_dir", "", _str, "LINKBAND_HISTORY_RUNTIME_DIR", "--runtime-dir",
-           "owner-only directory of the ipc:// sockets; empty: the per-user default", applies=RESTART),
+           "owner-only directory of the ipc:// sockets; empty: the per-user default of the "
+           "data directory (endpoints.runtime_dir_for)", applies=RESTART),
 Option("daemon.log_level", "INFO", _choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
            "--log-level", "level of the daemon's own log (stderr); on reload the supervisor "
            "and the writer apply it live, the other children restart", applies=CHILD),
@@ -389,12 +397,13 @@ def load(config_file: str | None = None, environ: dict | None = None,
 def finish(cfg: dict) -> dict:
     """Fill in the derived defaults and check the combination."""
     # under systemd, StateDirectory= and RuntimeDirectory= name the places
-    if not cfg["daemon.runtime_dir"]:
-        cfg["daemon.runtime_dir"] = os.environ.get("RUNTIME_DIRECTORY") or default_runtime_dir()
     if not cfg["daemon.data_dir"]:
-        import platformdirs
-        cfg["daemon.data_dir"] = (os.environ.get("STATE_DIRECTORY")
-                                  or platformdirs.user_data_dir("linkband-history", appauthor=False))
+        cfg["daemon.data_dir"] = os.environ.get("STATE_DIRECTORY") or default_data_dir()
+    # one runtime directory per data directory: a client finds it with
+    # endpoints.runtime_dir_for(data_dir), and two daemons never share sockets
+    if not cfg["daemon.runtime_dir"]:
+        cfg["daemon.runtime_dir"] = (os.environ.get("RUNTIME_DIRECTORY")
+                                     or runtime_dir_for(cfg["daemon.data_dir"]))
     for name in ("ingest", "query", "events"):
         key = f"{name}.endpoint"
         if not cfg[key]:
@@ -403,6 +412,11 @@ def finish(cfg: dict) -> dict:
             not is_loopback(f"tcp://{cfg['http.host']}:{cfg['http.port']}"):
         raise ConfigError(f"http.host: {cfg['http.host']} is not a loopback address; set "
                           "security.allow_remote = true to bind it")
+    # internal sockets between the daemon's own processes: never configurable to
+    # anything but the owner-only runtime directory (or loopback, with CURVE, where
+    # libzmq has no ipc://)
+    cfg["daemon.control_endpoint"] = default_endpoint("control", cfg["daemon.runtime_dir"])
+    cfg["daemon.scheduler_endpoint"] = default_endpoint("scheduler", cfg["daemon.runtime_dir"])
     _check_security(cfg)
     seen = {}
     for key in ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint"):
@@ -411,18 +425,31 @@ def finish(cfg: dict) -> dict:
         if cfg[key] in seen:
             raise ConfigError(f"{key}: must differ from {seen[cfg[key]]}")
         seen[cfg[key]] = key
-    # internal sockets between the daemon's own processes: never configurable to
-    # anything but the owner-only runtime directory (or loopback on Windows)
-    cfg["daemon.control_endpoint"] = default_endpoint("control", cfg["daemon.runtime_dir"])
-    cfg["daemon.scheduler_endpoint"] = default_endpoint("scheduler", cfg["daemon.runtime_dir"])
+    _check_ipc_paths(cfg)
     cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], "history.db")
     if not cfg["archive.dir"]:
         cfg["archive.dir"] = os.path.join(cfg["daemon.data_dir"], "archives")
     return cfg
 
 
+SOCKET_KEYS = ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint",
+               "daemon.control_endpoint", "daemon.scheduler_endpoint")
+
+
+def _check_ipc_paths(cfg: dict) -> None:
+    # the query process's socket to its workers has the longest name in the runtime dir
+    workers = "ipc://" + os.path.join(cfg["daemon.runtime_dir"], "query-workers.sock")
+    for key, value in [*((k, cfg.get(k) or "") for k in SOCKET_KEYS),
+                       ("daemon.runtime_dir", workers if IPC_SUPPORTED else "")]:
+        if value.startswith("ipc://") and len(os.fsencode(value[len("ipc://"):])) > MAX_IPC_PATH:
+            raise ConfigError(f"{key}: the socket path {value[len('ipc://'):]} is longer than the "
+                              f"{MAX_IPC_PATH} bytes a unix socket path may have; give a shorter "
+                              "--runtime-dir (daemon.runtime_dir)")
+
+
 def _check_security(cfg: dict) -> None:
-    """A non-loopback endpoint needs CurveZMQ keys; the keys must be usable and private."""
+    """A non-loopback endpoint needs CurveZMQ keys; the keys must be usable and private.
+    A tcp:// endpoint without configured keys gets the user's own (``security.curve_own``)."""
     server_key, authorized = cfg["security.curve_server_key"], cfg["security.curve_authorized_dir"]
     public = ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint")
     for key in public:
@@ -434,7 +461,16 @@ def _check_security(cfg: dict) -> None:
     if not server_key and (authorized or cfg["security.admin_keys_dir"]):
         which = "curve_authorized_dir" if authorized else "admin_keys_dir"
         raise ConfigError(f"security.{which} needs security.curve_server_key")
+    cfg["security.curve_own"] = False
     if not server_key:
+        if not any((cfg.get(k) or "").startswith("tcp://") for k in SOCKET_KEYS):
+            return
+        # loopback tcp:// is reachable by every local user: CURVE with the user's own
+        # keys (made by the supervisor at start, picked up by the user's clients)
+        own = curve_keys.own_paths()
+        cfg["security.curve_server_key"] = own["server_secret"]
+        cfg["security.curve_authorized_dir"] = own["authorized"]
+        cfg["security.curve_own"] = True
         return
     if not authorized:
         raise ConfigError("security.curve_server_key needs security.curve_authorized_dir "
@@ -460,10 +496,29 @@ def _check_security(cfg: dict) -> None:
         if not cfg[key]:
             continue
         cfg[key] = os.path.abspath(cfg[key])
+        _check_key_dir(key, cfg[key])
         try:
             zmq.auth.load_certificates(cfg[key])
         except (OSError, ValueError) as exc:
             raise ConfigError(f"{key}: {exc}") from None
+
+
+def _check_key_dir(key: str, path: str) -> None:
+    """Whoever may write a key directory (or a key in it) decides who gets in: only
+    its owner (this user or root) may."""
+    if not hasattr(os, "getuid"):
+        return
+    for p in [path, *glob.glob(os.path.join(glob.escape(path), "*.key"))]:
+        try:
+            st = os.stat(p)
+        except OSError as exc:
+            raise ConfigError(f"{key}: {p}: {exc.strerror}") from None
+        if st.st_uid not in (0, os.getuid()):
+            raise ConfigError(f"{key}: {p} belongs to {owner(st.st_uid)}; it must be yours")
+        if st.st_mode & 0o022:
+            raise ConfigError(f"{key}: {p} is writable by other users (mode "
+                              f"{stat.S_IMODE(st.st_mode):o}): anyone could authorize a key; "
+                              "chmod go-w it")
 
 
 def reload_file(cfg: dict) -> dict:
@@ -505,4 +560,3 @@ def reload_plan(old: dict, new: dict) -> ReloadPlan:
             for name in o.children:
                 children.setdefault(name, []).append(o.key)
     return ReloadPlan(tuple(live), children, tuple(kept))
-

@@ -1,7 +1,8 @@
-"""CurveZMQ on the daemon's public sockets: server keys and the ZAP authenticator.
+"""CurveZMQ on the daemon's tcp:// sockets: server keys and the ZAP authenticator.
 
-When ``security.curve_server_key`` is set, every public endpoint (ingest, query,
-events and ``security.admin_endpoint``) that is bound on ``tcp://`` becomes a
+When ``security.curve_server_key`` is set, every endpoint (ingest, query,
+events, ``security.admin_endpoint``, and the internal control and scheduler
+sockets) that is bound on ``tcp://`` becomes a
 CURVE server: traffic is encrypted and every connection is checked by the
 process's ZAP handler (pyzmq's ``ThreadAuthenticator``, one per ``zmq.Context``).
 A client is accepted when its public key is a ``*.key`` certificate in
@@ -10,6 +11,11 @@ pushes with it); on the admin endpoint, when it is in ``security.admin_keys_dir`
 (if set). The directories are re-read when they change, so adding or removing a
 ``.key`` file takes effect for new connections without a restart. ``ipc://``
 endpoints keep relying on the owner-only runtime directory and socket files.
+With no key configured, ``config.finish`` points these settings at the user's
+own keys (``curve_keys.ensure_own_keys``; the supervisor makes them), so a
+tcp:// endpoint, loopback included, is never open to another local user.
+The daemon's own processes connect to the internal sockets with the server's
+key pair (:func:`as_client`).
 
 Each child process calls :func:`configure` once; ``sockets.bind`` calls
 :func:`secure` before binding; a process that bound a CURVE socket calls
@@ -28,8 +34,8 @@ from zmq.auth.thread import ThreadAuthenticator
 
 log = logging.getLogger("linkband_historyd.curve")
 
-PUBLIC_ENDPOINTS = ("ingest.endpoint", "query.endpoint", "events.endpoint",
-                    "security.admin_endpoint")
+ENDPOINTS = ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint",
+             "daemon.control_endpoint", "daemon.scheduler_endpoint")
 ADMIN_DOMAIN = "admin"
 LOG_FIRST = 20             # refusals logged one by one, then one line per LOG_EVERY
 LOG_EVERY = 1000
@@ -83,7 +89,7 @@ class Settings:
         admin_dir = cfg.get("security.admin_keys_dir")
         self.admin = KeyDir(admin_dir) if admin_dir else None
         self.admin_endpoint = cfg.get("security.admin_endpoint") or None
-        self.public = {cfg[k] for k in PUBLIC_ENDPOINTS if cfg.get(k)}
+        self.endpoints = {cfg[k] for k in ENDPOINTS if cfg.get(k)}
 
 
 _settings: Settings | None = None
@@ -101,7 +107,7 @@ def configure(cfg: dict) -> None:
 
 def applies(endpoint: str) -> bool:
     """Whether ``endpoint`` is (or would be) bound as a CURVE server."""
-    return (_settings is not None and endpoint in _settings.public
+    return (_settings is not None and endpoint in _settings.endpoints
             and endpoint.startswith("tcp://"))
 
 
@@ -122,6 +128,16 @@ def secure(sock: zmq.Socket, endpoint: str) -> bool:
     if endpoint == s.admin_endpoint:
         sock.zap_domain = ADMIN_DOMAIN.encode()
     return True
+
+
+def as_client(sock: zmq.Socket, endpoint: str) -> None:
+    """Make ``sock`` (of one of the daemon's own processes) a CURVE client of
+    ``endpoint`` with the server's key pair, when that endpoint is a CURVE server."""
+    if applies(endpoint):
+        s = _settings
+        sock.curve_serverkey = s.server_public
+        sock.curve_publickey = s.server_public
+        sock.curve_secretkey = s.server_secret
 
 
 def stop(ctx: zmq.Context) -> None:

@@ -23,12 +23,15 @@ from dataclasses import dataclass, field
 
 import click
 
+from linkband_history.curve_keys import ensure_own_keys
+
 from . import config as config_mod
+from . import curve
 from .child import ReadyFlag, run_child, setup_logging
 from .notify import notify, watchdog_interval
 from .query_server import QueryServer
 from .scheduler import Scheduler
-from .sockets import prepare_runtime_dir
+from .sockets import SocketInUse, check_not_live, prepare_runtime_dir
 from .writer import Writer
 from .writer_client import WriterClient
 
@@ -224,11 +227,7 @@ class Supervisor:
     def run(self) -> int:
         os.umask(0o077)
         self.install_signals()
-        try:
-            prepare_runtime_dir(self.cfg["daemon.runtime_dir"])
-            os.makedirs(self.cfg["daemon.data_dir"], mode=0o700, exist_ok=True)
-        except OSError as exc:
-            log.error("cannot prepare directories: %s", exc)
+        if not self.prepare():
             return 1
         try:
             for name, _ in self.ORDER:
@@ -260,6 +259,27 @@ class Supervisor:
             notify("STOPPING=1", "STATUS=stopping: draining the writer")
             self.stop_children()
             log.info("stopped")
+
+    def prepare(self) -> bool:
+        """The user's own CURVE keys (when a tcp:// endpoint has none configured), the
+        runtime and data directories, and no live socket of another daemon in the way."""
+        cfg = self.cfg
+        try:
+            if cfg.get("security.curve_own"):
+                ensure_own_keys()
+            prepare_runtime_dir(cfg["daemon.runtime_dir"])
+            os.makedirs(cfg["daemon.data_dir"], mode=0o700, exist_ok=True)
+            for key in config_mod.SOCKET_KEYS:
+                if cfg.get(key):
+                    check_not_live(cfg[key])
+            curve.configure(cfg)             # the supervisor's own control client (reload)
+        except SocketInUse as exc:
+            log.error("refusing to start: %s", exc)
+            return False
+        except (OSError, RuntimeError) as exc:
+            log.error("cannot prepare directories: %s", exc)
+            return False
+        return True
 
     def healthy(self) -> bool:
         """Worth a watchdog ping: the writer runs (other children restart on their own)."""

@@ -84,6 +84,7 @@ class Writer(Child):
         self.sock.setsockopt(zmq.RCVHWM, cfg["ingest.receive_hwm"])
         self.sock.setsockopt(zmq.LINGER, 0)
         bind(self.sock, cfg["ingest.endpoint"], cfg["daemon.runtime_dir"])
+        self.peer_ids = curve.applies(cfg["ingest.endpoint"])   # ZAP User-Id per frame (batch.add)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.setsockopt(zmq.MAXMSGSIZE, 64 * 1024 * 1024)
@@ -151,13 +152,16 @@ class Writer(Child):
         deadline = time.monotonic() + self.batch_wait if self.batch_wait else 0.0
         while batch.records < self.batch_size:
             try:
-                frame = sock.recv(zmq.NOBLOCK, copy=True)
+                frame = sock.recv(zmq.NOBLOCK, copy=not self.peer_ids)
             except zmq.Again:
                 left = deadline - time.monotonic() if deadline else 0.0
                 if left > 0 and sock.poll(max(1, int(left * 1000))):
                     continue
                 break
-            batch.add(frame)
+            if self.peer_ids:
+                batch.add(frame.bytes, _user_id(frame))
+            else:
+                batch.add(frame)
         return batch
 
     def commit(self, batch: Batch) -> None:
@@ -423,3 +427,11 @@ def _constraint_reason(exc: apsw.ConstraintError) -> str:
     if "CHECK" in text:
         return "bad_value"
     return "wrong_type"
+
+
+def _user_id(frame: zmq.Frame) -> str | None:
+    """The sender's key as the ZAP handler authenticated it (None: not a CURVE peer)."""
+    try:
+        return frame.get("User-Id") or None
+    except zmq.ZMQError:
+        return None
