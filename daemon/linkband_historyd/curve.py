@@ -35,7 +35,7 @@ from zmq.auth.thread import ThreadAuthenticator
 log = logging.getLogger("linkband_historyd.curve")
 
 ENDPOINTS = ("ingest.endpoint", "query.endpoint", "events.endpoint", "security.admin_endpoint",
-             "daemon.control_endpoint", "daemon.scheduler_endpoint")
+             "daemon.control_endpoint", "daemon.scheduler_endpoint", "query.backend_endpoint")
 ADMIN_DOMAIN = "admin"
 LOG_FIRST = 20             # refusals logged one by one, then one line per LOG_EVERY
 LOG_EVERY = 1000
@@ -109,6 +109,13 @@ def applies(endpoint: str) -> bool:
     """Whether ``endpoint`` is (or would be) bound as a CURVE server."""
     return (_settings is not None and endpoint in _settings.endpoints
             and endpoint.startswith("tcp://"))
+
+
+def add_internal(endpoint: str) -> None:
+    """An internal endpoint chosen at run time (the query pool's loopback port where
+    there is no ipc://): CURVE like every tcp:// endpoint of the daemon."""
+    if _settings is not None:
+        _settings.endpoints.add(endpoint)
 
 
 def admin_keys() -> KeyDir | None:

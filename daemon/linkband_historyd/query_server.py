@@ -22,6 +22,7 @@ question occupies one worker while the others answer everyone else.
 """
 from __future__ import annotations
 
+import socket
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -126,14 +127,24 @@ class QueryServer(Child):
         return sock
 
     def _bind_backend(self) -> str:
-        """In the owner-only runtime directory; without ipc:// (Windows), a random
-        loopback port, where only the random routing ids of our own workers count."""
+        """In the owner-only runtime directory; without ipc:// (old Windows builds of
+        libzmq), a free loopback port that is a CURVE server like every tcp:// endpoint
+        of the daemon: another local user can neither pose as a worker nor read requests."""
         if IPC_SUPPORTED:
             endpoint = "ipc://" + self.cfg["daemon.runtime_dir"].rstrip("/") + "/query-workers.sock"
             bind(self.backend, endpoint, self.cfg["daemon.runtime_dir"])
             return endpoint
-        port = self.backend.bind_to_random_port("tcp://127.0.0.1")
-        return f"tcp://127.0.0.1:{port}"
+        for _ in range(20):
+            with socket.socket() as probe:
+                probe.bind(("127.0.0.1", 0))
+                endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+            curve.add_internal(endpoint)
+            try:
+                bind(self.backend, endpoint, self.cfg["daemon.runtime_dir"])
+                return endpoint
+            except zmq.ZMQError:                # taken meanwhile: another port
+                continue
+        raise OSError("no free loopback port for the query workers")
 
     def _wait_for_workers(self) -> None:
         deadline = time.monotonic() + START_WAIT_S

@@ -26,6 +26,7 @@ import zmq
 
 from linkband_history import protocol
 
+from . import curve
 from .child import Child
 from .query_handler import QueryHandler
 
@@ -56,6 +57,7 @@ class QueryWorker(Child):
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, REPLY_LINGER_MS)
         self.sock.setsockopt(zmq.ROUTING_ID, cfg["query.worker_id"])
+        curve.as_client(self.sock, cfg["query.backend_endpoint"])
         self.sock.connect(cfg["query.backend_endpoint"])
         self.handler = QueryHandler(
             cfg, cfg.get("daemon.started_at", time.time()), beat=self.beat,
