@@ -16,6 +16,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from linkband_history.endpoints import IPC_SUPPORTED, default_endpoint, default_runtime_dir
+from linkband_history.protocol import MAX_MESSAGE_BYTES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -183,8 +184,11 @@ Option("ingest.batch_size", 5000, _int(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SI
 Option("ingest.batch_wait_ms", 0.0, _float(0, 10_000), "LINKBAND_HISTORY_BATCH_WAIT_MS",
            "--batch-wait-ms", "wait this long for more records before committing; 0: commit "
            "as soon as the socket is drained", applies=LIVE),
-Option("ingest.max_message_bytes", 16 * 1024 * 1024, _int(1024), "LINKBAND_HISTORY_MAX_MESSAGE_BYTES",
-           None, "larger ingest messages are refused by ZeroMQ (MAXMSGSIZE)", applies=RESTART),
+Option("ingest.max_message_bytes", MAX_MESSAGE_BYTES + 65_536, _int(1024),
+           "LINKBAND_HISTORY_MAX_MESSAGE_BYTES", None, "larger ingest messages are refused by "
+           "ZeroMQ (MAXMSGSIZE); the client library sends at most 2 MiB", applies=RESTART),
+Option("ingest.batch_max_bytes", 8 * 1024 * 1024, _int(65_536), "LINKBAND_HISTORY_BATCH_MAX_BYTES",
+           None, "a transaction takes no more frames once they hold this many bytes", applies=RESTART),
 Option("ingest.receive_hwm", 10_000, _int(1), "LINKBAND_HISTORY_RECEIVE_HWM", None,
            "messages ZeroMQ queues per client before the client waits", applies=RESTART),
 Option("ingest.max_records_per_message", 10_000, _int(1), "LINKBAND_HISTORY_MAX_RECORDS_PER_MESSAGE",
