@@ -186,8 +186,8 @@ def bounded_rows(cursor, limit: int, text: tuple[int, ...], max_bytes: int):
 
     Rows are fetched CHUNK at a time, so no more than ``max_bytes`` plus one
     chunk is ever held. Each chunk is measured by :func:`text_bytes` as a whole
-    (smaller chunks cost more per row than the measuring itself); only the
-    chunk that crosses the budget is measured row by row.
+    (a few C calls per text column and chunk, so chunks are not small); only
+    the chunk that crosses the budget is measured row by row.
     """
     if not text:                        # numbers only: the row count bounds the page
         rows = cursor.fetchall()
@@ -195,20 +195,20 @@ def bounded_rows(cursor, limit: int, text: tuple[int, ...], max_bytes: int):
         if more:
             rows.pop()
         return rows, more, False
-    getter = [itemgetter(i) for i in text]
+    getters = [itemgetter(i) for i in text]
     rows: list = []
     used = 0
     while True:
         chunk = list(islice(cursor, min(limit + 1 - len(rows), CHUNK)))
         if not chunk:
             return rows, False, False
-        size = text_bytes(chunk, getter)
+        size = text_bytes(chunk, getters)
         if used + size <= max_bytes:
             rows += chunk
             used += size
         else:
             for row in chunk:
-                size = text_bytes((row,), getter)
+                size = text_bytes((row,), getters)
                 if rows and used + size > max_bytes:
                     return rows, True, True
                 rows.append(row)
