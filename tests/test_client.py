@@ -69,3 +69,19 @@ def test_one_client_shared_by_many_threads(daemon):
         values = [r["value"] for r in all_rows(daemon, "metrics", metric_name=f"t{k}", limit=5000)]
         assert values == [float(i) for i in range(per_thread)]
     assert c.stats()["dropped"] == 0
+
+
+def test_a_batch_is_split_by_encoded_size_in_order_and_a_record_too_long_alone_is_named():
+    import msgpack
+    rows = [("log", [float(i), "INFO", "T", "m" * (i * 37 % 900), None, None, None, None, None, None])
+            for i in range(200)]
+    rows.insert(50, ("metric", [1.0, "t", "huge", 1.0, None, "x" * 5000]))
+    rows.insert(120, ("log", [1.0, "INFO", "T", "big but fits", None, None, None, None, None, None]))
+    parts, refused = protocol.split_rows(rows, 4096)
+    assert refused == ["metric"]
+    assert all(len(body) <= 4096 for body, _ in parts) and len(parts) > 10
+    back = [row for body, n in parts for row in msgpack.unpackb(body)["log"]]
+    assert back == [r for k, r in rows if k == "log"]                  # every row, in order
+    assert sum(n for _, n in parts) == 201
+    body, n = protocol.split_rows(rows[:3], 1 << 20)[0][0]
+    assert n == 3 and body == protocol.pack_payload({"log": [r for _, r in rows[:3]]})

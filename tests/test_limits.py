@@ -7,6 +7,8 @@ import math
 import random
 import time
 
+import msgpack
+import pytest
 import zmq
 
 from linkband_history import protocol
@@ -180,6 +182,40 @@ def test_good_messages_pass_untouched():
     b, rec = _batch(Limits(), {"metric": rows, "log": logs})
     assert not b.rejects and b.rows["metric"] == rows and b.rows["log"] == logs
     assert b.clients["c"].stored == rec
+
+
+def _frame(payload, seq=1, client="c"):
+    return msgpack.packb([1, [client, seq, NOW, 0, 0], payload])
+
+
+@pytest.mark.parametrize("payload", [
+    {"log": [[[]] * 10_000]},                    # short frame: counted after decoding
+    {"log": [[[]] * 300_000]},                   # long frame: stopped while decoding
+    {"metric": [{}] * 50_000},                   # maps too
+    {"log": [[[None]] * 1_000] * 100},           # many short arrays, none long
+])
+def test_a_frame_with_more_arrays_and_maps_than_its_size_allows_is_refused_whole(payload):
+    b = Batch({}, Limits(), now=NOW)
+    b.add(_frame(payload))
+    assert b.rejects == {"frame_too_complex": 1} and not b.clients and b.records == 0
+    b.add(protocol.encode_message("c", 1, NOW, 0, 0, {"metric": [_metric()]}))
+    assert len(b.rows["metric"]) == 1 and b.clients["c"].stored == 1
+
+
+def test_rows_and_json_sent_as_maps_stay_within_the_frames_budget():
+    rows = [{"timestamp": NOW - i, "metric_name": "m", "value": 1.0, "tags": {"k": [i, {"j": 1}]}}
+            for i in range(2_000)]
+    b = Batch({}, Limits(), now=NOW)
+    b.add(_frame({"metric": rows}))
+    assert not b.rejects and len(b.rows["metric"]) == 2_000
+
+
+def test_a_row_of_the_wrong_length_is_refused_before_the_batch_holds_it():
+    long_row = _log("x") + [None] * 100_000
+    b, _ = _batch(Limits(), {"log": [_log("a"), long_row, _log("b")], "metric": [_metric()[:3]]})
+    assert b.rejects == {"bad_shape": 2}
+    assert [r[3] for r in b.rows["log"]] == ["a", "b"] and b.rows["metric"] == []
+    assert b.clients["c"].rejected == 2 and b.clients["c"].stored == 2
 
 
 # -- the daemon: counters by reason in stats -----------------------------------------

@@ -3,7 +3,11 @@
 ``store_*`` turns records into rows in the caller's thread (a few microseconds
 each) and appends them to a bounded in-memory queue; one background thread
 owns the ZeroMQ PUSH socket, batches the queue by count and by a few
-milliseconds, and sends. When the daemon is away the queue keeps the newest
+milliseconds, and sends. A batch whose encoding is longer than
+``max_message_bytes`` is split into messages under it (the rows are encoded a
+second time only then); a record longer than that on its own is not sent,
+logged once per kind and counted (``stats()["too_large"]``, and as dropped
+in the daemon's ``stats``). When the daemon is away the queue keeps the newest
 ``max_queue`` records and counts the ones it had to drop; the count travels in
 every message header so the daemon's ``stats`` shows it. With ``spool_dir``
 the sender writes what the daemon cannot take to disk instead and sends it
@@ -11,6 +15,7 @@ when the daemon is back (:class:`_SpoolSender`, ``spool.py``).
 """
 from __future__ import annotations
 
+import logging
 import struct
 import threading
 import time
@@ -25,6 +30,8 @@ from .spool import Spool
 
 __all__ = ["HistoryClient"]
 
+log = logging.getLogger("linkband_history")
+
 
 class HistoryClient:
     def __init__(self, ingest: str | None = None, query: str | None = None, *,
@@ -33,7 +40,8 @@ class HistoryClient:
                  query_timeout: float = 5.0, linger: float = 2.0,
                  curve_server_public: str | bytes | None = None,
                  curve_secret_key_file: str | None = None,
-                 spool_dir: str | None = None, spool_max_bytes: int = 64 << 20):
+                 spool_dir: str | None = None, spool_max_bytes: int = 64 << 20,
+                 max_message_bytes: int = protocol.MAX_MESSAGE_BYTES):
         self.ingest_endpoint = resolve_endpoint("ingest", ingest)
         self.query_endpoint = resolve_endpoint("query", query)
         for endpoint in (self.ingest_endpoint, self.query_endpoint):
@@ -48,6 +56,10 @@ class HistoryClient:
         self._spool = Spool(spool_dir, spool_max_bytes, client_id=self.client_id) if spool_dir else None
         self.batch_size = batch_size
         self.batch_interval = batch_interval
+        if max_message_bytes < 4096:
+            raise ValueError("max_message_bytes must be at least 4096")
+        # a message's payload; the daemon's ingest.max_message_bytes must be above the whole
+        self._max_body = max_message_bytes - protocol.HEADER_BYTES
         self.max_queue = max_queue
         self.query_timeout = query_timeout
         self._send_hwm = send_hwm
@@ -67,6 +79,9 @@ class HistoryClient:
         self._qlock = threading.Lock()
         self._qsock = None
         self._acked = {"lost_records": 0, "rejected": 0}
+        self._too_large = 0                     # records over max_message_bytes, not sent
+        self._too_large_flushed = 0             # ... as of the previous flush()
+        self._too_large_kinds: set = set()      # kinds already logged
         target = self._sender if self._spool is None else lambda: _SpoolSender(self).run()
         self._thread = threading.Thread(target=target, name="linkband-history-sender", daemon=True)
         self._thread.start()
@@ -119,52 +134,52 @@ class HistoryClient:
         sock.setsockopt(zmq.LINGER, self._linger_ms)
         curve_keys.apply(sock, self.ingest_endpoint, self._curve)
         sock.connect(self.ingest_endpoint)
-        pending = None                        # an encoded message zmq has not taken yet
+        pending: deque = deque()              # encoded messages zmq has not taken yet
         try:
             while True:
-                self._wake.wait(0.05 if pending is not None else None)
+                self._wake.wait(0.05 if pending else None)
                 self._wake.clear()
                 closing = self._closing
-                if not closing and pending is None and self.batch_interval:
+                if not closing and not pending and self.batch_interval:
                     with self._lock:
                         short = len(self._queue) < self.batch_size and not self._marker_wanted
                     if short:
                         time.sleep(self.batch_interval)
                 while True:
-                    if pending is None:
-                        pending = self._next_message()
-                        if pending is None:
+                    if not pending:
+                        pending.extend(self._next_messages())
+                        if not pending:
                             break
                     try:
-                        sock.send(pending, zmq.NOBLOCK)
+                        sock.send(pending[0], zmq.NOBLOCK)
                     except zmq.Again:
-                        break                 # daemon away: keep it, retry later
-                    pending = None
+                        break                 # daemon away: keep them, retry later
+                    pending.popleft()
                 if closing:
-                    if pending is not None:
+                    while pending:
                         try:
-                            sock.send(pending, zmq.NOBLOCK)
+                            sock.send(pending.popleft(), zmq.NOBLOCK)
                         except zmq.Again:
-                            pass
+                            break
                     return
         finally:
             sock.close()
 
-    def _next_message(self) -> bytes | None:
-        with self._lock:
-            q = self._queue
-            n = min(len(q), self.batch_size)
-            if n == 0 and self._marker_wanted <= self._marker_seq:
-                return None
-            payload = self._pop_rows(n)
-            self._seq += 1
-            rec0 = self._rec_sent
-            self._rec_sent += n
+    def _next_messages(self) -> list[bytes]:
+        """The next batch as messages (one, unless it had to be split); [] when
+        there is nothing to send."""
+        got: list | None = []
+        while got == []:                  # a batch whose every record was too large
+            got = self._take(True)
+        if got is None:
+            return []
+        out = []
+        for body, n, seq, rec0, dropped in got:
             if n == 0:
-                self._marker_seq = self._seq
-                self._sent_cond.notify_all()
-            return protocol.encode_message(self.client_id, self._seq, time.time(), rec0,
-                                           self._dropped, payload)
+                self._marker_sent(seq)
+            out.append(protocol.message_from_body(self.client_id, seq, time.time(), rec0,
+                                                  dropped, body))
+        return out
 
     def _pop_rows(self, n: int) -> dict:
         """The next ``n`` queued rows as a payload (the lock is held)."""
@@ -178,27 +193,56 @@ class HistoryClient:
             rows.append(row)
         return payload
 
-    # The spool sender's side of the queue and the counters.
+    # The sender threads' side of the queue and the counters.
     def _take(self, direct: bool):
-        """``(payload, n, seq, rec0, dropped)`` of the next batch, or None. With
-        ``direct`` the batch gets the next sequence number (or is a marker, when
-        flush() wants one and the queue is empty); else ``seq`` is None."""
+        """The next batch as a list of ``(body, n, seq, rec0, dropped)``, or None:
+        ``body`` the packed payload of ``n`` records, one part unless the batch
+        was longer than ``max_message_bytes`` (split by :meth:`_split`). With
+        ``direct`` the parts get the next sequence numbers (a marker when flush()
+        wants one and the queue is empty); else ``seq`` is None.
+
+        The rows are encoded outside the lock, so ``store_*`` never waits for
+        that; only this thread numbers messages, so numbering afterwards keeps
+        them in order (a marker flush() asks for meanwhile comes after them)."""
         with self._lock:
             n = min(len(self._queue), self.batch_size)
             if n == 0 and not (direct and self._marker_wanted > self._marker_seq):
                 return None
             payload = self._pop_rows(n)
-            if not direct:
-                return payload, n, None, 0, 0
-            self._seq += 1
-            self._rec_sent += n
-            return payload, n, self._seq, self._rec_sent - n, self._dropped
-
-    def _taken_back(self, n: int) -> None:
-        """The batch just numbered by _take() was not sent: free its number."""
+        body = protocol.pack_payload(payload)
+        parts = [(body, n)] if len(body) <= self._max_body else self._split(payload)
+        if not direct:
+            return [(b, k, None, 0, 0) for b, k in parts if k]
+        out = []
         with self._lock:
-            self._seq -= 1
-            self._rec_sent -= n
+            for b, k in parts:
+                self._seq += 1
+                self._rec_sent += k
+                out.append((b, k, self._seq, self._rec_sent - k, self._dropped))
+        return out
+
+    def _split(self, payload: dict) -> list[tuple[bytes, int]]:
+        """A batch too long for one message, as parts that fit; a record that
+        cannot fit on its own is counted (as dropped, so the daemon's accounting
+        stays exact) and logged once per kind."""
+        rows = [(kind, row) for kind, kind_rows in payload.items() for row in kind_rows]
+        parts, refused = protocol.split_rows(rows, self._max_body)
+        if refused:
+            with self._lock:
+                self._dropped += len(refused)
+                self._too_large += len(refused)
+            for kind in sorted(set(refused) - self._too_large_kinds):
+                self._too_large_kinds.add(kind)
+                log.error("linkband_history: a %s record is longer than max_message_bytes "
+                          "(%d) on its own: not sent (counted in stats()['too_large']; "
+                          "logged once per kind)", kind, self._max_body + protocol.HEADER_BYTES)
+        return parts
+
+    def _taken_back(self, parts: list) -> None:
+        """The last parts numbered by _take() were not sent: free their numbers."""
+        with self._lock:
+            self._seq -= len(parts)
+            self._rec_sent -= sum(p[1] for p in parts)
 
     def _marker_sent(self, seq: int) -> None:
         with self._lock:
@@ -227,7 +271,7 @@ class HistoryClient:
     def flush(self, timeout: float = 5.0) -> bool:
         """True once the daemon has committed every record this client sent
         since the previous ``flush()``; False on timeout, or if any of them
-        were lost or rejected on the way (see ``stats``)."""
+        were lost or rejected on the way (see ``stats``) or too large to send."""
         deadline = time.monotonic() + timeout
         marker = self._request_marker(deadline)
         if marker is None:
@@ -247,7 +291,9 @@ class HistoryClient:
                 if state["last_seq"] >= marker:
                     clean = all(state[k] == self._acked[k] for k in self._acked)
                     self._acked = {k: state[k] for k in self._acked}
-                    return clean
+                    with self._lock:
+                        too_large, self._too_large_flushed = self._too_large_flushed, self._too_large
+                    return clean and too_large == self._too_large_flushed
             if time.monotonic() - marker_sent > 1.0:
                 # The marker may have died with a restarted writer: send another.
                 marker = self._request_marker(deadline)
@@ -281,7 +327,7 @@ class HistoryClient:
         with self._lock:
             out = {"client_id": self.client_id, "queued": len(self._queue),
                    "dropped": self._dropped, "sent_records": self._rec_sent,
-                   "messages": self._seq}
+                   "messages": self._seq, "too_large": self._too_large}
         if self._spool is not None:      # plain ints, kept by the sender thread
             out.update(spool_bytes=self._spool.bytes, spool_dropped=self._spool.dropped,
                        spool_torn=self._spool.torn)
@@ -423,20 +469,23 @@ class _SpoolSender:
             self._release()
         c = self.c
         while True:
-            got = c._take(not (self.blocked or self.resend or spool.unsent()))
-            if got is None:
+            parts = c._take(not (self.blocked or self.resend or spool.unsent()))
+            if parts is None:
                 break
-            payload, n, seq, rec0, dropped = got
-            if seq is not None:
-                message = protocol.encode_message(c.client_id, seq, time.time(), rec0, dropped, payload)
-                if self._send(message):
-                    if n == 0:
-                        c._marker_sent(seq)
-                    self._keep(message, seq, 0, n)
-                    continue
-                c._taken_back(n)
-            if n:
-                self._to_spool(payload, n)
+            for i, (body, n, seq, rec0, dropped) in enumerate(parts):
+                if seq is not None:
+                    message = protocol.message_from_body(c.client_id, seq, time.time(), rec0,
+                                                         dropped, body)
+                    if self._send(message):
+                        if n == 0:
+                            c._marker_sent(seq)
+                        self._keep(message, seq, 0, n)
+                        continue
+                    c._taken_back(parts[i:])
+                for body, n, *_ in parts[i:]:
+                    if n:
+                        self._to_spool(body, n)
+                break
         if self.win and not self.win[-1][1] and not self.blocked:
             c._want_marker()             # spool messages last: a marker after them gets them acked
 
@@ -448,9 +497,9 @@ class _SpoolSender:
             self.pump(ask_every=0.02)
         if not self.blocked and not self.resend and self.spool.seal_sent(idle=0):
             self._release()
-        while (got := self.c._take(False)) is not None:
-            if got[1]:
-                self._to_spool(got[0], got[1])
+        while (parts := self.c._take(False)) is not None:
+            for body, n, *_ in parts:
+                self._to_spool(body, n)
         for message, seq, _, n in self.win:
             if seq and n:                # this client's messages, maybe not committed
                 try:
@@ -469,9 +518,9 @@ class _SpoolSender:
             self.blocked = True
             return False
 
-    def _to_spool(self, payload: dict, n: int) -> None:
+    def _to_spool(self, body: bytes, n: int) -> None:
         try:
-            self.spool.add(payload, n)
+            self.spool.add(body, n)
         except OSError:                  # the disk refused: count them as this client's drops
             with self.c._lock:
                 self.c._dropped += n

@@ -13,6 +13,11 @@ records it had to drop itself (queue overflow). A message with an empty payload
 is a *marker*: :meth:`HistoryClient.flush` sends one and waits for the daemon
 to commit it.
 
+A message is at most ``MAX_MESSAGE_BYTES`` long as the client library sends it:
+it splits a batch whose encoding is longer (:func:`split_rows`), and refuses a
+single record that is longer on its own. The daemon's ``ingest.max_message_bytes``
+is that plus headroom.
+
 Rows are positional so the writer can hand them to SQLite without touching
 each record in Python. Timestamps are UTC epoch seconds; JSON fields (tags,
 metadata, extra_data) travel as compact JSON text.
@@ -70,6 +75,9 @@ _LEVEL_SET = frozenset(LOG_LEVELS)
 
 
 MAX_COUNTER = 2 ** 53               # sequence numbers and record counts stay exact integers
+MAX_MESSAGE_BYTES = 2 << 20         # the client library never sends a longer message
+BYTES_PER_CONTAINER = 4             # a frame may hold one array or map per this many bytes
+HOOKED_FRAME_BYTES = 64 << 10       # longer frames are decoded with the count checked as it grows
 
 
 class ProtocolError(ValueError):
@@ -80,6 +88,11 @@ class StringTooLong(ProtocolError):
     """``decode_message(frame, max_str_len=N)``: the frame holds a string longer
     than N bytes (UTF-8). The frame may be fine otherwise: decode it again
     without the bound and look at its strings."""
+
+
+class TooComplex(ProtocolError):
+    """A frame holding more arrays and maps than its size allows (see
+    :func:`decode_message`)."""
 
 
 _encode_json = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode
@@ -178,6 +191,9 @@ def row_from_record(kind: str, record: dict, now: float) -> list:
 
 # -- ingest frames ---------------------------------------------------------
 
+_VERSION = msgpack.packb(PROTOCOL_VERSION)
+
+
 def encode_message(client_id: str, seq: int, sent_at: float, rec0: int, dropped: int,
                    payload: dict) -> bytes:
     return msgpack.packb([PROTOCOL_VERSION, [client_id, seq, sent_at, rec0, dropped], payload],
@@ -187,16 +203,23 @@ def encode_message(client_id: str, seq: int, sent_at: float, rec0: int, dropped:
 def decode_message(frame: bytes, max_str_len: int = 0):
     """Return ``(header, payload)``; raise ProtocolError on a malformed frame.
 
-    msgpack bounds every container and string by the frame's own length, and
-    ZeroMQ bounds the frame (MAXMSGSIZE). With ``max_str_len``, msgpack also
-    checks every string's length in bytes as it decodes (for free) and
-    :class:`StringTooLong` is raised when one is longer.
+    ZeroMQ bounds the frame (MAXMSGSIZE) and msgpack every container and string
+    by the frame's own length. With ``max_str_len``, msgpack also checks every
+    string's length in bytes as it decodes (for free) and :class:`StringTooLong`
+    is raised when one is longer.
+
+    Decoding amplifies: an empty array is one byte of msgpack and a 56-byte
+    Python list (an empty map a 64-byte dict), so 2 MB of them were ~130 MB. A
+    frame may therefore hold at most one array or map per ``BYTES_PER_CONTAINER``
+    bytes (a message of the client library holds one per row, and a row is
+    longer); more raises :class:`TooComplex`. Per-container length limits would
+    not do: many short arrays amplify as much as one long one.
     """
+    budget = len(frame) // BYTES_PER_CONTAINER + 16
     try:
-        if max_str_len:
-            msg = msgpack.unpackb(frame, raw=False, strict_map_key=True, max_str_len=max_str_len)
-        else:
-            msg = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        msg = _unpack(frame, max_str_len, budget)
+    except TooComplex:
+        raise
     except Exception as exc:  # msgpack raises several types
         if max_str_len and isinstance(exc, ValueError) and "max_str_len" in str(exc):
             raise StringTooLong(f"string_too_long: over {max_str_len} bytes") from None
@@ -214,6 +237,97 @@ def decode_message(frame: bytes, max_str_len: int = 0):
     if not isinstance(payload, dict):
         raise ProtocolError("bad_frame: payload is not a map")
     return header, payload
+
+
+def _unpack(frame: bytes, max_str_len: int, budget: int):
+    """msgpack's decoding, with at most ``budget`` arrays and maps.
+
+    A short frame is decoded at once and its containers counted afterwards:
+    CPython counts the container objects it allocates (``gc.get_count()[0]``;
+    no collection runs inside :func:`gc_paused`), so the count costs nothing
+    per record, and the frame, refused at once, never held much. A longer frame
+    is decoded with a hook on every array and map that stops the decoding as
+    soon as the budget is spent, so it never holds more than its budget either.
+    """
+    kw = {"max_str_len": max_str_len} if max_str_len else {}
+    if len(frame) <= HOOKED_FRAME_BYTES:
+        with gc_paused():
+            before = gc.get_count()[0]
+            msg = msgpack.unpackb(frame, raw=False, strict_map_key=True, **kw)
+            made = gc.get_count()[0] - before
+        if made > budget:
+            raise TooComplex(f"frame_too_complex: over {budget} arrays and maps")
+        return msg
+    left = [budget]
+
+    def spend(container):
+        left[0] -= 1
+        if left[0] < 0:
+            raise TooComplex(f"frame_too_complex: over {budget} arrays and maps")
+        return container
+    return msgpack.unpackb(frame, raw=False, strict_map_key=True, list_hook=spend,
+                           object_hook=spend, **kw)
+
+
+def pack_payload(payload: dict) -> bytes:
+    """The packed payload map of a message (see :func:`message_from_body`)."""
+    return msgpack.packb(payload, use_bin_type=True)
+
+
+def pack_rows(rows: list) -> list[bytes]:
+    """Each row of ``rows`` packed on its own (to split a batch, :func:`split_rows`)."""
+    packb = msgpack.Packer(use_bin_type=True).pack
+    return [packb(r) for r in rows]
+
+
+def body_of(kinds: dict) -> bytes:
+    """The packed payload map of ``{kind: [packed row, ...]}``: the same bytes
+    ``msgpack.packb(payload)`` gives, built from rows packed beforehand."""
+    p = msgpack.Packer(use_bin_type=True)
+    parts = [p.pack_map_header(len(kinds))]
+    for kind, packed in kinds.items():
+        parts += [p.pack(kind), p.pack_array_header(len(packed))]
+        parts += packed
+    return b"".join(parts)
+
+
+_MAP_HEADER = 5                      # the longest msgpack map header
+_KIND_HEADER = 1 + 11 + 5            # a kind's name ("performance") and its array header
+HEADER_BYTES = 128                   # an encoded message without its payload is shorter
+
+
+def split_rows(rows: list, max_body: int) -> tuple[list[tuple[bytes, int]], list[str]]:
+    """``rows`` (``(kind, row)`` pairs, in order) as packed payload bodies of at
+    most ``max_body`` bytes each: ``([(body, records), ...], kinds_refused)``.
+    A row that is longer than ``max_body`` on its own goes into no body; its
+    kind is listed in ``kinds_refused``. Order is kept within each body and
+    from one body to the next."""
+    packed = pack_rows([r for _, r in rows])
+    bodies, refused = [], []
+    cur: dict = {}
+    size = n = 0
+    for (kind, _), data in zip(rows, packed):
+        if _MAP_HEADER + _KIND_HEADER + len(data) > max_body:
+            refused.append(kind)
+            continue
+        extra = len(data) + (0 if kind in cur else _KIND_HEADER)
+        if n and _MAP_HEADER + size + extra > max_body:
+            bodies.append((body_of(cur), n))
+            cur, size, n = {}, 0, 0
+            extra = len(data) + _KIND_HEADER
+        cur.setdefault(kind, []).append(data)
+        size += extra
+        n += 1
+    if n:
+        bodies.append((body_of(cur), n))
+    return bodies, refused
+
+
+def message_from_body(client_id: str, seq: int, sent_at: float, rec0: int, dropped: int,
+                      body: bytes) -> bytes:
+    """:func:`encode_message` with the payload packed beforehand (``body``)."""
+    return b"\x93" + _VERSION + msgpack.packb([client_id, seq, sent_at, rec0, dropped],
+                                             use_bin_type=True) + body
 
 
 # -- queries ---------------------------------------------------------------

@@ -41,23 +41,16 @@ import time
 import zlib
 from pathlib import Path
 
-import msgpack
 
 from .endpoints import owner
-from .protocol import PROTOCOL_VERSION
+from .protocol import message_from_body
 
 __all__ = ["Spool"]
 
 MAGIC = b"LBHSPL1\n"
 _REC = struct.Struct("<IIIQ")            # size, crc, records, dropped
 _HEADER_MAX = 128                        # an encoded message header is shorter than this
-_PREFIX = msgpack.packb(PROTOCOL_VERSION)
 _BINARY = getattr(os, "O_BINARY", 0)        # Windows: no newline translation
-
-
-def _message(header: list, body: bytes) -> bytes:
-    """``protocol.encode_message`` with the payload packed once, beforehand."""
-    return b"\x93" + _PREFIX + msgpack.packb(header, use_bin_type=True) + body
 
 
 class _Segment:
@@ -101,10 +94,10 @@ class Spool:
         self.torn = 0                        # segments whose tail was unreadable
 
     # -- writing ----------------------------------------------------------------
-    def add(self, payload: dict, records: int) -> None:
-        """Write one message of ``records`` records under the spool's own id.
-        Raises OSError when the disk refuses (nothing is written then)."""
-        body = msgpack.packb(payload, use_bin_type=True)
+    def add(self, body: bytes, records: int) -> None:
+        """Write one message of ``records`` records under the spool's own id;
+        ``body`` is its packed payload (``protocol.pack_payload``). Raises
+        OSError when the disk refuses (nothing is written then)."""
         size = _REC.size + _HEADER_MAX + len(body)
         refused = 0
         if size + len(MAGIC) > self.max_bytes:  # can never fit: count it, write a marker
@@ -113,8 +106,8 @@ class Spool:
         seg = self._room(size)
         seg.dropped += refused
         self.dropped += refused
-        self._write(seg, _message([seg.client_id, seg.seq + 1, time.time(), seg.rec, seg.dropped],
-                                  body), records)
+        self._write(seg, message_from_body(seg.client_id, seg.seq + 1, time.time(), seg.rec,
+                                           seg.dropped, body), records)
 
     def add_message(self, message: bytes, records: int) -> None:
         """Write a message already encoded under another id (kept as it is)."""

@@ -120,11 +120,13 @@ def _looks_clean(spec: _Spec, rows: list, lo: float, hi: float, short_json: int,
     Only C builtins run per row: ``zip(*rows)`` (or an ``itemgetter`` map per
     column needed) turns the rows into columns, then ``sum`` (NaN and ±inf make
     it non-finite), ``min``, ``max`` and ``len`` go over them. Anything unusual
-    (a string timestamp, a None where a number belongs, a short row, a dict)
+    (a string timestamp, a None where a number belongs, a short or long row, a dict)
     raises or fails a comparison and gives False: the message is then looked at
     row by row, which decides exactly.
     """
     try:
+        if sum(map(len, rows)) != spec.n * len(rows):
+            return False                         # some row is short or long
         if spec.transpose:
             cols = list(zip(*rows))              # a short row shortens every column
             if len(cols) != spec.n:
@@ -261,6 +263,7 @@ class Batch:
         self.rejects: Counter = Counter()               # reason -> records (or frames)
         self.records = 0
         self.messages = 0
+        self.bytes = 0                                  # of the frames added
         self.sent_at: list[float] = []                  # client send times, for latency
         self.new_alerts: list[dict] = []                # alerts stored by this batch
         self.received_at = time.time() if now is None else now   # now: a frozen clock (tests)
@@ -281,6 +284,7 @@ class Batch:
     def add(self, frame: bytes, peer: str | bytes | None = None) -> None:
         """One message; ``peer``: the sender's CURVE key (ZAP User-Id), None over ipc://."""
         self.messages += 1
+        self.bytes += len(frame)
         long_strings = False
         try:
             try:
@@ -338,8 +342,7 @@ class Batch:
 
     def _screen(self, kind: str, rows: list, st: ClientState, strings: bool) -> list:
         """The rows of one message that pass :func:`check_row`; the others are
-        counted by reason (rows of a wrong shape are left to the insert, which
-        counts them as before)."""
+        counted by reason."""
         spec = SPECS[kind]
         kept = []
         for row in rows:
@@ -351,7 +354,9 @@ class Batch:
                     st.rejected += 1
                     continue
             elif row.__class__ is not list or len(row) != spec.n:
-                kept.append(row)
+                # refused here rather than by the insert: the batch never holds it
+                self.rejects["bad_shape"] += 1
+                st.rejected += 1
                 continue
             reason = check_row(spec, row, self.limits, self._lo, self._hi, strings)
             if reason is None:

@@ -4,7 +4,9 @@ Listings (``metrics``, ``performance``, ``logs``, ``alerts``) take the filters
 of their kind, ``since``/``until``, ``fields``, ``order``, ``limit``,
 ``cursor`` (the ``next`` of the previous page), ``after_id`` (rows committed
 after that id, in id order: what ``--follow`` uses) and ``count`` (also
-return the total number of matching rows). See ``query_engine``.
+return the total number of matching rows). A page also stops at
+``query.max_page_bytes`` of text (then ``byte_limited`` is true); ``next``
+brings the rest either way. See ``query_engine``.
 """
 from __future__ import annotations
 
@@ -107,8 +109,10 @@ def _size(path: str) -> int:
 
 def _listing(kind: str):
     def run(ctx, p):
-        columns, rows, nxt, total = Q.list_page(ctx.conn, kind, p, ctx.limit(p))
+        columns, rows, nxt, total, cut = Q.list_page(ctx.conn, kind, p, ctx.limit(p), ctx.cfg)
         extra = {"total": total} if total is not None else {}
+        if cut:
+            extra["byte_limited"] = True         # shorter than limit, not the end: next goes on
         return ok(rows, nxt, columns, **extra)
     return run
 

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from linkband_history import curve_keys
 from linkband_history.endpoints import (IPC_SUPPORTED, MAX_IPC_PATH, default_data_dir,
                                         default_endpoint, owner, runtime_dir_for)
+from linkband_history.protocol import MAX_MESSAGE_BYTES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -201,8 +202,11 @@ Option("ingest.batch_size", 5000, _int(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SI
 Option("ingest.batch_wait_ms", 0.0, _float(0, 10_000), "LINKBAND_HISTORY_BATCH_WAIT_MS",
            "--batch-wait-ms", "wait this long for more records before committing; 0: commit "
            "as soon as the socket is drained", applies=LIVE),
-Option("ingest.max_message_bytes", 16 * 1024 * 1024, _int(1024), "LINKBAND_HISTORY_MAX_MESSAGE_BYTES",
-           None, "larger ingest messages are refused by ZeroMQ (MAXMSGSIZE)", applies=RESTART),
+Option("ingest.max_message_bytes", MAX_MESSAGE_BYTES + 65_536, _int(1024),
+           "LINKBAND_HISTORY_MAX_MESSAGE_BYTES", None, "larger ingest messages are refused by "
+           "ZeroMQ (MAXMSGSIZE); the client library sends at most 2 MiB", applies=RESTART),
+Option("ingest.batch_max_bytes", 8 * 1024 * 1024, _int(65_536), "LINKBAND_HISTORY_BATCH_MAX_BYTES",
+           None, "a transaction takes no more frames once they hold this many bytes", applies=RESTART),
 Option("ingest.receive_hwm", 10_000, _int(1), "LINKBAND_HISTORY_RECEIVE_HWM", None,
            "messages ZeroMQ queues per client before the client waits", applies=RESTART),
 Option("ingest.max_records_per_message", 10_000, _int(1), "LINKBAND_HISTORY_MAX_RECORDS_PER_MESSAGE",
@@ -225,6 +229,9 @@ Option("query.default_limit", 1000, _int(1, 1_000_000), "LINKBAND_HISTORY_DEFAUL
            "rows per page when a query gives no limit", applies=CHILD),
 Option("query.max_limit", 100_000, _int(1, 10_000_000), "LINKBAND_HISTORY_MAX_LIMIT", None,
            "largest page a query may ask for", applies=CHILD),
+Option("query.max_page_bytes", 8 * 1024 * 1024, _int(65_536), "LINKBAND_HISTORY_MAX_PAGE_BYTES",
+           None, "a listing page stops once its text passes this many bytes; next continues",
+           applies=CHILD),
 Option("query.search_total_ms", 50, _int(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
            "a search counts its matches past 1,000 (up to 10,000) for at most this long", applies=CHILD),
 Option("query.workers", 0, _int(0, 64), "LINKBAND_HISTORY_QUERY_WORKERS", None,

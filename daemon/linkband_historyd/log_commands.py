@@ -100,12 +100,15 @@ def cmd_logs_search(ctx, p):
     if "cursor" in p:
         w.add(f"{order_col} < ?", p["cursor"][1])
     select = ", ".join("l." + c for c in columns)
-    rows = ctx.conn.execute(f"SELECT {select} FROM {source}{w.sql()} ORDER BY {order_col} DESC "
-                            "LIMIT ?", w.args + [limit + 1]).fetchall()
-    nxt = None
-    if len(rows) > limit:
-        rows.pop()
-        nxt = str(rows[-1][0])
+    cursor = ctx.conn.execute(f"SELECT {select} FROM {source}{w.sql()} ORDER BY {order_col} DESC "
+                              "LIMIT ?", w.args + [limit + 1])
+    try:
+        rows, more, cut = Q.bounded_rows(cursor, limit, *Q.page_bounds(ctx.cfg, columns))
+    finally:
+        cursor.close()
+    nxt = str(rows[-1][0]) if more else None
+    if cut:
+        extra["byte_limited"] = True
     marks = p.get("mark", ["«", "»"])
     mi = columns.index("message")
     out = []

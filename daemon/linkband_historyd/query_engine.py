@@ -8,6 +8,10 @@ bound parameters. Pages are keyset-paginated on (timestamp, id) or on id,
 never OFFSET, so a page stays right while rows are inserted. SQL text depends
 only on the shape of the description, so APSW's statement cache reuses the
 prepared statements of repeated queries.
+
+A listing page is bounded in bytes as well as rows: it stops once the text of
+its rows passes ``query.max_page_bytes`` (:func:`bounded_rows`), and its cursor
+brings the rest.
 """
 from __future__ import annotations
 
@@ -15,6 +19,8 @@ import itertools
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import islice
+from operator import itemgetter
 
 from linkband_history.protocol import FIELDS
 
@@ -52,6 +58,12 @@ SPECS = {
                            source_component=P.text_list, alert_id=P.text_list),
                       ("level", "category", "source_component")),
 }
+
+# columns that are not text; every other column of a kind is TEXT (or NULL)
+NUMBERS = frozenset({"id", "timestamp", "value", "duration_ms", "throughput", "efficiency_percent",
+                     "error_count", "line_number", "thread_id", "process_id", "acknowledged_at",
+                     "resolved_at"})
+CHUNK = 256                         # rows fetched at a time while a page is measured
 
 FUNCTIONS = ("count", "sum", "min", "max", "avg", "last", "p50", "p95", "p99")
 _SQL_FUNCTIONS = {"count": "count(*)", "sum": "sum({v})", "min": "min({v})", "max": "max({v})",
@@ -156,8 +168,65 @@ def check_fields(kind: str, fields) -> tuple[str, ...]:
 
 # -- listing ---------------------------------------------------------------------
 
-def list_page(conn, kind: str, p: dict, limit: int):
-    """One page: ``(columns, rows, next_cursor, total_or_None)``.
+def text_bytes(rows, getters) -> int:
+    """The UTF-8 size of the text ``getters`` pick from each row, estimated by C
+    builtins: each column's strings joined, their characters counted, times 3
+    when any of them is not ASCII (``isascii`` of a joined string costs nothing)."""
+    total = 0
+    for get in getters:
+        text = "".join(filter(None, map(get, rows)))
+        total += len(text) if text.isascii() else 3 * len(text)
+    return total
+
+
+def bounded_rows(cursor, limit: int, text: tuple[int, ...], max_bytes: int):
+    """``(rows, more, cut)``: the first rows of ``cursor`` (which yields up to
+    ``limit + 1``) while the text of columns ``text`` stays within ``max_bytes``
+    (one row at least); ``more``: rows follow, ``cut``: the bytes stopped it.
+
+    Rows are fetched CHUNK at a time, so no more than ``max_bytes`` plus one
+    chunk is ever held. Each chunk is measured by :func:`text_bytes` as a whole
+    (a few C calls per text column and chunk, so chunks are not small); only
+    the chunk that crosses the budget is measured row by row.
+    """
+    if not text:                        # numbers only: the row count bounds the page
+        rows = cursor.fetchall()
+        more = len(rows) > limit
+        if more:
+            rows.pop()
+        return rows, more, False
+    getters = [itemgetter(i) for i in text]
+    rows: list = []
+    used = 0
+    while True:
+        chunk = list(islice(cursor, min(limit + 1 - len(rows), CHUNK)))
+        if not chunk:
+            return rows, False, False
+        size = text_bytes(chunk, getters)
+        if used + size <= max_bytes:
+            rows += chunk
+            used += size
+        else:
+            for row in chunk:
+                size = text_bytes((row,), getters)
+                if rows and used + size > max_bytes:
+                    return rows, True, True
+                rows.append(row)
+                used += size
+        if len(rows) > limit:
+            del rows[limit:]
+            return rows, True, False
+
+
+def page_bounds(cfg: dict, columns) -> tuple[tuple[int, ...], int]:
+    """``(text column positions, max_page_bytes)`` of a page of ``columns``."""
+    return (tuple(i for i, c in enumerate(columns) if c not in NUMBERS),
+            cfg.get("query.max_page_bytes", 8 << 20))
+
+
+def list_page(conn, kind: str, p: dict, limit: int, cfg: dict | None = None):
+    """One page: ``(columns, rows, next_cursor, total_or_None, cut)``; ``cut``:
+    the page stopped at ``query.max_page_bytes`` of ``cfg`` before ``limit``.
 
     Order is (timestamp, id), ascending unless ``order=desc``; with ``after_id``
     it is id order instead (what was committed after a given row: ``--follow``).
@@ -183,13 +252,16 @@ def list_page(conn, kind: str, p: dict, limit: int):
             w.add(f"(timestamp, id) {'<' if desc else '>'} (?, ?)", ts, rid)
         order = f"timestamp {direction}, id {direction}"
     sql = f"SELECT {', '.join(columns)} FROM {spec.table}{w.sql()} ORDER BY {order} LIMIT ?"
-    rows = conn.execute(sql, w.args + [limit + 1]).fetchall()
+    cursor = conn.execute(sql, w.args + [limit + 1])
+    try:
+        rows, more, cut = bounded_rows(cursor, limit, *page_bounds(cfg or {}, columns))
+    finally:
+        cursor.close()
     nxt = None
-    if len(rows) > limit:
-        rows.pop()
+    if more:
         last = rows[-1]
         nxt = str(last[0]) if "after_id" in p else f"{last[1]!r}:{last[0]}"
-    return columns, rows, nxt, total
+    return columns, rows, nxt, total, cut
 
 
 # -- aggregation -----------------------------------------------------------------

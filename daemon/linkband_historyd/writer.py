@@ -1,7 +1,8 @@
 """The writer process: the only process that ever writes the database.
 
 It binds the PULL socket, takes every frame that is waiting (up to
-``ingest.batch_size`` records), and commits them in one APSW transaction: the
+``ingest.batch_size`` records or ``ingest.batch_max_bytes`` of frames, so a
+batch of big records stays bounded in memory too), and commits them in one APSW transaction: the
 rows of each kind with one ``executemany`` straight from the decoded messages,
 the FTS rows of the new log lines with one INSERT..SELECT, and each client's
 last sequence number, so ``flush()`` can tell what is durable. It commits as
@@ -72,6 +73,7 @@ class Writer(Child):
         self.clients = {row[0]: ClientState(*row) for row in self.conn.execute(
             f"SELECT {', '.join(schema.CLIENT_COLUMNS)} FROM ingest_clients")}
         self.batch_size = cfg["ingest.batch_size"]
+        self.batch_max_bytes = cfg["ingest.batch_max_bytes"]
         self.batch_wait = cfg["ingest.batch_wait_ms"] / 1000.0
         self.max_message_bytes = cfg["ingest.max_message_bytes"]
         self.limits = Limits.from_config(cfg)
@@ -146,11 +148,12 @@ class Writer(Child):
             reply = {"ok": False, "error": {"code": "bad_request", "message": str(exc)}}
         self.control.send_multipart(envelope + [msgpack.packb(reply, use_bin_type=True, default=str)])
     def receive(self) -> Batch:
-        """Every frame waiting now, up to ``batch_size`` records."""
+        """Every frame waiting now, up to ``batch_size`` records or until the
+        frames reach ``batch_max_bytes`` (so at most one frame past it)."""
         batch = Batch(self.clients, self.limits)
         sock = self.sock
         deadline = time.monotonic() + self.batch_wait if self.batch_wait else 0.0
-        while batch.records < self.batch_size:
+        while batch.records < self.batch_size and batch.bytes < self.batch_max_bytes:
             try:
                 frame = sock.recv(zmq.NOBLOCK, copy=not self.peer_ids)
             except zmq.Again:
