@@ -210,7 +210,8 @@ def op_reconfigure(w, p):
 def op_vacuum(w, p):
     """A full VACUUM, only on request. Ingestion waits meanwhile: what arrives stays
     queued in ZeroMQ (and in the clients) and is committed right after, nothing is
-    dropped while the queues hold (ingest.receive_hwm messages per client)."""
+    dropped while the queues hold (ingest.receive_hwm messages per client, then the
+    client's own bounded queue or spool)."""
     before = w.conn.execute("PRAGMA page_count").fetchall()[0][0]
     w.conn.execute("VACUUM")
     return {"pages_before": before, "pages_after": w.conn.execute("PRAGMA page_count").fetchall()[0][0]}
