@@ -166,3 +166,14 @@ def test_a_listing_of_big_lines_stops_at_the_byte_budget_and_the_cursor_brings_e
         found = d.ask("logs.search", q="zzzz", limit=1000, cursor=found["next"])
         ids += [r["id"] for r in found["rows"]]
     assert len(ids) == len(set(ids)) == 100
+    # and the lines around one line: each side stops at half the budget, nearest first
+    middle = sorted(seen)[50]
+    ctx = d.ask("logs.context", id=middle, before=1000, after=1000)
+    assert ctx["ok"] and ctx["byte_limited"] is True
+    rows = ctx["rows"]
+    [hit] = [r for r in rows if r["match"]]
+    assert hit["id"] == middle
+    assert sum(len(r["message"]) for r in rows if not r["match"]) <= MiB
+    ids = [r["id"] for r in rows]
+    assert ids == sorted(ids) and ids == list(range(ids[0], ids[-1] + 1))   # contiguous around it
+    assert 2 <= len(rows) < 150

@@ -245,14 +245,21 @@ def cmd_logs_context(ctx, p):
         raise P.BadParam("id", f"no log line with id {p['id']}")
     row = row[0]
 
+    text, max_bytes = Q.page_bounds(ctx.cfg, columns)
+
     def side(op: str, direction: str, n: int):
+        """The nearest lines on one side, up to n and half the page's byte budget."""
         w = Q.where("log", p)
         w.add(f"(timestamp, id) {op} (?, ?)", row[1], row[0])
-        return conn.execute(f"SELECT {cols} FROM system_logs{w.sql()} "
-                            f"ORDER BY timestamp {direction}, id {direction} LIMIT ?",
-                            w.args + [min(n, 1000)]).fetchall()
+        n = min(n, 1000)
+        cursor = conn.execute(f"SELECT {cols} FROM system_logs{w.sql()} "
+                              f"ORDER BY timestamp {direction}, id {direction} LIMIT ?",
+                              w.args + [n])
+        rows, _, cut = Q.bounded_rows(cursor, n, text, max_bytes // 2)
+        return rows, cut
 
-    before = side("<", "DESC", p.get("before", 5))
-    after = side(">", "ASC", p.get("after", 5))
+    before, cut_before = side("<", "DESC", p.get("before", 5))
+    after, cut_after = side(">", "ASC", p.get("after", 5))
     rows = [r + (False,) for r in reversed(before)] + [row + (True,)] + [r + (False,) for r in after]
-    return ok(rows, None, columns + ("match",))
+    extra = {"byte_limited": True} if cut_before or cut_after else {}
+    return ok(rows, None, columns + ("match",), **extra)
