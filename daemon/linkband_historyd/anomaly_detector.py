@@ -204,3 +204,46 @@ class AnomalyDetector:
         self.mag += self.LONG_ALPHA * (abs(v) - self.mag)
         self.level += self.LEVEL_ALPHA * (v - self.level)
         self.prev_value = v
+
+
+# -- a series through one detector --------------------------------------------------
+def scan(series, state: dict | None = None, *, threshold: float = SCORE_THRESHOLD,
+         after: float | None = None, step: float | None = None) -> dict:
+    """Feed the buckets of `series` (``[(t, v or None)]``, oldest first; those at or
+    before `after` skipped) to a detector restored from `state`.
+
+    Returns ``{"scores": [[t, score]] (non-zero scores only), "episodes": [...],
+    "state": the detector's new state}``. An episode begins at the first point of
+    a detector episode whose score reaches `threshold` and lasts while that
+    detector episode is open: ``{"t", "value", "expected", "score", "likelihood",
+    "kind" (spike, dip, level_shift), "start", "end", "n", "baseline": "online"}``
+    with t/value/expected at its first point and score the highest in it.
+    """
+    det = AnomalyDetector(state)
+    scores, episodes = [], []
+    current = None
+    for t, v in series:
+        if v is None or (after is not None and t <= after):
+            continue
+        t, v = float(t), float(v)
+        score = det.update(t, v)
+        if score:
+            scores.append([t, score])
+        if score >= threshold and not det.alerted:
+            det.alerted = True
+            current = {"t": t, "value": v, "expected": det.expected, "score": score,
+                       "likelihood": det.likelihood_now,
+                       "kind": "spike" if v >= (det.expected or 0.0) else "dip",
+                       "start": t, "end": t + (step or det.step or 0.0), "n": 1,
+                       "baseline": "online"}
+            episodes.append(current)
+        elif current is not None and det.alerted:
+            current["end"] = t + (step or det.step or 0.0)
+            current["score"] = max(current["score"], score)
+            if det.likelihood_now >= det.ON:
+                current["n"] += 1
+                if current["n"] > det.SHORT:
+                    current["kind"] = "level_shift"
+        else:
+            current = None
+    return {"scores": scores, "episodes": episodes, "state": det.state()}
