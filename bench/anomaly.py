@@ -1,7 +1,7 @@
 """Online anomaly detection scored on the Numenta Anomaly Benchmark (issue 15).
 
-    .venv/bin/python bench/anomaly.py --nab PATH [--in-process] [--threshold 0.5]
-        [--only SUBSTRING] [--json FILE]
+    .venv/bin/python bench/anomaly.py --nab PATH [--in-process] [--threshold 0.5] [--json FILE]
+    .venv/bin/python bench/anomaly.py --healthy DAYS [--per-bucket 30] [--threshold 0.5]
 
 ``--nab``: a checkout of github.com/numenta/NAB (nothing of it is in this repository;
 see ``nab_scoring``). Every one of NAB's 58 data files is scored, oldest row first.
@@ -21,6 +21,13 @@ reward_low_FN_rate profiles, after checking that the scoring reproduces one
 published detector's score from its raw results; then, at the shipped threshold,
 labeled windows detected and episodes starting outside every window per 1,000
 hours of data. Exit code 1 when the reproduction check is off by 0.1 or more.
+
+``--healthy DAYS``: the trend watch's alert rate on healthy SDK-shaped streams, no
+NAB needed: every metric of ``bench/soak.py`` (``common.METRICS``, the same value
+generators), DAYS simulated days of 5-minute buckets (the watch's default bucket),
+each bucket the average of ``--per-bucket`` samples, fed to one detector per metric
+in this process as the watch feeds it; prints alerts per metric per week at the
+threshold (target < 1).
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ import sys
 import time
 
 from nab_scoring import PROFILES, Nab
-from linkband_historyd.anomaly_detector import SCORE_THRESHOLD, AnomalyDetector
+from linkband_historyd.anomaly_detector import SCORE_THRESHOLD, AnomalyDetector, scan
 
 ANCHORS = ("ARTime", "numenta", "contextOSE", "earthgeckoSkyline", "knncad",
            "relativeEntropy", "randomCutForest", "twitterADVec", "windowedGaussian", "random",
@@ -90,13 +97,38 @@ def through_daemon(nab: Nab) -> dict:
     return out
 
 
+def healthy(days: float, per_bucket: int, threshold: float) -> int:
+    import random
+    from common import METRICS
+    step, start = 300, 1_714_521_600
+    rng = random.Random(15)
+    total = 0
+    print(f"healthy SDK streams: {len(METRICS)} metrics, {days:g} simulated days of {step} s "
+          f"buckets, {per_bucket} samples a bucket, threshold {threshold}")
+    for spec in METRICS:
+        series = [(start + i * step, sum(spec[4](rng) for _ in range(per_bucket)) / per_bucket)
+                  for i in range(int(days * 86400 / step))]
+        n = len(scan(series, threshold=threshold, step=step)["episodes"])
+        total += n
+        print(f"  {spec[1]:28s} {n:3d} alerts = {7 * n / days:.2f} per week")
+    rate = 7 * total / days / len(METRICS)
+    print(f"all: {total} alerts = {rate:.2f} per metric per week (target < 1)")
+    return 0 if rate < 1 else 1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--nab", required=True, help="a checkout of numenta/NAB")
+    ap.add_argument("--nab", help="a checkout of numenta/NAB")
+    ap.add_argument("--healthy", type=float, metavar="DAYS", help="alert rate on healthy streams")
+    ap.add_argument("--per-bucket", type=int, default=30)
     ap.add_argument("--in-process", action="store_true", help="no daemon: the detector here")
     ap.add_argument("--threshold", type=float, default=SCORE_THRESHOLD)
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args()
+    if args.healthy:
+        return healthy(args.healthy, args.per_bucket, args.threshold)
+    if not args.nab:
+        ap.error("--nab PATH (or --healthy DAYS) is required")
     nab = Nab(args.nab)
     nab.load()
     mine, published = nab.reproduce("numenta")

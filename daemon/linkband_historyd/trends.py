@@ -1,6 +1,11 @@
 """Trend analysis of metric series: robust trend, seasonal baseline, anomaly
 episodes, Holt forecast, correlation, and a one-alert-per-episode helper.
 
+``analyze`` (what ``metrics.trends`` answers) takes its anomalies from the online
+detector (``anomaly_detector``), as the trend watch does; ``anomalies`` and
+``check_newest`` here are the whole-range batch detector (a baseline fitted on the
+whole range, later buckets included), kept for offline looks at a finished range.
+
 Pure computation, standard library only: functions take series and return plain
 dicts and lists; nothing here touches the database or the sockets.
 
