@@ -108,7 +108,8 @@ def test_a_daemon_restart_keeps_each_watched_metrics_detector_state(daemon_facto
     c.store_metrics(_daily(now - STEP, days=3))
     assert c.flush(timeout=30)
     d.stop()
-    watch_env = {"LINKBAND_HISTORY_TREND_WATCH": "cpu_percent", "LINKBAND_HISTORY_SCHEDULER": "true"}
+    watch_env = {"LINKBAND_HISTORY_TREND_WATCH": "cpu_percent",
+                 "LINKBAND_HISTORY_SCHEDULER": "true"}
     d.env.update(watch_env)
     d.start()
     _watch_runs(d)
