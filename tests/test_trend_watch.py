@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 import time
 
+import pytest
+
 from conftest import EventCollector
 from linkband_historyd import config, schema
 from linkband_history.report_format import report_markdown
@@ -75,3 +77,85 @@ def test_watch_alerts_once_per_episode_and_trend_commands(daemon_factory):
     assert rep["ok"]
     md = report_markdown(rep["rows"][0])
     assert "cpu_percent 이상 감지" in md and "## Performance p95" in md
+
+
+def _watch_runs(d, timeout=60):
+    """Wait for a finished run of the trend watch job of this daemon's scheduler."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        runs = [r for r in d.ask("jobs").get("rows", []) if r["job"] == "trend_watch"]
+        if runs and runs[0]["state"] in ("done", "failed"):
+            assert runs[0]["state"] == "done", runs[0]
+            return runs[0]
+        time.sleep(0.2)
+    raise AssertionError("the trend watch did not run")
+
+
+def _saved(d):
+    conn = schema.open_reader(str(d.db_path))
+    try:
+        return schema.read_state(conn, "trend_watch", {})
+    finally:
+        conn.close()
+
+
+def test_a_daemon_restart_keeps_each_watched_metrics_detector_state(daemon_factory):
+    """The scheduler saves the detector through the writer; after a restart it goes
+    on from the saved state instead of learning again from trends.history_days."""
+    now = float(int(time.time() // STEP) * STEP)
+    d = daemon_factory(name="w", env={"LINKBAND_HISTORY_SCHEDULER": "false"})
+    c = d.client(max_queue=100_000)
+    c.store_metrics(_daily(now - STEP, days=3))
+    assert c.flush(timeout=30)
+    d.stop()
+    watch_env = {"LINKBAND_HISTORY_TREND_WATCH": "cpu_percent",
+                 "LINKBAND_HISTORY_SCHEDULER": "true"}
+    d.env.update(watch_env)
+    d.start()
+    _watch_runs(d)
+    first = _saved(d)["cpu_percent"]
+    assert first["detector"]["n"] >= 3 * 86400 // STEP - 2
+    assert first["last"] == now - 2 * STEP
+    d.client().store_metrics([{"timestamp": now - STEP, "metric_type": "cpu",
+                               "metric_name": "cpu_percent", "value": 20.0}])
+    assert d.client().flush(timeout=30)
+    d.stop()
+    d.env.update({**watch_env, "LINKBAND_HISTORY_TREND_HISTORY_DAYS": "1"})
+    d.start()
+    _watch_runs(d)
+    second = _saved(d)["cpu_percent"]
+    # one new bucket scored on top of the saved state; a fresh detector would have
+    # learnt one day only
+    assert second["detector"]["n"] == first["detector"]["n"] + 1
+    assert second["last"] == now - STEP
+
+
+def test_each_watch_and_each_query_sets_its_own_sensitivity(daemon_factory):
+    d = daemon_factory(env={"LINKBAND_HISTORY_SCHEDULER": "false"})
+    now = float(int(time.time() // STEP) * STEP)
+    spike = now - 2 * STEP
+    c = d.client(max_queue=100_000)
+    c.store_metrics(_daily(now, days=4, spike_at=spike))
+    assert c.flush(timeout=30)
+    r = d.ask("metrics.trends", metric_name="cpu_percent", since=now - 4 * 86400, until=now,
+              bucket="5m")
+    [e] = [e for e in r["rows"][0]["anomalies"] if abs(e["t"] - spike) <= STEP]
+    assert 0.5 <= e["score"] <= 1.0
+    assert [t for t, s in r["rows"][0]["anomaly_scores"] if s >= e["score"]] == [e["t"]]
+    strict = d.ask("metrics.trends", metric_name="cpu_percent", since=now - 4 * 86400,
+                   until=now, bucket="5m", threshold=min(1.0, e["score"] + 1e-6))
+    assert strict["ok"] and strict["rows"][0]["anomalies"] == []
+    bad = d.ask("metrics.trends", metric_name="cpu_percent", threshold=2)
+    assert not bad["ok"] and bad["error"]["code"] == "bad_param"
+    base = config.load(None, environ={}, cli={"daemon.data_dir": str(d.data_dir),
+                                              "daemon.runtime_dir": str(d.run_dir)})
+    conn = schema.open_reader(str(d.db_path))
+    w = WriterClient(d.control)
+    deaf = {**base, "trends.watch": [f"cpu_percent:{min(1.0, e['score'] + 1e-6)}"]}
+    assert watch(conn, w, deaf, now + 1)["alerts"] == 0
+    w.call("state.set", key="trend_watch", value={})
+    assert watch(conn, w, {**base, "trends.watch": ["cpu_percent:0.5"]}, now + 1)["alerts"] == 1
+    w.close()
+    conn.close()
+    with pytest.raises(config.ConfigError):
+        config.load(None, environ={"LINKBAND_HISTORY_TREND_WATCH": "cpu_percent:7"}, cli={})

@@ -383,3 +383,87 @@ def test_scheduled_job_alerts_once_per_episode():
     assert [k for _, k in alerts] in (["level_shift", "spike"], ["spike", "spike"])
     assert start + 10 <= alerts[0][0] <= start + 16 and alerts[1][0] == start + 50
     assert state["alerts"] == 2 and not state["active"]
+
+
+# --- the online detector (anomaly_detector): each bucket once, from the past only ---
+from linkband_historyd import anomaly_detector  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def online():
+    """(injected anomalies, online episodes) per seed, at the shipped threshold."""
+    runs = []
+    for seed in DETECTION_SEEDS:
+        rng = random.Random(seed)
+        series, sigmas = daily_series(rng)
+        injected = inject(rng, series, sigmas)
+        runs.append((injected, anomaly_detector.scan(series, step=STEP)["episodes"]))
+    return runs
+
+
+def test_the_online_detector_finds_every_kind_and_raises_no_false_episode(online):
+    """Spikes, dips, level shifts and drifts of 4-14 sigma on a daily CPU-like
+    series: over half are found (an anomaly within 12 h of an earlier episode is
+    part of it, by design) and no episode is outside an injected anomaly."""
+    by_kind = {}
+    for injected, eps in online:
+        for kind, s, t in injected:
+            by_kind.setdefault(kind, []).append(any(overlaps(e, s, t + 3600) for e in eps))
+        for e in eps:
+            assert any(overlaps(e, s, t + 3600) for _, s, t in injected), e
+            assert 0.5 <= e["score"] <= 1.0 and e["baseline"] == "online"
+    found = [f for fs in by_kind.values() for f in fs]
+    assert sum(found) / len(found) >= 0.5
+    assert all(sum(fs) / len(fs) >= 0.3 for fs in by_kind.values()), by_kind
+
+
+@pytest.mark.parametrize("days", [14, 3])
+def test_the_online_detector_raises_nothing_on_a_clean_daily_peak(days):
+    for seed in range(100, 105):
+        series, _ = daily_series(random.Random(seed), days=days)
+        out = anomaly_detector.scan(series, step=STEP)
+        assert out["episodes"] == []
+        assert all(0 <= s < anomaly_detector.SCORE_THRESHOLD for _, s in out["scores"])
+
+
+def test_a_constant_stretch_then_a_small_wiggle_raises_no_alarm():
+    flat = [(T0 + i * STEP, 50.0) for i in range(3 * PER_DAY)]
+    wiggle = [(T0 + (len(flat) + i) * STEP, 50.0 + (0.05 if i % 2 else -0.05)) for i in range(60)]
+    out = anomaly_detector.scan(flat + wiggle, step=STEP)
+    assert out["episodes"] == []
+    big = [(t, v + 20) for t, v in wiggle[:1]]                   # a real jump still alerts
+    assert len(anomaly_detector.scan(flat + big, step=STEP)["episodes"]) == 1
+
+
+def test_a_level_shift_alerts_once_then_the_new_level_is_normal():
+    rng = random.Random(1)
+    series = [(T0 + i * STEP, 50 + rng.gauss(0, 2) + (15 if i >= 1000 else 0))
+              for i in range(4000)]
+    out = anomaly_detector.scan(series, step=STEP)
+    [e] = out["episodes"]
+    assert 1000 <= (e["t"] - T0) / STEP <= 1006 and e["value"] > e["expected"]
+    before = anomaly_detector.scan(series[:2000], step=STEP)["state"]
+    assert anomaly_detector.scan(series[2000:], before, step=STEP)["episodes"] == []
+
+
+def test_the_detector_state_is_small_json_and_resumes_exactly():
+    series, _ = daily_series(random.Random(9), days=5)
+    whole = anomaly_detector.scan(series, step=STEP)
+    half = anomaly_detector.scan(series[:700], step=STEP)
+    text = json.dumps(half["state"], allow_nan=False)
+    assert len(text) < 4096
+    rest = anomaly_detector.scan(series[700:], json.loads(text), step=STEP)
+    assert half["scores"] + rest["scores"] == whole["scores"]
+    assert rest["state"] == whole["state"]
+
+
+def test_gaps_duplicates_and_out_of_order_times_are_scored_without_blowing_up():
+    rng = random.Random(2)
+    series = [(T0 + i * STEP, 10 + rng.gauss(0, 1)) for i in range(2000)]
+    series = series[:800] + series[1200:]                               # a gap
+    series.insert(500, series[500])                                     # a duplicate
+    series.insert(600, (series[600][0] - 7 * STEP, series[600][1]))     # a late point
+    series.append((series[-1][0] + STEP, float("nan")))
+    out = anomaly_detector.scan(series, step=STEP)
+    assert out["episodes"] == []
+    json.dumps(out["state"], allow_nan=False)

@@ -129,6 +129,16 @@ def _str_list(v):
     return [x.strip() for x in items if x.strip()]
 
 
+def _watch_list(v):
+    """Watched metrics: 'name' or 'name:threshold' (a score in 0.3..1)."""
+    out = _str_list(v)
+    for item in out:
+        name, sep, thr = item.rpartition(":")
+        if sep and (not name or not 0.3 <= _float(0.3, 1.0)(thr) <= 1.0):
+            raise ValueError(f"{item!r}: must be name or name:threshold")
+    return out
+
+
 def _int_list(v):
     items = _str_list(v) if isinstance(v, str) else v
     try:
@@ -284,14 +294,15 @@ Option("collector.pids", [], _int_list, "LINKBAND_HISTORY_COLLECTOR_PIDS", None,
            "SDK processes to follow by pid", applies=CHILD),
 Option("collector.mounts", [], _str_list, "LINKBAND_HISTORY_COLLECTOR_MOUNTS", None,
            "mount points whose usage is sampled; empty: every physical mount", applies=CHILD),
-Option("trends.watch", [], _str_list, "LINKBAND_HISTORY_TREND_WATCH", None,
-           "metrics the trend watch checks for anomalies (alert + trend_alert once per episode)", applies=CHILD),
+Option("trends.watch", [], _watch_list, "LINKBAND_HISTORY_TREND_WATCH", None,
+           "metrics the trend watch scores as they arrive, each 'name' or 'name:threshold' "
+           "(alert + trend_alert once per episode)", applies=CHILD),
 Option("trends.bucket_s", 300, _int(60, 86400), "LINKBAND_HISTORY_TREND_BUCKET_S", None,
            "bucket of the watched series, and how often the watch runs (seconds)", applies=CHILD),
 Option("trends.history_days", 14.0, _float(1, 365), "LINKBAND_HISTORY_TREND_HISTORY_DAYS", None,
-           "history the time-of-day baseline is learnt from", applies=CHILD),
-Option("trends.newest_buckets", 2, _int(1, 100), "LINKBAND_HISTORY_TREND_NEWEST", None,
-           "an episode touching this many newest buckets raises an alert", applies=CHILD),
+           "history a watched metric's detector learns from when it has no saved state", applies=CHILD),
+Option("trends.threshold", 0.5, _float(0.3, 1.0), "LINKBAND_HISTORY_TREND_THRESHOLD", None,
+           "anomaly score (0.3..1) at which a watched metric alerts; higher: fewer alerts", applies=CHILD),
 Option("retention.metric_days", 30.0, _float(0), "LINKBAND_HISTORY_METRIC_DAYS", None,
            "metric detail rows are kept this many days (0: for ever)", applies=CHILD),
 Option("retention.performance_days", 30.0, _float(0), "LINKBAND_HISTORY_PERFORMANCE_DAYS", None,

@@ -14,6 +14,7 @@ from linkband_history.protocol import ok
 from . import params as P
 from . import schema
 from . import patterns, trends
+from .anomaly_detector import SCORE_THRESHOLD, scan
 from . import query_engine as Q
 from .registry import command
 
@@ -31,8 +32,19 @@ def series(conn, name: str, since: float, until: float, step: int) -> list:
     return [(float(t), got.get(float(t))) for t in range(first, int(until), step)]
 
 
+def threshold(v):
+    """An anomaly score threshold, 0.3..1 (below 0.3 no detector episode is open)."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        raise P.BadParam("threshold", "must be a number from 0.3 to 1") from None
+    if isinstance(v, bool) or not 0.3 <= x <= 1.0:
+        raise P.BadParam("threshold", "must be a number from 0.3 to 1")
+    return x
+
+
 TRENDS = dict(metric_name=P.text_list, since=P.time_value, until=P.time_value, bucket=Q.bucket,
-              horizon=P.positive_int, tz_offset_s=P.non_negative_int)
+              horizon=P.positive_int, tz_offset_s=P.non_negative_int, threshold=threshold)
 
 
 def _range(p):
@@ -46,8 +58,9 @@ def _range(p):
     return since, until, step
 
 
-@command("metrics.trends", "trend, anomalies (against the time-of-day profile), forecast and "
-         "correlations of metrics over a range (the SDK's TrendAnalysis)", TRENDS, cached=True)
+@command("metrics.trends", "trend, anomalies (the online detector over the range, oldest bucket "
+         "first; scores 0..1, episodes from threshold), forecast and correlations of metrics over "
+         "a range (the SDK's TrendAnalysis)", TRENDS, cached=True)
 def cmd_metrics_trends(ctx, p):
     names = p.get("metric_name")
     if not names:
@@ -58,7 +71,7 @@ def cmd_metrics_trends(ctx, p):
     for n, s in data.items():
         others = {m: v for m, v in data.items() if m != n}
         a = trends.analyze(s, step, p.get("horizon", 12), name=n, related=others or None,
-                           tz_offset_s=p.get("tz_offset_s", 0))
+                           threshold=p.get("threshold", SCORE_THRESHOLD))
         rows.append({"metric_name": n, "bucket_seconds": step, **a})
     corr = trends.correlation(data) if len(data) > 1 else []
     return ok(rows, None, correlation=corr)
@@ -76,7 +89,8 @@ def cmd_analyze(ctx, p):
         (since,))]
     data = {n: series(ctx.conn, n, since, until, step) for n in names}
     rows = [{"metric_name": n, "bucket_seconds": step,
-             **trends.analyze(s, step, p.get("horizon", 12), tz_offset_s=p.get("tz_offset_s", 0))}
+             **trends.analyze(s, step, p.get("horizon", 12),
+                              threshold=p.get("threshold", SCORE_THRESHOLD))}
             for n, s in data.items()]
     top = trends.correlation(data)[: p.get("top", 10)] if len(data) > 1 else []
     return ok(rows, None, correlation=top)
@@ -84,25 +98,45 @@ def cmd_analyze(ctx, p):
 
 # -- the trend watch (a scheduler job) ------------------------------------------------
 
+def watched(cfg: dict) -> dict:
+    """{metric name: its alert threshold} from trends.watch ('name' or 'name:threshold')."""
+    out = {}
+    for item in cfg["trends.watch"]:
+        name, sep, thr = item.rpartition(":")
+        out[name if sep else item] = float(thr) if sep else cfg["trends.threshold"]
+    return out
+
+
 def watch(conn, writer, cfg: dict, now: float) -> dict:
-    """Anomaly detection on the newest buckets of the watched metrics; one alert
-    (alert_history, source_component trend_analyzer) and one ``trend_alert``
-    event per episode, not per bucket."""
-    names = cfg["trends.watch"]
+    """Score the buckets of each watched metric that arrived since the last run
+    with that metric's online detector (restored from, and saved back to,
+    writer_state); one alert (alert_history, source_component trend_analyzer)
+    and one ``trend_alert`` event per episode, not per bucket. A metric without
+    saved state learns from ``trends.history_days`` first; then only an episode
+    still open at the newest bucket alerts."""
+    names = watched(cfg)
     if not names:
         return {"watched": 0}
     step = cfg["trends.bucket_s"]
     states = schema.read_state(conn, WATCH_KEY, {})
     until = float(int(now // step) * step)                     # whole buckets only
-    since = until - cfg["trends.history_days"] * 86400
     alerts = []
-    for name in names:
+    for name, thr in names.items():
+        saved = states.get(name) or {}
+        last = saved.get("last")
+        since = until - cfg["trends.history_days"] * 86400
+        if last is not None:
+            since = max(since, last + step)
+        if since >= until:
+            continue
         s = series(conn, name, since, until, int(step))
-        state, episode = trends.check_newest(states.get(name), s, step,
-                                             newest=cfg["trends.newest_buckets"])
-        states[name] = state
-        if episode:
-            alerts.append(_alert(name, episode, now))
+        out = scan(s, saved.get("detector"), threshold=thr, after=last, step=step)
+        states[name] = {"detector": out["state"], "last": max([last or since - step] +
+                                                            [t for t, v in s if v is not None])}
+        fresh = out["episodes"]                 # each begins in a bucket not scored before
+        if last is None:                         # learning from history: only one still open
+            fresh = [e for e in fresh if e["end"] >= until]
+        alerts.extend(_alert(name, e, now) for e in fresh)
     if alerts:
         writer.call("alerts.store", alerts=alerts)
         for a in alerts:
@@ -117,11 +151,11 @@ def _alert(name: str, e: dict, now: float) -> dict:
         "timestamp": now, "level": "WARNING", "category": "DATA",
         "title": f"{name} 이상 감지 ({e['kind']})",
         "description": (f"{name} 값 {e['value']:.3g}이(가) 예상값 {e['expected']:.3g}보다 {direction} "
-                        f"(score {e['score']:.1f}, {e['kind']}) / {name} {e['kind']}: "
+                        f"(score {e['score']:.2f}, {e['kind']}) / {name} {e['kind']}: "
                         f"{e['value']:.3g} vs expected {e['expected']:.3g}"),
         "source_component": "trend_analyzer",
         "metadata": {"metric_name": name, **{k: e[k] for k in ("kind", "start", "end", "t", "value",
-                                                               "expected", "score")}},
+                                                               "expected", "score", "likelihood")}},
     }
 
 

@@ -1,6 +1,11 @@
 """Trend analysis of metric series: robust trend, seasonal baseline, anomaly
 episodes, Holt forecast, correlation, and a one-alert-per-episode helper.
 
+``analyze`` (what ``metrics.trends`` answers) takes its anomalies from the online
+detector (``anomaly_detector``), as the trend watch does; ``anomalies`` and
+``check_newest`` here are the whole-range batch detector (a baseline fitted on the
+whole range, later buckets included), kept for offline looks at a finished range.
+
 Pure computation, standard library only: functions take series and return plain
 dicts and lists; nothing here touches the database or the sockets.
 
@@ -16,6 +21,8 @@ import math
 import statistics
 from collections import Counter, deque
 from datetime import datetime, timezone
+
+from . import anomaly_detector
 
 MAD_SIGMA = 1.4826       # normal sigma per unit of median absolute deviation
 PERIODS = {"day": 86_400, "week": 604_800}
@@ -482,16 +489,24 @@ def summarize(tr: dict, episodes: list[dict], fc: list[dict], span_s: float,
 
 
 def analyze(series, step: float | None = None, horizon: int = 12, *, name: str | None = None,
-            related: dict | None = None, **anomaly_options) -> dict:
+            related: dict | None = None, threshold: float = anomaly_detector.SCORE_THRESHOLD,
+            state: dict | None = None) -> dict:
     """Everything about one series, the SDK's TrendAnalysis shape:
     ``{"trend_direction", "trend_strength", "slope_per_hour", "trend" (the
-    trend() dict), "anomalies", "forecast", "correlation", "summary"}``.
+    trend() dict), "anomalies", "anomaly_scores", "forecast", "correlation",
+    "summary"}``.
+    Anomalies come from the online detector (``anomaly_detector.scan``): every
+    bucket once, oldest first, from `state` (a fresh detector by default), so a
+    bucket is judged on the buckets before it only; ``anomaly_scores`` are its
+    non-zero scores ``[[t, score]]`` and ``anomalies`` the episodes whose score
+    reaches `threshold`.
     ``related``: other series by name; ``correlation`` then lists this series'
-    (called `name`, default "value") pairs with them, strongest first.
-    ``anomaly_options`` go to anomalies() (period, tz_offset_s, spike_z, ...)."""
+    (called `name`, default "value") pairs with them, strongest first."""
     step = step or infer_step(series) or 1.0
     tr = trend(series)
-    episodes = anomalies(series, step, **anomaly_options)
+    online = anomaly_detector.scan(sorted(series, key=lambda p: p[0]), state,
+                                   threshold=threshold, step=step)
+    episodes = online["episodes"]
     fc = forecast(series, step, horizon)
     corr = []
     if related:
@@ -501,7 +516,7 @@ def analyze(series, step: float | None = None, horizon: int = 12, *, name: str |
     span = pts[-1][0] - pts[0][0] + step if pts else 0.0
     return {"trend_direction": tr["direction"], "trend_strength": tr["strength"],
             "slope_per_hour": tr["slope_per_hour"], "trend": tr, "anomalies": episodes,
-            "forecast": fc, "correlation": corr,
+            "anomaly_scores": online["scores"], "forecast": fc, "correlation": corr,
             "summary": summarize(tr, episodes, fc, span, name)}
 
 

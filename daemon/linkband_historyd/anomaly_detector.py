@@ -1,0 +1,249 @@
+"""Online anomaly detection of one metric series: a score in [0, 1] per point.
+
+Reads each point once, in time order, and decides from the past only; its state
+is a small dict of numbers (``state()``/``AnomalyDetector(state)``) that the
+scheduler keeps in ``writer_state`` between runs.
+
+Two published ideas, put together:
+
+* A robust prediction error per point (exponentially weighted level and mean
+  absolute deviation, as in EWMA control charts, Roberts 1959; Hunter 1986),
+  turned into a *raw* surprise in [0, 1].
+* The anomaly-likelihood post-processing of Numenta's HTM detector (Ahmad,
+  Lavin, Purdy, Agha, "Unsupervised real-time anomaly detection for streaming
+  data", Neurocomputing 2017, section 4.3): the short-term mean of the raw
+  surprise is compared with its own long-term distribution (a Gaussian), and
+  the tail probability ``1 - Q((mu_short - mu) / sigma)`` is the likelihood;
+  the score is that likelihood on the log scale of the paper
+  (``log(1.0000000001 - L) / log(1e-10)``), so 0.5 means L = 0.99999.
+
+Real series break naive z-scores; each case has a guard:
+constant stretches (the spread is floored by a slowly forgetting long-run
+spread, by a fraction of the level, and by the series' value quantum, so a
+tiny wiggle after a flat stretch is not a 1e5 sigma event); level shifts (the
+level follows in a few dozen points and the likelihood's long-term
+distribution absorbs the burst, so a shift alarms once then becomes normal);
+gaps (a gap of more than GAP_STEPS steps shortens the memory so the level
+re-learns); duplicate and out-of-order timestamps (a point is scored but a
+non-increasing time does not move the step estimate).
+"""
+from __future__ import annotations
+
+import math
+
+SCORE_THRESHOLD = 0.5        # the shipped threshold: an alert where a score reaches it
+LOG_FLOOR = 1e-10            # the paper's log scale: score 1.0 at L = 1 - 1e-10
+GAP_STEPS = 12               # a gap of more steps than this partly resets the spread
+
+
+def _q(x: float) -> float:
+    """Upper tail of the standard normal."""
+    return 0.5 * math.erfc(x / math.sqrt(2.0))
+
+
+def log_score(likelihood: float) -> float:
+    """The likelihood on the paper's log scale, in [0, 1]."""
+    return min(1.0, max(0.0, math.log(1.0000000001 - likelihood) / math.log(LOG_FLOOR)))
+
+
+class AnomalyDetector:
+    """One series' online detector: ``update(t, v)`` returns the point's score.
+
+    After each update, ``likelihood_now`` is the point's likelihood (log scale),
+    ``expected`` the value the chosen predictor expected, and ``episode_open``
+    whether an episode is open. Episodes: one opens where the likelihood
+    reaches ON and closes after HOLD points below it. The *score* is the
+    likelihood at the points that raise the open episode's peak (its first
+    point, or a stronger one) and 0 elsewhere, so one threshold turns an
+    episode into one alert, early, and a long disturbance is not counted again
+    and again.
+    """
+
+    FIELDS = ("n", "t", "step", "level", "dev", "dev_long", "mag", "quantum", "prev_value",
+              "recent", "dist", "peak", "quiet", "slots", "err", "alerted")
+    LEVEL_ALPHA = 0.1        # level: ~10 points of memory
+    DEV_ALPHA = 0.02         # mean absolute deviation: ~50 points
+    LONG_ALPHA = 0.002       # long-run spread and magnitude: ~500 points
+    SHORT = 6                # surprises averaged for the sustained test
+    LIK_ALPHA = 0.002        # long-term distribution of the surprises
+    VAR_FLOOR = 0.05         # lower bound of that distribution's variance
+    WARMUP = 30              # points scored 0 while the statistics form
+    REL_FLOOR = 1e-3         # spread floor: this fraction of the typical magnitude
+    LONG_FLOOR = 0.25        # spread floor: this fraction of the long-run spread
+    SLOTS = 48               # the daily profile: half-hour slots
+    SLOT_ALPHA = 0.05        # each slot's mean and deviation
+    SEASON_DAYS = 3          # days seen before the profile may be used
+    ERR_ALPHA = 0.005        # which predictor has been better lately
+    ON = 0.3                 # an episode is open while the likelihood is at least this
+    HOLD = 144               # ... and until this many points in a row fall below it
+
+    def __init__(self, state: dict | None = None):
+        s = state or {}
+        for f in self.FIELDS:
+            setattr(self, f, s.get(f))
+        self.n = int(self.n or 0)
+        self.recent = list(self.recent or [])
+        self.dist = list(self.dist or [0.0, 0.0, 0.0, 0.0])
+        self.peak = self.peak or 0.0
+        self.quiet = self.quiet or 0
+        self.err = list(self.err or [0.0, 0.0])
+        self.alerted = bool(self.alerted)
+        self.likelihood_now, self.expected = 0.0, None
+
+    def state(self) -> dict:
+        """The whole state, JSON-safe: numbers and short lists."""
+        return {f: getattr(self, f) for f in self.FIELDS}
+
+    @property
+    def episode_open(self) -> bool:
+        return self.peak > 0
+
+    # -- one point ----------------------------------------------------------------
+    def update(self, t: float, v: float) -> float:
+        """The point's score in [0, 1] (see the class docstring)."""
+        lik = self.likelihood_now = self._likelihood(float(t), v)
+        if lik >= self.ON:
+            self.quiet = 0
+            if lik > self.peak:
+                self.peak = lik
+                return lik
+            return 0.0
+        self.quiet += 1
+        if self.peak and self.quiet > self.HOLD:
+            self.peak, self.alerted = 0.0, False
+        return 0.0
+
+    def _likelihood(self, t: float, v) -> float:
+        if v is None or not math.isfinite(v):
+            return 0.0
+        self._track_time(t)
+        if self.n == 0:
+            self.level, self.dev, self.dev_long, self.mag = v, 0.0, 0.0, abs(v)
+            self.quantum, self.n, self.expected, self.prev_value = 0.0, 1, v, v
+            return 0.0
+        u = math.log1p(self._z(t, v))
+        self._learn_season(t, v)
+        self._learn(v)
+        self.recent.append(u)
+        if len(self.recent) > self.SHORT:
+            self.recent.pop(0)
+        ubar = sum(self.recent) / len(self.recent)
+        p = min(self._tail(0, u), self._tail(2, ubar))
+        self.n += 1
+        return log_score(1.0 - p) if self.n > self.WARMUP else 0.0
+
+    def _tail(self, i: int, x: float) -> float:
+        """Upper tail probability of x under distribution i (mean, var), then learn x."""
+        mu, var = self.dist[i], self.dist[i + 1]
+        p = _q((x - mu) / math.sqrt(max(var, self.VAR_FLOOR)))
+        d = x - mu
+        a = max(self.LIK_ALPHA, 1.0 / self.n)
+        self.dist[i] = mu + a * d
+        self.dist[i + 1] = (1 - a) * (var + a * d * d)
+        return p
+
+    def _track_time(self, t: float) -> None:
+        """Step estimate from increasing times only; a long gap widens the spread."""
+        if self.t is not None and t > self.t:
+            gap = t - self.t
+            if self.step is None:
+                self.step = gap
+            elif gap > GAP_STEPS * self.step and self.n:
+                self.dev = max(self.dev, self.dev_long)
+            else:
+                self.step += 0.05 * (gap - self.step)
+        if self.t is None or t > self.t:
+            self.t = t
+
+    # -- predictors ---------------------------------------------------------------
+    def _floor(self) -> float:
+        """No spread below a share of the long-run spread, of the magnitude, or the
+        value's resolution: a flat stretch does not make a wiggle infinite."""
+        return max(self.LONG_FLOOR * self.dev_long, self.REL_FLOOR * self.mag, self.quantum,
+                   1e-12)
+
+    def _slot(self, t: float) -> int:
+        return int((t % 86_400) // (86_400 / self.SLOTS))
+
+    def _z(self, t: float, v: float) -> float:
+        """Surprise of v: against the recent level, or against the daily profile's
+        slot when the profile has predicted better than the level lately."""
+        self.expected = self.level
+        z = abs(v - self.level) / (1.25 * max(self.dev, self._floor()))
+        if not self.slots or self.n * (self.step or 0) < self.SEASON_DAYS * 86_400:
+            return z
+        mean, dev = self.slots[0][self._slot(t)], self.slots[1][self._slot(t)]
+        if mean is None or self.err[1] >= self.err[0]:
+            return z
+        self.expected = mean
+        return abs(v - mean) / (1.25 * max(dev, self._floor()))
+
+    def _learn_season(self, t: float, v: float) -> None:
+        if not self.slots:
+            self.slots = [[None] * self.SLOTS, [0.0] * self.SLOTS]
+        k = self._slot(t)
+        mean, dev = self.slots[0][k], self.slots[1][k]
+        if mean is None:
+            self.slots[0][k] = v
+            return
+        e_season, e_level = abs(v - mean), abs(v - self.level)
+        self.err[0] += self.ERR_ALPHA * (e_level - self.err[0])
+        self.err[1] += self.ERR_ALPHA * (e_season - self.err[1])
+        self.slots[1][k] = dev + self.SLOT_ALPHA * (e_season - dev)
+        self.slots[0][k] = mean + self.SLOT_ALPHA * (v - mean)
+
+    def _learn(self, v: float) -> None:
+        err = abs(v - self.level)
+        if self.prev_value is not None:
+            change = abs(v - self.prev_value)
+            if change > 0 and (not self.quantum or change < self.quantum):
+                self.quantum = change            # the smallest change seen: the resolution
+        spread = 1.25 * max(self.dev, self._floor())
+        self.dev += self.DEV_ALPHA * (min(err, 5 * spread) - self.dev)
+        self.dev_long += self.LONG_ALPHA * (err - self.dev_long)
+        self.mag += self.LONG_ALPHA * (abs(v) - self.mag)
+        self.level += self.LEVEL_ALPHA * (v - self.level)
+        self.prev_value = v
+
+
+# -- a series through one detector --------------------------------------------------
+def scan(series, state: dict | None = None, *, threshold: float = SCORE_THRESHOLD,
+         after: float | None = None, step: float | None = None) -> dict:
+    """Feed the buckets of `series` (``[(t, v or None)]``, oldest first; those at or
+    before `after` skipped) to a detector restored from `state`.
+
+    Returns ``{"scores": [[t, score]] (non-zero scores only), "episodes": [...],
+    "state": the detector's new state}``. An episode begins at the first point of
+    a detector episode whose score reaches `threshold` and lasts while that
+    detector episode is open: ``{"t", "value", "expected", "score", "likelihood",
+    "kind" (spike, dip, level_shift), "start", "end", "n", "baseline": "online"}``
+    with t/value/expected at its first point and score the highest in it.
+    """
+    det = AnomalyDetector(state)
+    scores, episodes = [], []
+    current = None
+    for t, v in series:
+        if v is None or (after is not None and t <= after):
+            continue
+        t, v = float(t), float(v)
+        score = det.update(t, v)
+        if score:
+            scores.append([t, score])
+        if score >= threshold and not det.alerted:
+            det.alerted = True
+            current = {"t": t, "value": v, "expected": det.expected, "score": score,
+                       "likelihood": det.likelihood_now,
+                       "kind": "spike" if v >= (det.expected or 0.0) else "dip",
+                       "start": t, "end": t + (step or det.step or 0.0), "n": 1,
+                       "baseline": "online"}
+            episodes.append(current)
+        elif current is not None and det.alerted:
+            current["end"] = t + (step or det.step or 0.0)
+            current["score"] = max(current["score"], score)
+            if det.likelihood_now >= det.ON:
+                current["n"] += 1
+                if current["n"] > det.SHORT:
+                    current["kind"] = "level_shift"
+        else:
+            current = None
+    return {"scores": scores, "episodes": episodes, "state": det.state()}
