@@ -39,7 +39,8 @@ import sys
 import time
 
 from nab_scoring import PROFILES, Nab
-from linkband_historyd.anomaly_detector import SCORE_THRESHOLD, AnomalyDetector, scan
+
+from linkband_historyd.trends.anomaly_detector import SCORE_THRESHOLD, AnomalyDetector, scan
 
 ANCHORS = ("ARTime", "numenta", "contextOSE", "earthgeckoSkyline", "knncad",
            "relativeEntropy", "randomCutForest", "twitterADVec", "windowedGaussian", "random",
@@ -63,7 +64,9 @@ def _step(epochs: list[float]) -> int:
 def through_daemon(nab: Nab) -> dict:
     import shutil
     import tempfile
+
     from common import note, stop_daemon
+
     from linkband_historyd.harness import DaemonProcess
     base = tempfile.mkdtemp(prefix="lbh-nab-")
     d = DaemonProcess(base, log_level="WARNING", env={
@@ -100,6 +103,7 @@ def through_daemon(nab: Nab) -> dict:
 
 def healthy(days: float, per_bucket: int, threshold: float) -> int:
     import random
+
     from common import METRICS
     step, start = 300, 1_714_521_600
     rng = random.Random(15)

@@ -1,7 +1,7 @@
 """A candidate detector for issue 15, kept in bench/ because it is not shippable yet.
 
 It scores better on the Numenta Anomaly Benchmark than the shipped detector
-(``linkband_historyd.anomaly_detector``) but fails two of the product's own checks:
+(``linkband_historyd.trends.anomaly_detector``) but fails two of the product's own checks:
 it raises episodes on the clean synthetic daily peak at any threshold that keeps
 the synthetic anomalies, and its state (two histograms and up to 80 prototype
 windows) is about 15 KB of JSON instead of under 4 KB. ``bench/anomaly.py --nab
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 
-from linkband_historyd import anomaly_detector as shipped
+from linkband_historyd.trends import anomaly_detector as shipped
 
 
 def _gpd_tail(x: float, mean: float, var: float) -> float:

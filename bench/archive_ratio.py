@@ -1,6 +1,6 @@
 """Archive size and speed: bytes per row of metric and log rows as JSON lines, JSON
 lines + zstd-19 (the reference of shared/reference/measured-limits.md) and the
-archive format (``linkband_historyd.archive_format``), with the reduction and
+archive format (``linkband_historyd.archive.file_format``), with the reduction and
 the write / read speed in rows per second.
 
 Run: ``.venv/bin/python bench/archive_ratio.py [--metric-rows N] [--log-rows N]
@@ -34,11 +34,11 @@ import sys
 import tempfile
 import time
 
+import common
 import zstandard
 
-import common
 from linkband_history.protocol import dumps_json
-from linkband_historyd import archive_format as af
+from linkband_historyd.archive import file_format as af
 
 METRIC_COLS = ["id", "timestamp", "metric_type", "metric_name", "value", "unit", "tags"]
 LOG_COLS = ["id", "timestamp", "level", "logger_name", "message", "module", "function_name",

@@ -13,7 +13,7 @@ Default run: about 30 s. Two parts:
    of its records (``protocol.row_from_record``, what ``store_metrics`` does in
    the caller's thread). Shown as µs per sample and as % of one core at 1 s.
 2. End to end, over ``--seconds`` of wall time: the collector as it is deployed
-   standalone (``python -m linkband_historyd.collector --interval I --pid ...``,
+   standalone (``python -m linkband_historyd.collector.system_metrics --interval I --pid ...``,
    pushing into a real daemon, ``harness.DaemonProcess`` in a
    ``tempfile.mkdtemp()``) and, at the same time, a plain loop in another
    process making the raw psutil calls on the same schedule (``--raw-loop``).
@@ -41,11 +41,10 @@ import threading
 import time
 
 import psutil
+from common import daemon_cpu, fresh_daemon, note, print_machine, print_summary, print_table, warn
 
-from common import (daemon_cpu, fresh_daemon, note, print_machine, print_summary,
-                    print_table, warn)
 from linkband_history import protocol
-from linkband_historyd.collector import SystemCollector, physical_mounts
+from linkband_historyd.collector.system_metrics import SystemCollector, physical_mounts
 
 TARGET = 1.0            # % of one core at 1 s
 
@@ -180,7 +179,7 @@ def main() -> int:
         # 2. end to end: the standalone collector into the daemon, and the raw loop
         follow = [a for pid in pids for a in ("--pid", str(pid))] if not names else \
             [a for n in names for a in ("--process-name", n)]
-        coll = subprocess.Popen([sys.executable, "-m", "linkband_historyd.collector",
+        coll = subprocess.Popen([sys.executable, "-m", "linkband_historyd.collector.system_metrics",
                                  "--ingest", d.ingest, "--query", d.query,
                                  "--interval", str(args.interval), "--log-level", "WARNING",
                                  *follow])

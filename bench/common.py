@@ -36,9 +36,9 @@ import apsw
 import psutil
 import zmq
 
-from linkband_historyd import fts_merger, schema
 from linkband_historyd.harness import DaemonProcess
-from linkband_historyd.latency import BOUNDS, LatencyHistogram
+from linkband_historyd.storage import fts_merger, schema
+from linkband_historyd.storage.ingest_latency import BOUNDS, LatencyHistogram
 
 # -- realistic SDK data -------------------------------------------------------
 

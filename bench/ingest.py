@@ -74,11 +74,29 @@ import sys
 import tempfile
 import time
 
-from common import (HOSTS, MAKERS, METRICS, STORE, TABLE, CpuMeter, fresh_daemon, load_average,
-                    make_metrics, metric_record, note, pct, print_machine, print_summary,
-                    print_table, remove_db, wait_tick, warn)
+from common import (
+    HOSTS,
+    MAKERS,
+    METRICS,
+    STORE,
+    TABLE,
+    CpuMeter,
+    fresh_daemon,
+    load_average,
+    make_metrics,
+    metric_record,
+    note,
+    pct,
+    print_machine,
+    print_summary,
+    print_table,
+    remove_db,
+    wait_tick,
+    warn,
+)
+
 from linkband_history import HistoryClient, protocol
-from linkband_historyd import schema
+from linkband_historyd.storage import schema
 
 CHUNK = 500
 QUERY_METRIC = "cpu_percent"

@@ -53,15 +53,35 @@ import sys
 import tempfile
 import time
 
-from common import (HOSTS, METRICS, CpuMeter, fill_table, latency_between, load_average, make_logs,
-                    metric_record, note, pct, print_machine, print_summary, print_table,
-                    stop_daemon, wait_tick, warn, writer_latency)
+from common import (
+    HOSTS,
+    METRICS,
+    CpuMeter,
+    fill_table,
+    latency_between,
+    load_average,
+    make_logs,
+    metric_record,
+    note,
+    pct,
+    print_machine,
+    print_summary,
+    print_table,
+    stop_daemon,
+    wait_tick,
+    warn,
+    writer_latency,
+)
+
 from linkband_history import HistoryClient, protocol
-from linkband_historyd import analysis_commands, archive_format, schema, tiers  # noqa: F401
-from linkband_historyd.archiver import list_parts
+from linkband_historyd.archive import file_format
+from linkband_historyd.archive.archiver import list_parts
+from linkband_historyd.commands import analysis# noqa: F401
+from linkband_historyd.commands.base import COMMANDS, QueryContext
 from linkband_historyd.harness import DaemonProcess
-from linkband_historyd.params import parse
-from linkband_historyd.registry import COMMANDS, QueryContext
+from linkband_historyd.query import rollup_reader
+from linkband_historyd.query.params import parse
+from linkband_historyd.storage import schema
 
 TX = 50_000                 # rows per build transaction
 DAYS = 60                   # the big database spans the last 60 days
@@ -276,7 +296,7 @@ def compression(archive_dir: str) -> dict:
         text = n = 0
         for part in parts:                      # a sample spread over the parts
             taken = 0
-            for _table, columns, block in archive_format.read_archive(part["file"]):
+            for _table, columns, block in file_format.read_archive(part["file"]):
                 text += len("".join(json.dumps(dict(zip(columns, r)), ensure_ascii=False) + "\n"
                                     for r in block).encode("utf-8"))
                 taken += len(block)
@@ -309,7 +329,7 @@ def wait_summaries(c, reader, timeout: float = 900.0) -> float:
     while time.monotonic() - t0 < timeout:
         runs = [r for r in c.query("jobs")["rows"] if r["job"] == "summarize"]
         busy = any(r["state"] in ("queued", "running") for r in runs)
-        if not busy and runs and tiers.summarized_until(reader) is None:
+        if not busy and runs and rollup_reader.summarized_until(reader) is None:
             return sum(r["finished"] - r["started"] for r in runs if r.get("finished"))
         if not busy and not asked and time.monotonic() - t0 > 5:
             asked = c.query("summarize")["ok"]

@@ -40,7 +40,7 @@ class Nab:
         self.root = os.path.abspath(root)
         if self.root not in sys.path:
             sys.path.insert(0, self.root)
-        from nab.sweeper import Sweeper             # NAB's own scoring rules
+        from nab.sweeper import Sweeper  # NAB's own scoring rules
         self.Sweeper = Sweeper
         with open(os.path.join(self.root, "labels", "combined_windows.json")) as f:
             raw = json.load(f)

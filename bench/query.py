@@ -71,16 +71,31 @@ import time
 import types
 
 import apsw
+from common import (
+    HOSTS,
+    METRICS,
+    daemon_cpu,
+    fill_table,
+    fresh_daemon,
+    load_average,
+    make_logs,
+    note,
+    pct,
+    print_machine,
+    print_summary,
+    print_table,
+    remove_db,
+    system_busy,
+    warn,
+)
 
-from common import (HOSTS, METRICS, daemon_cpu, fill_table, fresh_daemon, load_average, make_logs,
-                    note, pct, print_machine, print_summary, print_table, remove_db, system_busy,
-                    warn)
 from linkband_history import protocol
-from linkband_historyd import analysis_commands, commands, log_commands  # noqa: F401 - registry
-from linkband_historyd import schema, search, write_ops
-from linkband_historyd.scheduler import Jobs
-from linkband_historyd.params import parse
-from linkband_historyd.registry import COMMANDS, QueryContext
+from linkband_historyd.commands import logs# the package registers every command
+from linkband_historyd.commands.base import COMMANDS, QueryContext
+from linkband_historyd.processes.scheduler import Jobs
+from linkband_historyd.query import search
+from linkband_historyd.query.params import parse
+from linkband_historyd.storage import schema, write_ops
 
 TX = 50_000                  # rows per build transaction
 POOL = 4099                  # pre-drawn values per metric (drawing 10M values would be slow)
@@ -270,7 +285,7 @@ def measure_sides(sides, command: str, runs: int, check=None, warm: int = 2) -> 
 def window_counts(conn, since: float, runs: int, by: str, warm: int = 2) -> dict:
     """Item 6: ours and the former GROUP BY, alternated, on the read-only connection."""
     if by == "logger":
-        ours = lambda: sorted(log_commands._logger_counts_by_index(conn, since, None))  # noqa: E731
+        ours = lambda: sorted(logs._logger_counts_by_index(conn, since, None))  # noqa: E731
         before = ("SELECT logger_name, count(*) FROM system_logs WHERE timestamp >= ? "
                   "GROUP BY logger_name", (since,))
     else:
@@ -328,8 +343,8 @@ def check_aggregate(source: str):
 
 def check_search(reply, results):
     count, page = results[-2][0][0], results[-1]     # the last count the command ran
-    cut = not reply.get("total_exact") and reply.get("total") == log_commands.TOTAL_SURE
-    if (reply.get("total") != min(count, log_commands.TOTAL_CAP) and not cut) or \
+    cut = not reply.get("total_exact") and reply.get("total") == logs.TOTAL_SURE
+    if (reply.get("total") != min(count, logs.TOTAL_CAP) and not cut) or \
             len(reply["rows"]) != min(len(page), 100) or not page:
         return f"total {reply.get('total')} rows {len(reply['rows'])}; raw {count}, {len(page)}"
 

@@ -20,11 +20,10 @@ import tempfile
 import time
 
 import apsw
+import common
 
 from linkband_history.protocol import row_from_record
-from linkband_historyd import schema
-
-import common
+from linkband_historyd.storage import schema
 
 
 def open_at(path: str, version: int) -> apsw.Connection:

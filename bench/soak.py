@@ -41,11 +41,23 @@ import time
 from pathlib import Path
 
 import psutil
+from common import (
+    HOSTS,
+    METRICS,
+    fresh_daemon,
+    load_average,
+    make_logs,
+    metric_record,
+    pct,
+    print_machine,
+    print_summary,
+    print_table,
+    wait_tick,
+    warn,
+)
 
-from common import (HOSTS, METRICS, fresh_daemon, load_average, make_logs, metric_record, pct,
-                    print_machine, print_summary, print_table, wait_tick, warn)
 from linkband_history import HistoryClient
-from linkband_historyd import schema
+from linkband_historyd.storage import schema
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 import sdkdata  # noqa: E402  (tests/sdkdata.py: performance, alert, more log lines)

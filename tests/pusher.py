@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import random
 
-from linkband_history import HistoryClient
-
 import sdkdata
+
+from linkband_history import HistoryClient
 
 
 def records(seed: int, n: int, base_ts: float) -> dict:

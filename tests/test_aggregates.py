@@ -5,11 +5,11 @@ import itertools
 import math
 import statistics
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkband_historyd.harness import DaemonProcess
-import pytest
 
 BUCKETS = {"1s": 1, "10s": 10, "1m": 60, "5m": 300, "1h": 3600}
 T0 = 1_700_000_000.0

@@ -20,10 +20,10 @@ import sys
 import tracemalloc
 
 import pytest
+import sdkdata
 
 from linkband_history.protocol import dumps_json
-from linkband_historyd import archive_format as af
-import sdkdata
+from linkband_historyd.archive import file_format as af
 
 METRIC_COLS = ["id", "timestamp", "metric_type", "metric_name", "value", "unit", "tags"]
 PERF_COLS = ["id", "timestamp", "component", "operation", "duration_ms", "throughput",
@@ -344,7 +344,7 @@ def test_truncated_or_foreign_files_are_refused(archive, tmp_path):
 # -- the two commands --------------------------------------------------------------------
 
 def _cli(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "linkband_historyd.archive_format", *map(str, args)],
+    return subprocess.run([sys.executable, "-m", "linkband_historyd.archive.file_format", *map(str, args)],
                           capture_output=True, timeout=120)
 
 
@@ -396,7 +396,7 @@ def test_cli_info_and_verify(archive, tmp_path):
 
 
 def test_reader_needs_only_stdlib_and_zstandard():
-    code = ("import sys, linkband_historyd.archive_format\n"
+    code = ("import sys, linkband_historyd.archive.file_format\n"
             "bad = sorted({m.split('.')[0] for m in sys.modules} & "
             "{'apsw', 'zmq', 'msgpack', 'psutil', 'click', 'platformdirs', 'apscheduler', "
             "'linkband_history'})\n"
@@ -409,7 +409,7 @@ def test_reader_needs_only_stdlib_and_zstandard():
 
 def test_rows_read_from_the_database_round_trip(tmp_path):
     """Rows as SQLite gives them back (STRICT tables) archive and return exactly."""
-    from linkband_historyd import schema
+    from linkband_historyd.storage import schema
     conn = schema.open_writer(str(tmp_path / "db" / "history.db"))
     kinds = {"metric": metric_rows(5_000), "log": log_rows(3_000), "performance": perf_rows(500),
              "alert": alert_rows(50)}
@@ -453,6 +453,7 @@ def test_size_targets_on_realistic_rows(tmp_path):
 def _spec_reader(path):
     """A reader written from the module docstring alone: struct + zstandard."""
     import struct
+
     import zstandard
     data = open(path, "rb").read()
     assert data[:4] == b"LBHA" and struct.unpack_from("<HH", data, 4) == (1, 0)

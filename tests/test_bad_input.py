@@ -5,9 +5,9 @@ import time
 
 import msgpack
 import zmq
+from conftest import all_rows, wait_for
 
 from linkband_history import protocol
-from conftest import all_rows, wait_for
 
 
 def _good(i):

@@ -47,8 +47,9 @@ def test_tool_says_when_no_daemon_answers(tmp_path):
 
 
 def test_export_round_trips_in_every_format(daemon, tmp_path):
-    from linkband_history.export import read_back
     from conftest import all_rows
+
+    from linkband_history.export import read_back
     c = daemon.client()
     c.store_metrics([{"timestamp": 1_700_000_000 + i * 0.5, "metric_type": "cpu",
                       "metric_name": "cpu_percent", "value": i / 3, "unit": "%",

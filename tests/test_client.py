@@ -5,10 +5,10 @@ import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from conftest import all_rows
 
 from linkband_history import protocol
 from linkband_history.times import parse_time, to_epoch
-from conftest import all_rows
 
 
 def test_time_conversion_at_the_edge():

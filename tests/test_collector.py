@@ -12,10 +12,10 @@ import types
 
 import psutil
 import pytest
-
 from conftest import all_rows, wait_for
-from linkband_historyd import collector as mod
-from linkband_historyd.collector import METRICS, MB, SystemCollector, name_matches, run
+
+from linkband_historyd.collector import system_metrics as mod
+from linkband_historyd.collector.system_metrics import MB, METRICS, SystemCollector, name_matches, run
 
 SPEC = {m[1]: m for m in METRICS}
 RATE_NAMES = {m[1] for m in METRICS if m[4]}           # need a previous sample
@@ -307,7 +307,7 @@ def test_end_to_end_into_the_daemon(daemon):
 
 def test_standalone_command(daemon):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "linkband_historyd.collector", "--ingest", daemon.ingest,
+        [sys.executable, "-m", "linkband_historyd.collector.system_metrics", "--ingest", daemon.ingest,
          "--query", daemon.query, "--interval", "0.2", "--duration", "0.5",
          "--process-name", "python", "--log-level", "WARNING"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

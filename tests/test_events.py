@@ -4,7 +4,9 @@ from __future__ import annotations
 import time
 
 from conftest import EventCollector
-from linkband_historyd import config, maintenance, schema
+
+from linkband_historyd import config
+from linkband_historyd.storage import maintenance, schema
 from linkband_historyd.writer_client import WriterClient
 
 
@@ -30,7 +32,8 @@ def test_each_event_arrives_once_with_its_payload(daemon_factory):
         w = WriterClient(d.control)
         # an anomaly: a spike on top of two weeks of a daily profile, found by the trend watch
         from test_trend_watch import STEP, _daily
-        from linkband_historyd.trend_commands import watch
+
+        from linkband_historyd.trends.watch import watch
         last = float(int(now // STEP) * STEP)
         series = _daily(last, spike_at=last - 2 * STEP)
         for r in series:

@@ -3,7 +3,6 @@ index merged: few segments after hundreds of small commits, and search still exa
 from __future__ import annotations
 
 import apsw
-
 from conftest import wait_for
 
 

@@ -9,11 +9,11 @@ import time
 import msgpack
 import psutil
 import zmq
+from conftest import all_rows, wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from linkband_history import protocol
-from conftest import all_rows, wait_for
 
 FRAMES = 100_000
 

@@ -17,10 +17,11 @@ import zmq
 pytest.importorskip("starlette", reason="the HTTP gateway needs the [http] extra")
 uvicorn = pytest.importorskip("uvicorn", reason="the HTTP gateway needs the [http] extra")
 
+from conftest import all_rows  # noqa: E402
+
 from linkband_history import protocol  # noqa: E402
 from linkband_history.export import read_back  # noqa: E402
-from linkband_historyd import http_gateway as hg  # noqa: E402
-from conftest import all_rows  # noqa: E402
+from linkband_historyd.http import app as hg# noqa: E402
 
 NOW = time.time()
 T0 = NOW - 3000.0
@@ -417,7 +418,7 @@ def test_export_of_100k_rows_streams_with_bounded_memory(daemon, tmp_path):
     push_many(daemon)
     port = free_port()
     log = open(tmp_path / "gateway.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "linkband_historyd.http_gateway", "--query",
+    proc = subprocess.Popen([sys.executable, "-m", "linkband_historyd.http.app", "--query",
                              daemon.query, "--port", str(port), "--log-level", "WARNING",
                              "--runtime-dir", str(tmp_path / "gw-run")],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -591,7 +592,7 @@ def test_http_child_runs_like_a_daemon_child(daemon, tmp_path):
     spawned process; ready once the port is bound; SIGTERM stops it with exit code 0."""
     import multiprocessing
 
-    from linkband_historyd.child import run_child
+    from linkband_historyd.processes.skeleton import run_child
     port = free_port()
     cfg = {"query.endpoint": daemon.query, "events.endpoint": f"ipc://{tmp_path}/ev.sock",
            "http.host": "127.0.0.1", "http.port": port, "daemon.log_level": "WARNING",

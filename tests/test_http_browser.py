@@ -25,9 +25,9 @@ from selenium import webdriver  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
-
-from linkband_historyd import http_gateway as hg  # noqa: E402
 from test_http import TOKEN, GatewayServer  # noqa: E402
+
+from linkband_historyd.http import app as hg# noqa: E402
 
 PACKAGES = ["chromium", "chromium-driver", "fonts-noto-cjk"]
 INSTALL = "apt-get update && apt-get install -y " + " ".join(PACKAGES)

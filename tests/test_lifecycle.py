@@ -6,9 +6,8 @@ import os
 import signal
 
 import apsw
-
-from conftest import all_rows, wait_for
 import pusher
+from conftest import all_rows, wait_for
 
 
 def _values_by_client(db_path):

@@ -10,10 +10,10 @@ import time
 import msgpack
 import pytest
 import zmq
+from conftest import all_rows, wait_for
 
 from linkband_history import protocol
-from linkband_historyd.batch import Batch, Limits, json_depth, truncate
-from conftest import all_rows, wait_for
+from linkband_historyd.storage.ingest_batch import Batch, Limits, json_depth, truncate
 
 NOW = time.time()
 
@@ -101,7 +101,7 @@ def test_json_too_large_or_too_deep_refuses_the_record():
 def test_json_sent_as_a_map_is_checked_after_encoding():
     # a map passes the batch's cheap check; it becomes JSON text (and is checked)
     # where SQLite refused to bind it, or where its message is looked at row by row
-    from linkband_historyd.writer import _coerce, _Refused
+    from linkband_historyd.processes.writer import _coerce, _Refused
     lim = Limits(max_json_depth=5)
     fields = protocol.FIELDS["log"]
     assert _coerce("log", fields, _log("b", extra={"x": [1, 2]}), NOW, lim)[9] == '{"x":[1,2]}'

@@ -11,13 +11,14 @@ import math
 import random
 
 import pytest
-
-from linkband_historyd import config, maintenance, schema
-from linkband_historyd.archive_format import read_archive
-from linkband_historyd.archiver import Archiver, list_parts
-from linkband_historyd.summaries import Summarizer, bucket_start, TIERS
-from linkband_historyd.writer_client import WriterClient
 from conftest import all_rows
+
+from linkband_historyd import config
+from linkband_historyd.archive.archiver import Archiver, list_parts
+from linkband_historyd.archive.file_format import read_archive
+from linkband_historyd.rollups.summarizer import TIERS, Summarizer, bucket_start
+from linkband_historyd.storage import maintenance, schema
+from linkband_historyd.writer_client import WriterClient
 
 NOW = 1_790_000_000.0            # a frozen clock (2026-09-21)
 DAY = 86400.0
@@ -147,13 +148,13 @@ def test_minute_tier_equals_detail_with_one_and_with_several_tag_sets(env):
            for i in range(1440) for name in ("eeg_rms", "ppg_hr")]
     _push(d, "metric", one)
     Summarizer(conn, writer).run(NOW)
-    from linkband_historyd import tiers
+    from linkband_historyd.query import rollup_reader
     for several in (False, True):
         if several:     # the same names from a second device
             _push(d, "metric", [dict(r, tags={"sensor": "eeg", "device": "b"},
                                      value=r["value"] + 1000) for r in one[::3]])
             Summarizer(conn, writer).run(NOW)
-        assert tiers.one_series_per_name(conn, "minute") is not several
+        assert rollup_reader.one_series_per_name(conn, "minute") is not several
         got, want = _series(d, "minute", start, NOW)
         assert got["tier"] == "minute" and want["tier"] == "detail"
         assert len(got["rows"]) == len(want["rows"]) == 2 * 120     # 2 names, 2 hours
@@ -232,7 +233,7 @@ def test_archive_delete_restore_gives_back_the_same_rows(env, monkeypatch):
     strip = lambda rows: sorted((tuple((k, json.dumps(v, sort_keys=True)) for k, v in r.items()
                                        if k != "id") for r in rows))
     # live lines arrive while the restore runs: their ids fall inside the restored range
-    monkeypatch.setattr("linkband_historyd.archiver.IMPORT_CHUNK", 100)
+    monkeypatch.setattr("linkband_historyd.archive.archiver.IMPORT_CHUNK", 100)
     live = []
 
     def arrive(_step, _count):
@@ -264,6 +265,7 @@ def test_scheduler_killed_during_an_archive_loses_and_doubles_nothing(daemon_fac
     import os
     import signal
     import time
+
     from conftest import wait_for
     d = daemon_factory(env={"LINKBAND_HISTORY_METRIC_DAYS": "1", "LINKBAND_HISTORY_BUDGET_INTERVAL_S": "3600",
                             "LINKBAND_HISTORY_RETENTION_INTERVAL_S": "86400"})
@@ -308,6 +310,7 @@ def test_scheduler_killed_during_an_archive_loses_and_doubles_nothing(daemon_fac
 def test_full_vacuum_on_request_loses_nothing_that_arrives_meanwhile(daemon_factory):
     import threading
     import time
+
     from conftest import wait_for
     d = daemon_factory()
     c = d.client(max_queue=1_000_000)

@@ -10,9 +10,9 @@ import time
 import msgpack
 import psutil
 import zmq
+from conftest import all_rows, wait_for
 
 from linkband_history import protocol
-from conftest import all_rows, wait_for
 
 MiB = 1024 * 1024
 

@@ -16,13 +16,13 @@ import time
 
 import psutil
 import pytest
+from conftest import wait_for
 
 from linkband_history import HistoryClient
-from linkband_historyd import schema
+from linkband_historyd.commands.base import COMMANDS
 from linkband_historyd.harness import DaemonProcess
-from linkband_historyd.query_server import LIGHT
-from linkband_historyd.registry import COMMANDS
-from conftest import wait_for
+from linkband_historyd.processes.query_server import LIGHT
+from linkband_historyd.storage import schema
 
 NAMES = 12
 SECONDS = 100_000                      # 12 metrics at 1 Hz: 1.2M rows

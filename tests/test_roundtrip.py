@@ -7,8 +7,8 @@ import multiprocessing
 import time
 from datetime import datetime, timezone
 
-from conftest import all_rows
 import pusher
+from conftest import all_rows
 
 
 def _norm(rows, fields):

@@ -4,9 +4,8 @@ from __future__ import annotations
 import random
 
 import pytest
-
-from conftest import all_rows
 import sdkdata
+from conftest import all_rows
 
 EXTRA = [
     "디바이스 연결이 끊어졌습니다",
@@ -31,7 +30,7 @@ QUERIES = [
 
 
 def oracle(messages, q):
-    from linkband_historyd.search import parse_terms
+    from linkband_historyd.query.search import parse_terms
     terms = parse_terms(q)
     return {i for i, m in messages.items() if all(t in m.lower() for t in terms)}
 
@@ -55,7 +54,7 @@ def corpus_daemon(tmp_path_factory):
 @pytest.mark.parametrize("q", QUERIES)
 def test_search_equals_substring_matching(corpus_daemon, q):
     daemon, messages = corpus_daemon
-    from linkband_historyd.search import parse_terms
+    from linkband_historyd.query.search import parse_terms
     expected = oracle(messages, q)
     if not parse_terms(q):
         reply = daemon.ask("logs.search", q=q)

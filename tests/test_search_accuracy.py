@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import pytest
+import sdkdata
 
 from linkband_historyd.harness import DaemonProcess
-from linkband_historyd.search import parse_terms
-import sdkdata
+from linkband_historyd.query.search import parse_terms
 
 N = 100_000
 

@@ -21,13 +21,12 @@ from pathlib import Path
 
 import pytest
 import zmq.auth
+from conftest import wait_for
+from other_user import as_nobody, can_switch_user, connect_unix, open_file, run_python_as_nobody
 
 from linkband_history import HistoryClient, subscribe
 from linkband_history.curve_keys import keygen
 from linkband_historyd.harness import DaemonProcess
-
-from conftest import wait_for
-from other_user import as_nobody, can_switch_user, connect_unix, open_file, run_python_as_nobody
 
 
 def free_port() -> int:

@@ -25,11 +25,12 @@ pytest.importorskip("starlette", reason="the HTTP gateway needs the [http] extra
 pytest.importorskip("uvicorn", reason="the HTTP gateway needs the [http] extra")
 httpx = pytest.importorskip("httpx", reason="the HTTP tests need httpx (the [test] extra)")
 
-from linkband_history.export import export as cli_export, read_back  # noqa: E402
-from linkband_history.http_login import dashboard_url  # noqa: E402
-from linkband_historyd.harness import DaemonProcess  # noqa: E402
-
 from other_user import as_nobody, can_switch_user, open_file, run_python_as_nobody  # noqa: E402
+
+from linkband_history.export import export as cli_export  # noqa: E402
+from linkband_history.export import read_back
+from linkband_history.http_login import dashboard_url  # noqa: E402
+from linkband_historyd.harness import DaemonProcess# noqa: E402
 
 FORMULA = '=HYPERLINK("http://x","y")'
 MAX_WS = 4

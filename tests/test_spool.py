@@ -9,7 +9,6 @@ import threading
 import time
 
 import pytest
-
 from conftest import all_rows, wait_for
 
 T0 = 1_700_000_000.0          # one timestamp for all: listings then follow commit order (id)

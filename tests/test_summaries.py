@@ -10,11 +10,13 @@ import math
 import random
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from linkband_historyd import schema, sketch, summaries
-from linkband_historyd.buckets import bucket_start
-from linkband_historyd.summaries import Summarizer
+from linkband_historyd.rollups import ddsketch, summarizer
+from linkband_historyd.rollups.buckets import bucket_start
+from linkband_historyd.rollups.summarizer import Summarizer
+from linkband_historyd.storage import schema
 from linkband_historyd.writer_client import WriterClient
 
 NOW = 1_790_000_000.0            # a frozen clock (2026-09-21)
@@ -76,7 +78,7 @@ def _check(conn, perf, logs):
             assert g["throughput_mean"] == (pytest.approx(sum(thr) / len(thr)) if thr else None)
             pos = 0.95 * (len(durs) - 1)
             lo, hi = durs[math.floor(pos)], durs[math.ceil(pos)]
-            assert lo * (1 - sketch.ALPHA) <= g["duration_p95"] <= hi * (1 + sketch.ALPHA), key
+            assert lo * (1 - ddsketch.ALPHA) <= g["duration_p95"] <= hi * (1 + ddsketch.ALPHA), key
         want = {}
         for r in logs:
             w = want.setdefault(("all", bucket_start(tier, r["timestamp"])),
@@ -93,9 +95,9 @@ class _CutShort(Summarizer):
     """A run that dies after its first chunk of summaries reached the writer."""
 
     def send(self, summaries_, rollups, new_state):
-        self.writer.bulk("summaries.upsert", rows=summaries_[:summaries.CHUNK],
-                         rollups=rollups[:summaries.CHUNK], state=None,
-                         state_key=summaries.STATE_KEY)
+        self.writer.bulk("summaries.upsert", rows=summaries_[:summarizer.CHUNK],
+                         rollups=rollups[:summarizer.CHUNK], state=None,
+                         state_key=summarizer.STATE_KEY)
         raise RuntimeError("killed")
 
 
@@ -116,7 +118,7 @@ def test_runs_fold_new_rows_into_the_hours_and_a_cut_run_counts_nothing_twice(en
                    for v in hourly.values())
 
     # a run that dies between chunks: its first rows are stored, the watermark is not
-    monkeypatch.setattr(summaries, "CHUNK", 3)
+    monkeypatch.setattr(summarizer, "CHUNK", 3)
     p, lg = _perf(rng, t0, 500), _logs(rng, t0, 200)
     _push(d, p, lg)
     perf += p
@@ -132,7 +134,7 @@ def test_runs_fold_new_rows_into_the_hours_and_a_cut_run_counts_nothing_twice(en
 
     # forgetting the watermark folds nothing twice either
     before = {k: _stored(conn, "daily", k) for k in ("performance", "log")}
-    writer.call("state.set", key=summaries.STATE_KEY, value={})
+    writer.call("state.set", key=summarizer.STATE_KEY, value={})
     Summarizer(conn, writer).run(NOW)
     assert {k: _stored(conn, "daily", k) for k in ("performance", "log")} == before
 
@@ -164,17 +166,17 @@ def test_a_run_reads_only_the_new_rows(env):
 def test_sketch_quantiles_are_within_alpha_and_merging_changes_nothing(values, q, parts):
     whole, merged = {}, {}
     for x in values:
-        sketch.add(whole, x)
+        ddsketch.add(whole, x)
     for i in range(parts):
         part = {}
         for x in values[i::parts]:
-            sketch.add(part, x)
-        sketch.merge(merged, sketch.load(json.loads(json.dumps(sketch.dump(part)))))
+            ddsketch.add(part, x)
+        ddsketch.merge(merged, ddsketch.load(json.loads(json.dumps(ddsketch.dump(part)))))
     assert merged == whole
     s = sorted(values)
     pos = q * (len(s) - 1)
-    est = sketch.quantile(whole, q)
-    assert s[math.floor(pos)] * (1 - sketch.ALPHA) <= est <= s[math.ceil(pos)] * (1 + sketch.ALPHA)
+    est = ddsketch.quantile(whole, q)
+    assert s[math.floor(pos)] * (1 - ddsketch.ALPHA) <= est <= s[math.ceil(pos)] * (1 + ddsketch.ALPHA)
 
 
 def test_ids_never_go_back_when_a_table_was_emptied(env):

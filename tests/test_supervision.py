@@ -7,9 +7,9 @@ import signal
 import time
 
 import psutil
-
-from linkband_historyd import schema
 from conftest import all_rows, wait_for
+
+from linkband_historyd.storage import schema
 
 HANG_S = 2.0
 
@@ -68,7 +68,7 @@ def test_hung_query_process_and_scheduler_are_restarted(daemon_factory):
 def test_a_long_statement_in_the_writer_keeps_beating(tmp_path):
     """The writer's SQLite progress handler beats inside one statement (a VACUUM
     here), so a long legitimate operation is never taken for a hang."""
-    from linkband_historyd.writer import PROGRESS_STEPS, Writer
+    from linkband_historyd.processes.writer import PROGRESS_STEPS, Writer
 
     class Recorder:
         times: list = []

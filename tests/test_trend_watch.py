@@ -6,11 +6,12 @@ import random
 import time
 
 import pytest
-
 from conftest import EventCollector
-from linkband_historyd import config, schema
+
 from linkband_history.report_format import report_markdown
-from linkband_historyd.trend_commands import watch
+from linkband_historyd import config
+from linkband_historyd.storage import schema
+from linkband_historyd.trends.watch import watch
 from linkband_historyd.writer_client import WriterClient
 
 STEP = 300

@@ -1,4 +1,4 @@
-"""TrendAnalyzer (linkband_historyd.trends) acceptance tests on generated series
+"""TrendAnalyzer (linkband_historyd.trends.analyzer) acceptance tests on generated series
 with known trends, anomalies and correlations; fixed seeds, no daemon."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from linkband_historyd import trends
+from linkband_historyd.trends import analyzer
 
 STEP = 300                      # 5-minute buckets
 DAY = 86_400
@@ -89,7 +89,7 @@ def detections():
         rng = random.Random(seed)
         series, sigmas = daily_series(rng)
         injected = inject(rng, series, sigmas)
-        runs.append((injected, trends.anomalies(series, STEP)))
+        runs.append((injected, analyzer.anomalies(series, STEP)))
     return runs
 
 
@@ -141,10 +141,10 @@ def test_no_alerts_on_normal_daily_peak(days):
         day = [v for t, v in series if 10 <= (t % DAY) / 3600 < 17]
         night = [v for t, v in series if (t % DAY) / 3600 < 7]
         assert statistics.median(day) - statistics.median(night) > 20   # a real daily peak
-        assert trends.anomalies(series, STEP) == []
-        assert trends.analyze(series, STEP)["anomalies"] == []
+        assert analyzer.anomalies(series, STEP) == []
+        assert analyzer.analyze(series, STEP)["anomalies"] == []
         # without the seasonal baseline, the morning rise does look anomalous
-        assert trends.anomalies(series, STEP, period=None)
+        assert analyzer.anomalies(series, STEP, period=None)
 
 
 def test_weekly_profile_on_three_weeks():
@@ -156,11 +156,11 @@ def test_weekly_profile_on_three_weeks():
         h = (t % DAY) / 3600
         weekday = datetime.fromtimestamp(t, timezone.utc).weekday() < 5
         series.append((t, 20 + (25 if weekday and 9 <= h < 18 else 0) + rng.gauss(0, 1.5)))
-    assert trends.anomalies(series, STEP, period="day")
-    assert trends.anomalies(series, STEP) == []
+    assert analyzer.anomalies(series, STEP, period="day")
+    assert analyzer.anomalies(series, STEP) == []
     i = 16 * PER_DAY + 150
     series[i] = (series[i][0], series[i][1] + 30)
-    [e] = trends.anomalies(series, STEP)
+    [e] = analyzer.anomalies(series, STEP)
     assert (e["t"], e["kind"], e["baseline"]) == (series[i][0], "spike", "seasonal-week")
 
 
@@ -171,7 +171,7 @@ def test_short_history_uses_a_rolling_baseline():
     for i in range(200, PER_DAY):
         vals[i] += 12
     series = [(T0 + i * STEP, v) for i, v in enumerate(vals)]
-    eps = trends.anomalies(series, STEP)
+    eps = analyzer.anomalies(series, STEP)
     assert [(e["kind"], e["baseline"]) for e in eps] == [("spike", "rolling"),
                                                         ("level_shift", "rolling")]
     assert eps[0]["t"] == T0 + 100 * STEP and eps[1]["start"] == T0 + 200 * STEP
@@ -179,14 +179,14 @@ def test_short_history_uses_a_rolling_baseline():
 
 def test_mostly_zero_counts_are_not_all_spikes():
     series = [(T0 + i * STEP, float(i % 17 == 0)) for i in range(PER_DAY)]
-    assert trends.anomalies(series, STEP) == []
+    assert analyzer.anomalies(series, STEP) == []
     series[150] = (series[150][0], 40.0)
-    assert [e["t"] for e in trends.anomalies(series, STEP)] == [series[150][0]]
+    assert [e["t"] for e in analyzer.anomalies(series, STEP)] == [series[150][0]]
 
 
 def test_seasonal_profile_day():
     series, _ = daily_series(random.Random(11))
-    prof = trends.seasonal_profile(series, "day")
+    prof = analyzer.seasonal_profile(series, "day")
     slots = prof["slots"]
     assert (prof["step"], len(slots)) == (STEP, PER_DAY)
     assert slots[108]["time"] == "09:00" and all(s["n"] == 14 for s in slots)
@@ -201,12 +201,12 @@ def test_seasonal_profile_day():
 def test_seasonal_profile_local_time_and_week():
     kst = 9 * 3600
     series, _ = daily_series(random.Random(12), days=7, tz_offset_s=kst)
-    slots = trends.seasonal_profile(series, "day", tz_offset_s=kst)["slots"]
+    slots = analyzer.seasonal_profile(series, "day", tz_offset_s=kst)["slots"]
     assert slots[144]["time"] == "12:00" and slots[144]["median"] > 40      # local noon
     assert slots[36]["median"] < 25                                         # local 03:00
     hourly = [(T0 + h * 3600, datetime.fromtimestamp(T0 + h * 3600, timezone.utc).weekday())
               for h in range(24 * 14)]
-    week = trends.seasonal_profile(hourly, "week")["slots"]
+    week = analyzer.seasonal_profile(hourly, "week")["slots"]
     assert len(week) == 168
     assert all(s["median"] == s["weekday"] == s["slot"] // 24 for s in week)
     assert week[0]["weekday"] == 0 and week[0]["time"] == "00:00"
@@ -223,7 +223,7 @@ def test_forecast_interval_covers_true_future():
     for seed in range(40):
         vals = linear(seed, 312, slope=(-1) ** seed * 0.03 * (seed % 5), sigma=1 + seed % 3)
         series = [(T0 + i * STEP, v) for i, v in enumerate(vals[:288])]
-        fc = trends.forecast(series, STEP, 24)
+        fc = analyzer.forecast(series, STEP, 24)
         assert [f["t"] for f in fc] == [T0 + (288 + h) * STEP for h in range(24)]
         widths = [f["upper"] - f["lower"] for f in fc]
         assert widths == sorted(widths) and widths[0] > 0
@@ -239,10 +239,10 @@ def test_forecast_interval_covers_true_future():
 def test_forecast_with_empty_buckets():
     vals = linear(5, 200)
     series = [(T0 + i * STEP, None if i % 7 == 3 or i >= 195 else v) for i, v in enumerate(vals)]
-    fc = trends.forecast(series, STEP, 3)
+    fc = analyzer.forecast(series, STEP, 3)
     assert [f["t"] for f in fc] == [T0 + (200 + h) * STEP for h in range(3)]
     assert abs(fc[0]["value"] - (10 + 0.05 * 200)) < 2
-    assert trends.forecast(series[:2], STEP, 3) == []
+    assert analyzer.forecast(series[:2], STEP, 3) == []
 
 
 def test_correlation_top_pair_first():
@@ -262,7 +262,7 @@ def test_correlation_top_pair_first():
         series["cpu"] = series["cpu"][20:]                                  # shorter range
         series["temp"] = [(t, None if i % 10 == 0 else v)                  # empty buckets
                           for i, (t, v) in enumerate(series["temp"])]
-        pairs = trends.correlation(series)
+        pairs = analyzer.correlation(series)
         assert len(pairs) == 15
         top = pairs[0]
         assert {top["a"], top["b"]} == {"temp", "battery"} and top["n"] == 450
@@ -276,7 +276,7 @@ def test_correlation_top_pair_first():
 
 def test_correlation_edge_cases():
     ts = [T0 + i * STEP for i in range(10)]
-    pairs = trends.correlation({"x": [(t, float(i)) for i, t in enumerate(ts)],
+    pairs = analyzer.correlation({"x": [(t, float(i)) for i, t in enumerate(ts)],
                                 "flat": [(t, 1.0) for t in ts],
                                 "sq": [(t, float(i * i)) for i, t in enumerate(ts)],
                                 "none": [(t, None) for t in ts]})
@@ -297,7 +297,7 @@ def ols_slope(vals):
 def test_trend_direction_and_slope(slope, direction):
     for seed in range(3):
         vals = linear(seed, 2016, slope=slope, sigma=2.0)
-        tr = trends.trend([(T0 + i * STEP, v) for i, v in enumerate(vals)])
+        tr = analyzer.trend([(T0 + i * STEP, v) for i, v in enumerate(vals)])
         assert tr["direction"] == direction
         assert tr["slope_per_hour"] == pytest.approx(slope * 12, rel=0.05)
         assert tr["strength"] > 0.8 and tr["n"] == 2016
@@ -309,17 +309,17 @@ def test_trend_flat_with_huge_outliers_stays_stable():
         for i in (250, 262, 275, 288, 299):
             vals[i] = 1000.0
         assert ols_slope(vals) * 300 > 50                  # least squares is fooled...
-        tr = trends.trend([(T0 + i * STEP, v) for i, v in enumerate(vals)])
+        tr = analyzer.trend([(T0 + i * STEP, v) for i, v in enumerate(vals)])
         assert tr["direction"] == "stable"                 # ...Theil-Sen is not
         assert abs(tr["slope_per_hour"]) < 0.1 and tr["strength"] < 0.3
 
 
 def test_trend_small_slope_in_noise_is_stable_and_daily_profile_is_not_a_trend():
     vals = linear(1, 100, slope=0.002, sigma=3.0)
-    assert trends.trend([(T0 + i * STEP, v) for i, v in enumerate(vals)])["direction"] == "stable"
+    assert analyzer.trend([(T0 + i * STEP, v) for i, v in enumerate(vals)])["direction"] == "stable"
     series, _ = daily_series(random.Random(2), days=7)
-    assert trends.trend(series)["direction"] == "stable"
-    assert trends.trend(series[:3])["direction"] == "stable"
+    assert analyzer.trend(series)["direction"] == "stable"
+    assert analyzer.trend(series[:3])["direction"] == "stable"
 
 
 def test_analyze_week_shape_and_summary():
@@ -327,7 +327,7 @@ def test_analyze_week_shape_and_summary():
     series = [(t, v + 0.004 * i * STEP / 60) for i, (t, v) in enumerate(series)]   # +0.24/h
     series[1500] = (series[1500][0], series[1500][1] + 40)
     series[100] = (series[100][0], None)
-    r = trends.analyze(series, STEP, horizon=12, name="cpu_percent")
+    r = analyzer.analyze(series, STEP, horizon=12, name="cpu_percent")
     assert len(series) == 2016
     assert {"trend_direction", "trend_strength", "slope_per_hour", "anomalies", "forecast",
             "correlation", "summary"} <= set(r)
@@ -339,32 +339,32 @@ def test_analyze_week_shape_and_summary():
     assert "1 anomaly (1 spike)" in r["summary"] and "\n" not in r["summary"]
     json.dumps(r, allow_nan=False)
     other = [(t, None if v is None else 2 * v) for t, v in series]
-    corr = trends.analyze(series, STEP, name="cpu", related={"twice": other})["correlation"]
+    corr = analyzer.analyze(series, STEP, name="cpu", related={"twice": other})["correlation"]
     assert [(c["a"], c["b"]) for c in corr] == [("cpu", "twice")]
     assert corr[0]["pearson"] == pytest.approx(1.0)
 
 
 def test_analyze_degenerate_series():
     for series in ([], [(T0, None)], [(T0, 1.0)], [(T0 + i * STEP, 5.0) for i in range(50)]):
-        r = trends.analyze(series, STEP)
+        r = analyzer.analyze(series, STEP)
         assert r["trend_direction"] == "stable" and r["anomalies"] == []
         json.dumps(r, allow_nan=False)
 
 
 def test_episode_state_one_alert_per_episode():
     spike = {"start": 100, "end": 110, "kind": "spike", "score": 9.0}
-    state, alert = trends.episode_state(None, [spike])
+    state, alert = analyzer.episode_state(None, [spike])
     assert alert and state["active"] and state["alerts"] == 1
-    again, alert = trends.episode_state(state, [dict(spike, start=90, end=120)])  # re-detected
+    again, alert = analyzer.episode_state(state, [dict(spike, start=90, end=120)])  # re-detected
     assert not alert and again["end"] == 120
-    grown, alert = trends.episode_state(again, [dict(spike, end=130, kind="level_shift",
+    grown, alert = analyzer.episode_state(again, [dict(spike, end=130, kind="level_shift",
                                                      score=12.0)])
     assert not alert and grown["kind"] == "level_shift"
-    quiet, alert = trends.episode_state(grown, [])
+    quiet, alert = analyzer.episode_state(grown, [])
     assert not alert and not quiet["active"]
-    assert trends.episode_state(quiet, [dict(spike, start=200, end=210)])[1]
-    assert not trends.episode_state(quiet, [dict(spike, start=140, end=150)], gap_s=60)[1]
-    assert state == trends.episode_state(None, [spike])[0]          # inputs not changed
+    assert analyzer.episode_state(quiet, [dict(spike, start=200, end=210)])[1]
+    assert not analyzer.episode_state(quiet, [dict(spike, start=140, end=150)], gap_s=60)[1]
+    assert state == analyzer.episode_state(None, [spike])[0]          # inputs not changed
 
 
 def test_scheduled_job_alerts_once_per_episode():
@@ -377,7 +377,7 @@ def test_scheduled_job_alerts_once_per_episode():
     series[start + 50] = (series[start + 50][0], series[start + 50][1] + 15 * sigmas[start + 50])
     state, alerts = None, []
     for i in range(start, len(series) + 1):
-        state, episode = trends.check_newest(state, series[:i], STEP, newest=1)
+        state, episode = analyzer.check_newest(state, series[:i], STEP, newest=1)
         if episode:
             alerts.append((i - 1, episode["kind"]))
     assert [k for _, k in alerts] in (["level_shift", "spike"], ["spike", "spike"])
@@ -386,7 +386,7 @@ def test_scheduled_job_alerts_once_per_episode():
 
 
 # --- the online detector (anomaly_detector): each bucket once, from the past only ---
-from linkband_historyd import anomaly_detector  # noqa: E402
+from linkband_historyd.trends import anomaly_detector# noqa: E402
 
 
 @pytest.fixture(scope="module")

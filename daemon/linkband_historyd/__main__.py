@@ -1,3 +1,3 @@
-from .supervisor import main
+from linkband_historyd.processes.supervisor import main
 
 main()

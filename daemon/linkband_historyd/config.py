@@ -18,8 +18,14 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 from linkband_history import curve_keys
-from linkband_history.endpoints import (IPC_SUPPORTED, MAX_IPC_PATH, default_data_dir,
-                                        default_endpoint, owner, runtime_dir_for)
+from linkband_history.endpoints import (
+    IPC_SUPPORTED,
+    MAX_IPC_PATH,
+    default_data_dir,
+    default_endpoint,
+    owner,
+    runtime_dir_for,
+)
 from linkband_history.protocol import MAX_MESSAGE_BYTES
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

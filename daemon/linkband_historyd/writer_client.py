@@ -11,7 +11,7 @@ import time
 import msgpack
 import zmq
 
-from . import curve
+from linkband_historyd.security import curve_auth
 
 BULK_DUTY = 0.25     # share of the writer's time one long maintenance job may take
 
@@ -33,7 +33,7 @@ class WriterClient:
         if self._sock is None:
             self._sock = self._ctx.socket(zmq.REQ)
             self._sock.setsockopt(zmq.LINGER, 0)
-            curve.as_client(self._sock, self.endpoint)    # a tcp:// control socket is CURVE
+            curve_auth.as_client(self._sock, self.endpoint)    # a tcp:// control socket is CURVE
             self._sock.connect(self.endpoint)
         return self._sock
 

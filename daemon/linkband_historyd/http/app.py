@@ -1,0 +1,548 @@
+"""REST API, live WebSocket and dashboard page over the daemon's query and events sockets.
+
+An ASGI (Starlette) app; the SDK's FastAPI server mounts it::
+
+    from linkband_historyd.http.app import create_app
+    gateway = create_app(query_endpoint, events_endpoint, auth=check)   # routes under /history
+    app.mount("/", gateway)          # on the host's shutdown: gateway.state.gateway.close()
+
+(``auth``: the host's decision per request; or ``token=``; or, only when the host
+authenticates every request itself, ``allow_unauthenticated=True``), or it runs
+alone: ``python -m linkband_historyd.http.app --query EP --events EP --host
+127.0.0.1 --port 8765`` (a non-loopback --host needs --allow-remote); alone or as
+the daemon's child it writes a new token to ``<runtime_dir>/http.token`` at each
+start (``token_auth``).
+
+``ROUTES`` maps paths to daemon commands (GET: query string, typed by the command's
+parsers, lists repeat, tags as ``tag.KEY=VALUE``; POST: a JSON object). Replies are the
+daemon's; errors ``{"error": {"code", "message"}}`` with 400 / 401 / 403 / 413 / 501 / 503
+/ 500. Exports stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
+events; ``/ui`` is the dashboard. Queries run in threads on a small pool of
+HistoryClients. Requests without the token, non-loopback Host headers (DNS
+rebinding), state changes and WebSockets from other origins, bodies over 1 MiB
+(``http_guard``), non-JSON POSTs (cross-site forms) and WebSockets past
+``max_websockets`` are refused.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import html
+import io
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import anyio
+import msgpack
+import zmq
+import zmq.asyncio
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response, StreamingResponse
+from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from linkband_history import HistoryClient, curve_keys
+from linkband_history.endpoints import default_runtime_dir, resolve_endpoint
+from linkband_history.export import csv_cell
+from linkband_history.protocol import FIELDS
+from linkband_historyd.http import token_auth
+from linkband_historyd.http.guard import MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host
+from linkband_historyd.http.openapi import openapi_document
+from linkband_historyd.http.params import HTTPError, Params, parse_json
+from linkband_historyd.http.responses import JSON, dumps, error_response, reply_response
+
+log = logging.getLogger("linkband_historyd.http")
+
+STATIC_DIR = Path(__file__).with_name("static")
+EXPORT_PAGE = 10_000
+LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+MAX_WEBSOCKETS = 32
+WS_MAX_MESSAGE = 64 * 1024       # (un)subscribe messages are small
+
+# (method, path under the prefix, daemon command)
+ROUTES = [
+    ("GET", "/metrics", "metrics"), ("GET", "/metrics/summary", "metrics.summary"),
+    ("GET", "/metrics/aggregate", "metrics.aggregate"), ("GET", "/metrics/trends", "metrics.trends"),
+    ("GET", "/logs", "logs"), ("GET", "/logs/search", "logs.search"),
+    ("GET", "/logs/stats", "logs.stats"), ("GET", "/logs/context", "logs.context"),
+    ("GET", "/performance", "performance"), ("GET", "/performance/analysis", "performance.analysis"),
+    ("GET", "/performance/compare", "performance.compare"), ("GET", "/alerts", "alerts"),
+    ("GET", "/dashboard", "dashboard"), ("GET", "/reports", "reports"),
+    ("POST", "/analyze", "analyze"), ("POST", "/archive", "archive"),
+    ("POST", "/cleanup", "cleanup"), ("GET", "/storage", "storage"),
+    ("POST", "/optimize", "optimize"), ("GET", "/stats", "stats"),
+    ("GET", "/health", "ping"), ("GET", "/commands", "commands"),
+]
+EXPORTS = {"metrics": "metric", "logs": "log", "performance": "performance", "alerts": "alert"}
+RESERVED = frozenset({"command", "self"})      # HistoryClient.query's own argument names
+
+
+# -- the daemon's query socket -------------------------------------------------
+
+class ClientPool:
+    """At most ``size`` HistoryClients, each used by one thread at a time."""
+
+    def __init__(self, endpoint: str, size: int = 4, timeout: float = 15.0):
+        self.endpoint, self.timeout = endpoint, timeout
+        self._sem = threading.BoundedSemaphore(size)
+        self._lock = threading.Lock()
+        self._idle: list[HistoryClient] = []
+        self._closed = False
+
+    def query(self, command: str, params: dict, timeout: float | None = None) -> dict:
+        bad = RESERVED.intersection(params)
+        if bad:
+            return {"ok": False, "error": {"code": "bad_param",
+                                           "message": f"{command}: {min(bad)}: unknown parameter"}}
+        if not self._sem.acquire(timeout=self.timeout):
+            raise TimeoutError("all connections to the daemon are busy")
+        try:
+            with self._lock:
+                if self._closed:
+                    raise TimeoutError("gateway is closing")
+                c = self._idle.pop() if self._idle else None
+            if c is None:
+                c = HistoryClient(query=self.endpoint, query_timeout=self.timeout, linger=0)
+            c.query_timeout = timeout or self.timeout
+            try:
+                return c.query(command, **params)
+            finally:
+                with self._lock:
+                    if self._closed:
+                        c.close(timeout=1.0)
+                    else:
+                        self._idle.append(c)
+        finally:
+            self._sem.release()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            idle, self._idle = self._idle, []
+        for c in idle:
+            c.close(timeout=1.0)
+
+
+# -- the gateway --------------------------------------------------------------
+
+class Gateway:
+    def __init__(self, query_endpoint: str, events_endpoint: str | None, prefix: str,
+                 timeout: float, pool_size: int, max_websockets: int = MAX_WEBSOCKETS):
+        self.events_endpoint, self.prefix = events_endpoint, prefix
+        self.max_websockets, self.websockets = max_websockets, 0      # the cap, the open ones
+        self.pool = ClientPool(query_endpoint, pool_size, timeout)
+        self.params = Params()
+        self.daemon_commands: dict | None = None      # from the daemon's `commands`, once reached
+        self._zctx: zmq.asyncio.Context | None = None
+        self.export_pages = 0                          # pages fetched by exports (for tests)
+
+    async def ask(self, command: str, params: dict, timeout: float | None = None) -> dict:
+        try:
+            return await run_in_threadpool(self.pool.query, command, params, timeout)
+        except TimeoutError as exc:
+            raise HTTPError(503, "unavailable", f"{command}: {exc}") from None
+        except (ValueError, TypeError, RecursionError) as exc:     # cannot be packed to send
+            raise HTTPError(400, "bad_request", f"{command}: parameters cannot be sent: "
+                            f"{exc}") from None
+
+    async def params_of(self, request: Request, command: str) -> dict:
+        p = self.params.convert(command, request.query_params.multi_items())
+        if request.method == "POST":
+            p.update(await json_body(request))
+        return p
+
+    def close(self) -> None:
+        self.pool.close()
+        if self._zctx is not None:
+            self._zctx.destroy(linger=0)
+            self._zctx = None
+
+    # -- REST ---------------------------------------------------------------------
+    def endpoint(self, command: str, export: bool = False):
+        async def endpoint(request: Request):
+            try:
+                p = await self.params_of(request, command)
+                if export:
+                    return await self.export(command, EXPORTS[command], p)
+                return reply_response(await self.ask(command, p))
+            except HTTPError as e:
+                return error_response(e.status, e.code, e.message)
+        return endpoint
+
+    async def export(self, command: str, kind: str, p: dict) -> Response:
+        fmt = p.pop("format", "csv")
+        if fmt not in ("csv", "jsonl"):
+            raise HTTPError(400, "bad_param", f"format: must be csv or jsonl, not {fmt!r}")
+        for k in ("limit", "cursor", "after_id", "count"):
+            if k in p:
+                raise HTTPError(400, "bad_param", f"{k}: an export pages through every match by "
+                                "itself")
+        columns, fields = ["id", *FIELDS[kind]], p.get("fields")
+        if isinstance(fields, (str, list)):
+            fields = fields.split(",") if isinstance(fields, str) else fields
+            columns = [c for c in columns if c in ("id", "timestamp") or c in fields]
+        first = await self.ask(command, {**p, "limit": EXPORT_PAGE, "count": True})
+        self.export_pages += 1
+        if not first.get("ok"):
+            return reply_response(first)
+        total = first.get("total")
+        render = _csv_chunk if fmt == "csv" else _jsonl_chunk
+
+        async def body():
+            reply, header = first, fmt == "csv"
+            while True:
+                chunk = await run_in_threadpool(render, reply["rows"], columns, header)
+                header, nxt, reply = False, reply.get("next"), None    # drop the page
+                yield chunk
+                chunk = None
+                if not nxt:
+                    return
+                reply = await self.ask(command, {**p, "limit": EXPORT_PAGE, "cursor": nxt})
+                self.export_pages += 1
+                if not reply.get("ok"):
+                    # the status is sent: cutting the stream is how the client learns of it
+                    raise RuntimeError(f"export of {command} failed: {reply.get('error')}")
+
+        media = "text/csv; charset=utf-8" if fmt == "csv" else "application/x-ndjson"
+        name = f"{command}-{time.strftime('%Y%m%d-%H%M%S')}.{fmt}"
+        headers = {"Content-Disposition": f'attachment; filename="{name}"'}
+        if total is not None:
+            headers["X-Total-Count"] = str(total)
+        return StreamingResponse(body(), media_type=media, headers=headers)
+
+    # -- OpenAPI ------------------------------------------------------------------
+    async def openapi_endpoint(self, request: Request):
+        if self.daemon_commands is None:
+            try:
+                reply = await self.ask("commands", {}, timeout=2.0)
+                if reply.get("ok"):
+                    self.daemon_commands = {r["command"]: r for r in reply["rows"]}
+            except HTTPError:
+                pass
+        return JSON(openapi_document(self.prefix, ROUTES, EXPORTS, self.params,
+                                     self.daemon_commands))
+
+    # -- WebSocket ----------------------------------------------------------------
+    async def websocket_endpoint(self, ws: WebSocket):
+        if self.websockets >= self.max_websockets:
+            return await deny(ws.scope, ws.receive, ws.send, 503, "unavailable",
+                              f"already {self.max_websockets} WebSocket connections (http."
+                              "max_websockets)", ws_close=1013)
+        self.websockets += 1
+        try:
+            await self.events(ws)
+        finally:
+            self.websockets -= 1
+
+    async def events(self, ws: WebSocket):
+        """Forward the daemon's events to one WebSocket until either side ends."""
+        await ws.accept()
+        if not self.events_endpoint:
+            await ws.send_text(dumps({"error": {"code": "unavailable",
+                                                "message": "no events endpoint configured"}}))
+            await ws.close(code=1011)
+            return
+        if self._zctx is None:
+            self._zctx = zmq.asyncio.Context()
+        raw = ws.query_params.get("topics")
+        topics = {""} if raw is None else {t.strip()[:256] for t in raw.split(",")[:64] if t.strip()}
+        sock = self._zctx.socket(zmq.SUB)
+        sock.setsockopt(zmq.LINGER, 0)
+        sock.setsockopt(zmq.RCVHWM, 10_000)
+        curve_keys.apply(sock, self.events_endpoint, curve_keys.load())   # keys from the environment
+        sock.connect(self.events_endpoint)
+        for t in topics:
+            sock.setsockopt(zmq.SUBSCRIBE, t.encode())
+        lock = asyncio.Lock()
+
+        async def send(obj):
+            async with lock:
+                await ws.send_text(dumps(obj))
+
+        async def pump():
+            while True:
+                frames = await sock.recv_multipart()
+                if len(frames) < 2:
+                    continue
+                try:
+                    data = msgpack.unpackb(frames[1], raw=False)
+                except Exception:
+                    data = None
+                await send({"topic": frames[0].decode("utf-8", "replace"), "data": data})
+
+        async def listen():
+            while True:
+                try:
+                    msg = parse_json(await ws.receive_text(), "message")
+                except (ValueError, HTTPError):
+                    msg = None
+                if not isinstance(msg, dict):
+                    await send({"error": {"code": "bad_request", "message":
+                                          'send {"subscribe": [...]} or {"unsubscribe": [...]}'}})
+                    continue
+                for key, sub in (("subscribe", True), ("unsubscribe", False)):
+                    wanted = msg.get(key) or []
+                    for t in (str(t)[:256] for t in (wanted if isinstance(wanted, list) else [wanted])):
+                        if sub != (t in topics) and (not sub or len(topics) < 64):
+                            sock.setsockopt(zmq.SUBSCRIBE if sub else zmq.UNSUBSCRIBE, t.encode())
+                            (topics.add if sub else topics.discard)(t)
+                await send({"subscribed": sorted(topics)})
+
+        async def run(fn, scope):          # the first to end (a disconnect) ends both
+            try:
+                await fn()
+            except (WebSocketDisconnect, RuntimeError, OSError, zmq.ZMQError):
+                pass
+            finally:
+                scope.cancel()
+
+        try:
+            await send({"subscribed": sorted(topics)})
+            async with anyio.create_task_group() as tg:
+                for fn in (pump, listen):
+                    tg.start_soon(run, fn, tg.cancel_scope)
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            sock.close(0)
+
+    # -- dashboard ----------------------------------------------------------------
+    async def ui_endpoint(self, request: Request):
+        base = request.scope.get("root_path", "") + self.prefix
+        page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+        return Response(page.replace("{{BASE}}", html.escape(base, quote=True)),
+                        media_type="text/html; charset=utf-8", headers={
+                            "Content-Security-Policy": "default-src 'self'; img-src 'self' data:; "
+                            "connect-src 'self'; frame-ancestors 'none'",
+                            "Cache-Control": "no-cache"})
+
+
+# -- helpers ------------------------------------------------------------------
+
+async def json_body(request: Request) -> dict:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise HTTPError(415, "bad_request", "POST a JSON object of parameters with Content-Type: "
+                        "application/json ({} for none)")
+    raw = await request.body()          # at most max_body bytes (GuardMiddleware)
+    if not raw.strip():
+        return {}
+    try:
+        body = parse_json(raw, "body")
+    except ValueError as exc:
+        raise HTTPError(400, "bad_request", f"body is not JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise HTTPError(400, "bad_request", "body must be a JSON object of parameters")
+    return body
+
+
+def _csv_chunk(rows, columns, header: bool) -> bytes:
+    """Rows as CSV, the way ``linkband-history export`` writes them."""
+    f = io.StringIO()
+    w = csv.writer(f)
+    if header:
+        w.writerow(columns)
+    for r in rows:
+        w.writerow([csv_cell(c, r.get(c)) for c in columns])
+    return f.getvalue().encode("utf-8")
+
+
+def _jsonl_chunk(rows, columns, header: bool) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
+
+
+def _checker(token, auth, allow_unauthenticated: bool):
+    if token is not None and auth is not None:
+        raise ValueError("create_app: give token= or auth=, not both")
+    if token is not None:
+        return token_auth.TokenAuth(token)
+    if auth is not None:
+        if not callable(auth):
+            raise ValueError("create_app: auth= must be a callable (HTTPConnection) -> bool")
+        return auth
+    if allow_unauthenticated:
+        return None
+    raise ValueError("create_app: give token= (Bearer header or cookie), auth= (a callable "
+                     "deciding each request) or, when the host app authenticates every "
+                     "request itself, allow_unauthenticated=True")
+
+
+def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: str = "/history",
+               *, token: str | None = None, auth=None, allow_unauthenticated: bool = False,
+               allowed_hosts=LOOPBACK_HOSTS, allowed_origins=(), timeout: float = 15.0,
+               pool_size: int = 4, max_websockets: int = MAX_WEBSOCKETS,
+               max_body: int = MAX_BODY_BYTES, parent_pid: int | None = None) -> Starlette:
+    """The ASGI app. Every request needs ``token`` (Bearer or the ``/ui?token=`` cookie)
+    or passes ``auth(HTTPConnection)``; with neither, only ``allow_unauthenticated=True``
+    builds it (the host app answers for every request). ``allowed_hosts=None`` accepts
+    any Host header (remote use); ``allowed_origins`` are browser origins beyond the
+    gateway's own that may change state and open WebSockets."""
+    checker = _checker(token, auth, allow_unauthenticated)
+    prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
+    gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets)
+    routes = [Route(prefix + path, gw.endpoint(cmd), methods=[method])
+              for method, path, cmd in ROUTES]
+    routes += [Route(f"{prefix}/{r}/export", gw.endpoint(r, True), methods=["POST"]) for r in EXPORTS]
+    routes += [
+        Route(prefix + "/openapi.json", gw.openapi_endpoint, methods=["GET"]),
+        Route(prefix + "/ui", gw.ui_endpoint, methods=["GET"]),
+        Route(prefix + "/ui/", lambda r: RedirectResponse("../ui"), methods=["GET"]),
+        Mount(prefix + "/static", StaticFiles(directory=STATIC_DIR), name="static"),
+        WebSocketRoute(prefix + "/ws", gw.websocket_endpoint),
+    ]
+
+    @asynccontextmanager
+    async def lifespan(app):
+        watch = None
+        if parent_pid is not None:
+            async def watch_parent():
+                while os.getppid() == parent_pid:
+                    await asyncio.sleep(1.0)
+                log.warning("parent process is gone; stopping")
+                os.kill(os.getpid(), signal.SIGTERM)
+            watch = asyncio.get_running_loop().create_task(watch_parent())
+        try:
+            yield
+        finally:
+            if watch is not None:
+                watch.cancel()
+            gw.close()
+
+    app = Starlette(routes=routes, lifespan=lifespan, middleware=[Middleware(
+        GuardMiddleware, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins,
+        auth=checker, prefix=prefix, max_body=max_body)])
+    app.state.gateway = gw
+    return app
+
+
+def local_url(host: str, port: int, prefix: str) -> str:
+    """The URL the owner's browser uses for a gateway bound to ``host``."""
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{port}{prefix}"
+
+
+def _arguments(argv):
+    ap = argparse.ArgumentParser(prog="python -m linkband_historyd.http.app",
+                                 description="REST API, WebSocket and dashboard of linkband-history")
+    add = ap.add_argument
+    add("--query", help="the daemon's query endpoint (default: as clients find it)")
+    add("--events", help="the daemon's events endpoint (default: as clients find it)")
+    add("--host", default="127.0.0.1")
+    add("--port", type=int, default=8765)
+    add("--prefix", default="/history")
+    add("--runtime-dir", default=os.environ.get("LINKBAND_HISTORY_RUNTIME_DIR") or None,
+        help="owner-only directory for http.token and http.json (default: the daemon's)")
+    add("--allowed-origin", action="append", default=[], dest="allowed_origins",
+        help="a browser origin (scheme://host:port) beyond the gateway's own that may "
+             "change state and open WebSockets (repeatable)")
+    add("--max-websockets", type=int, default=MAX_WEBSOCKETS)
+    add("--allow-remote", action="store_true",
+        help="allow a non-loopback --host (token-protected, but plain HTTP)")
+    add("--timeout", type=float, default=15.0, help="seconds to wait for a reply of the daemon")
+    add("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
+    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    return ap.parse_args(argv)
+
+
+def main(argv=None, ready=None) -> int:
+    """The command line; ``ready`` (an Event) is set once the port is bound and the
+    token and address files are written."""
+    args = _arguments(argv)
+    if not args.allow_remote and not is_loopback_host(args.host):
+        print(f"http_gateway: refusing to bind {args.host}: not a loopback address; give "
+              "--allow-remote to serve other machines (plain HTTP: the token crosses the "
+              "network in clear)", file=sys.stderr)
+        return 2
+    if not 0 <= args.port <= 65535 or args.max_websockets < 1:
+        print(f"http_gateway: bad port {args.port} or --max-websockets", file=sys.stderr)
+        return 2
+    import uvicorn
+
+    from linkband_historyd.security.sockets import prepare_runtime_dir
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime_dir = args.runtime_dir or default_runtime_dir()
+    try:
+        prepare_runtime_dir(runtime_dir)
+        token = token_auth.write_token(runtime_dir)
+    except (OSError, ValueError, RuntimeError) as exc:      # e.g. a directory another user owns
+        print(f"http_gateway: cannot write the token into {runtime_dir}: {exc}", file=sys.stderr)
+        return 2
+    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
+    app = create_app(resolve_endpoint("query", args.query), resolve_endpoint("events", args.events),
+                     prefix, token=token, allowed_origins=args.allowed_origins,
+                     allowed_hosts=None if args.allow_remote else LOOPBACK_HOSTS,
+                     max_websockets=args.max_websockets, timeout=args.timeout,
+                     parent_pid=os.getppid() if args.exit_with_parent else None)
+
+    class Server(uvicorn.Server):
+        async def startup(self, sockets=None):
+            await super().startup(sockets)
+            if self.started:
+                port = self.servers[0].sockets[0].getsockname()[1]
+                token_auth.write_info(runtime_dir, local_url(args.host, port, prefix))
+                if ready is not None:
+                    ready.set()
+
+    server = Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=False,
+                                   log_level=args.log_level.lower(), lifespan="on",
+                                   ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE))
+    # uvicorn re-raises a stop signal after its shutdown: with these handlers SIGTERM and
+    # SIGINT end in exit code 0 (and one that comes before uvicorn listens is not lost)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+    try:
+        server.run()
+    finally:
+        token_auth.forget(runtime_dir, token)
+    return 0 if server.started else 1
+
+
+class HttpChild:
+    """The gateway as a child of the supervisor: ``Supervisor.ORDER`` can hold
+    ``("http", HttpChild)`` (``run_child(cls, cfg, ready)`` builds and runs it). Reads
+    ``http.*`` (host and port default to 127.0.0.1 / 8765), the query and events
+    endpoints, the runtime directory (for the token), ``security.allow_remote`` and
+    ``daemon.log_level``; stops with its parent."""
+
+    name = "http"
+
+    def __init__(self, cfg: dict, ready=None):
+        self.cfg, self.ready = cfg, ready
+
+    def argv(self) -> list[str]:
+        c = self.cfg
+        argv = ["--query", c["query.endpoint"], "--events", c["events.endpoint"],
+                "--host", str(c.get("http.host", "127.0.0.1")), "--port", str(c.get("http.port", 8765)),
+                "--max-websockets", str(c.get("http.max_websockets", MAX_WEBSOCKETS)),
+                "--log-level", c.get("daemon.log_level", "INFO"), "--exit-with-parent"]
+        if c.get("daemon.runtime_dir"):
+            argv += ["--runtime-dir", c["daemon.runtime_dir"]]
+        for origin in c.get("http.allowed_origins", ()):
+            argv += ["--allowed-origin", origin]
+        return argv + (["--allow-remote"] if c.get("security.allow_remote") else [])
+
+    def run(self) -> None:
+        os.umask(0o077)
+        # with CURVE on the daemon's tcp:// endpoints, the gateway connects with the server's keys
+        from linkband_historyd.security.curve_auth import self_client_options
+        keys = self_client_options(self.cfg)
+        if keys:
+            os.environ[curve_keys.ENV_SERVER_PUBLIC] = keys["curve_server_public"]
+            os.environ[curve_keys.ENV_CLIENT_SECRET] = keys["curve_secret_key_file"]
+        raise SystemExit(main(self.argv(), self.ready))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

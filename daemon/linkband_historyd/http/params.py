@@ -1,0 +1,147 @@
+"""Query strings to typed command parameters for the HTTP gateway, and the JSON
+schema of each parameter (for ``/openapi.json``). JSON from a request (a
+parameter, a POST body, a WebSocket message) goes through ``parse_json``: nesting
+deeper than ``MAX_DEPTH`` is a 400, never a RecursionError."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+
+log = logging.getLogger("linkband_historyd.http")
+MAX_DEPTH = 32              # no command takes more than a list of lists
+
+
+class HTTPError(Exception):
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status, self.code, self.message = status, code, message
+
+
+def _depth(value) -> int:
+    """How deeply lists and objects nest in ``value`` (walked without recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        if isinstance(v, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                stack.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def parse_json(text, what: str):
+    """``json.loads``; ValueError for text that is not JSON, HTTPError 400 for JSON
+    nested deeper than ``MAX_DEPTH`` (which would also be too deep to send on)."""
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        value = None
+        deep = True
+    else:
+        deep = _depth(value) > MAX_DEPTH
+    if deep:
+        raise HTTPError(400, "bad_request", f"{what}: JSON nested deeper than {MAX_DEPTH} levels")
+    return value
+
+
+def local_specs() -> tuple[dict, dict]:
+    """The commands this package registers: {name: spec}, {name: help}."""
+    try:
+        from linkband_historyd.commands import COMMANDS# the package registers every command
+    except Exception as exc:          # pragma: no cover - a broken install
+        log.warning("command specs not available: %s", exc)
+        return {}, {}
+    return ({n: dict(c.spec) for n, c in COMMANDS.items()},
+            {n: c.help for n, c in COMMANDS.items()})
+
+
+def _known_schemas() -> dict:
+    from linkband_historyd.commands import logs
+    from linkband_historyd.query import engine as Q
+    from linkband_historyd.query import params as P
+    levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+    string, integer = {"type": "string"}, {"type": "integer"}
+    arr = lambda items, **kw: {"type": "array", "items": items, **kw}   # noqa: E731
+    return {
+        P.positive_int: {**integer, "minimum": 1}, P.non_negative_int: {**integer, "minimum": 0},
+        P.boolean: {"type": "boolean"}, P.text: string, P.cursor: string,
+        P.time_value: {**string, "description": "epoch seconds, ISO-8601 or relative (15m, 7d)"},
+        P.text_list: arr(string), P.int_list: arr(integer), P.log_levels: arr({"enum": levels}),
+        P.alert_levels: arr({"enum": levels[1:]}), P.min_log_level: {"enum": levels},
+        P.order: {"enum": ["asc", "desc"]},
+        P.tags: {"type": "object", "description": "as tag.KEY=VALUE or tags=<JSON object>"},
+        Q.bucket: {**string, "description": "1s .. 1d, auto or none"},
+        Q.functions: arr({"enum": list(Q.FUNCTIONS)}), Q.names: arr(string),
+        logs.mark: arr(string, minItems=2, maxItems=2),
+    }
+
+
+def _accepts(parser, value) -> bool:
+    try:
+        parser(value)
+        return True
+    except Exception:
+        return False
+
+
+class Params:
+    """Query strings to command parameters, typed by the command's own parsers (those
+    this package registers; a command it does not know gets the text as given)."""
+
+    def __init__(self):
+        self.specs, self.helps = local_specs()
+        try:
+            self.schemas = _known_schemas()
+        except Exception:                # pragma: no cover
+            self.schemas = {}
+
+    def schema(self, parser) -> dict:
+        return self.schemas.get(parser) or ({"type": "array"} if self.is_list(parser) else {})
+
+    def is_list(self, parser) -> bool:
+        if parser is None or parser in self.schemas:   # unknown here: the daemon judges a list
+            return parser is None or self.schemas[parser].get("type") == "array"
+        return _accepts(parser, ["1"]) and isinstance(parser(["1"]), list)
+
+    @staticmethod
+    def typed(parser, s: str, name: str = "parameter"):
+        """The first of bool / int / float / the text / JSON that the parser takes."""
+        if parser is None:
+            return s
+        candidates = [s.strip().lower() == "true"] if s.strip().lower() in ("true", "false") else []
+        for convert in (int, float, lambda x: x, lambda x: parse_json(x, name)):
+            try:
+                v = convert(s)
+            except ValueError:
+                continue
+            if not (isinstance(v, float) and not math.isfinite(v)):
+                candidates.append(v)
+        return next((c for c in candidates if _accepts(parser, c)), s)   # else the daemon says why
+
+    def convert(self, command: str, items) -> dict:
+        spec = self.specs.get(command, {})
+        grouped: dict[str, list[str]] = {}
+        tags: dict[str, str] = {}
+        for k, v in items:
+            if v != "":                    # an empty form field is not given
+                (tags.__setitem__(k[4:], v) if k.startswith("tag.")
+                 else grouped.setdefault(k, []).append(v))
+        out: dict = {}
+        for k, vs in grouped.items():
+            parser = spec.get(k)
+            if k == "tags":
+                try:
+                    out[k] = parse_json(vs[-1], f"{command}: tags")
+                except ValueError:
+                    out[k] = None
+                if not isinstance(out[k], dict):
+                    raise HTTPError(400, "bad_param", f"{command}: tags: give a JSON object, or "
+                                    "tag.KEY=VALUE")
+            elif len(vs) > 1 and not self.is_list(parser):
+                raise HTTPError(400, "bad_param", f"{command}: {k}: give it once")
+            else:
+                out[k] = vs if len(vs) > 1 else self.typed(parser, vs[0], f"{command}: {k}")
+        if tags:
+            out["tags"] = {**out.get("tags", {}), **tags}
+        return out
