@@ -116,7 +116,7 @@ def answer(frame: bytes, dispatch: Callable[[str, dict], dict],
         reply = dispatch(name, params)
     except RpcError as exc:
         reply = protocol.error(exc.code, str(exc))
-    except bad_request as exc:               # ProtocolError is a ValueError
+    except (protocol.ProtocolError, *bad_request) as exc:
         reply = protocol.error("bad_request", str(exc))
     return protocol.encode_reply(reply, lenient=True)
 
