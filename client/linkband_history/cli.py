@@ -21,6 +21,7 @@ import click
 from .client import HistoryClient
 from .export import FORMATS, KIND_NAMES
 from .export import export as run_export
+from .protocol import LOG_LEVELS
 from .times import parse_time
 
 TABLE_COLUMNS = {
@@ -238,7 +239,7 @@ def log_options(fn):
     fn = click.option("--module", multiple=True)(fn)
     fn = click.option("--logger", "logger_name", multiple=True, help="logger name (repeatable)")(fn)
     fn = click.option("--min-level", default=None, help="this level and above")(fn)
-    fn = click.option("--level", multiple=True, help="DEBUG, INFO, WARNING, ERROR, CRITICAL")(fn)
+    fn = click.option("--level", multiple=True, help=", ".join(LOG_LEVELS))(fn)
     return range_options(fn)
 
 
