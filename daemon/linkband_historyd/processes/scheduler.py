@@ -6,10 +6,11 @@ read-only connections) and hands every write to the writer, in bounded chunks
 (``writer_client``), so ingestion latency stays low while it works.
 
 It also answers the query process on an internal REP socket
-(``daemon.scheduler_endpoint``, ``linkband_history.rpc``): ``run`` starts a job now (cleanup with a
-policy, archive, restore, optimize, summarize) and returns its id; ``jobs``
-reports the state and progress of recent runs. A short internal job serves
-that socket and watches the stop flag, so signals still only set a flag.
+(``daemon.scheduler_endpoint``, over ``linkband_history.rpc``): ``run`` starts a
+job now (cleanup with a policy, archive, restore, optimize, summarize) and
+returns its id; ``jobs`` reports the state and progress of recent runs. A short
+internal job serves that socket and watches the stop flag, so signals still
+only set a flag.
 """
 from __future__ import annotations
 
@@ -119,7 +120,7 @@ class Scheduler(Child):
         self._exclusive = threading.Lock()        # archive/retention/... never overlap
         self._one_at_a_time = {n: threading.Lock() for n in RUNNABLE}   # nor two runs of a job
         self.ctx = zmq.Context()
-        self.handlers = rpc.Handlers(run=self.start, jobs=self.report)
+        self.handlers = rpc.Handlers(run=self.start_run, jobs=self.list_runs)
         self.control = self.ctx.socket(zmq.REP)
         self.control.setsockopt(zmq.LINGER, 0)
         bind(self.control, cfg["daemon.scheduler_endpoint"], cfg["daemon.runtime_dir"])
@@ -204,7 +205,7 @@ class Scheduler(Child):
             # whatever goes wrong answering is the request's fault: a bad_request reply
             self.control.send(self.handlers.answer(self.control.recv(), bad_request=(Exception,)))
 
-    def start(self, params: dict) -> dict:
+    def start_run(self, params: dict) -> dict:
         """``run``: queue the job ``params["job"]`` (with ``params["params"]``) now."""
         name = params.get("job")
         if name not in RUNNABLE:
@@ -214,7 +215,7 @@ class Scheduler(Child):
                            id=run_id)
         return ok([self.runs[run_id]])
 
-    def report(self, params: dict) -> dict:
+    def list_runs(self, params: dict) -> dict:
         """``jobs``: recent runs (or the one ``params["id"]``), newest first, and the
         next scheduled time of each job."""
         wanted = params.get("id")
