@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -253,6 +254,34 @@ def test_maintenance_and_alert_commands_have_routes_now(daemon, gateway):
         r = http.post("/vacuum", json={})
         assert r.status_code == 200 and r.json()["rows"][0]["job"] == "vacuum", r.text
         assert http.get("/vacuum").status_code == 405          # what acts is POSTed
+
+
+def test_open_alerts_are_counted_per_level_over_http_openapi_and_the_tool(daemon, gateway):
+    c = daemon.client()
+    c.store_alerts([{"alert_id": f"a{i}", "level": level, "category": cat, "title": "t"}
+                    for i, (level, cat) in enumerate([("ERROR", "cpu"), ("ERROR", "disk"),
+                                                      ("WARNING", "cpu"), ("INFO", "cpu")])])
+    assert c.flush()
+    daemon.ask("alerts.ack", alert_id="a0")
+    daemon.ask("alerts.resolve", alert_id="a3")
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
+        rows = http.get("/alerts/open_count").json()["rows"]
+        assert rows == [{"level": "CRITICAL", "open": 0, "acknowledged": 0},
+                        {"level": "ERROR", "open": 2, "acknowledged": 1},
+                        {"level": "WARNING", "open": 1, "acknowledged": 0},
+                        {"level": "INFO", "open": 0, "acknowledged": 0}]
+        rows = http.get("/alerts/open_count", params={"category": "disk"}).json()["rows"]
+        assert [r["open"] for r in rows] == [0, 1, 0, 0]
+        op = http.get("/openapi.json").json()["paths"]["/history/alerts/open_count"]["get"]
+        assert op["x-daemon-command"] == "alerts.open_count"
+        assert op["parameters"] == [{"name": "category", "in": "query",
+                                     "schema": {"type": "array", "items": {"type": "string"}}}]
+    env = {**os.environ, "LINKBAND_HISTORY_QUERY": daemon.query}
+    out = subprocess.run([sys.executable, "-m", "linkband_history.cli", "query", "alerts.open_count"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["level", "open", "acknowledged"] and lines[2].split() == ["ERROR", "2", "1"]
 
 
 def fake_daemon(endpoint: str, replies: dict, stop: threading.Event):

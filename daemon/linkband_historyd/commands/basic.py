@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from linkband_history.protocol import ok
+from linkband_history.protocol import ALERT_LEVELS, ok
 from linkband_historyd.commands.base import COMMANDS, command
 from linkband_historyd.query import engine as Q
 from linkband_historyd.query import params as P
@@ -130,6 +130,21 @@ LISTINGS = (
 for _name, _kind, _help, _columns in LISTINGS:
     command(_name, _help, Q.list_spec(_kind), route=f"GET /{_name}",
             columns=_columns)(_listing(_kind))
+
+
+@command("alerts.open_count", "open (unresolved) alerts per level, most severe first, and how "
+         "many of them are acknowledged", {"category": P.text_list}, cached=True,
+         route="GET /alerts/open_count", columns=("level", "open", "acknowledged"))
+def cmd_alerts_open_count(ctx, p):
+    where = P.Where()
+    where.add("resolved_at IS NULL")
+    if "category" in p:
+        where.any_of("category", p["category"])
+    counts = {level: (n, acked) for level, n, acked in ctx.conn.execute(
+        f"SELECT level, count(*), count(acknowledged_at) FROM alert_history{where.sql()} "
+        "GROUP BY level", where.args)}
+    return ok([{"level": level, "open": counts.get(level, (0, 0))[0],
+                "acknowledged": counts.get(level, (0, 0))[1]} for level in reversed(ALERT_LEVELS)])
 
 
 @command("commands", "the commands this daemon answers, with their parameters, HTTP route "
