@@ -15,8 +15,6 @@ The subcommands live in the modules that ``linkband_history.cli`` imports.
 from __future__ import annotations
 
 import json
-import sys
-import time
 from datetime import datetime
 
 import click
