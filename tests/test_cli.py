@@ -162,3 +162,28 @@ def test_trend_report_and_alert_subcommands(daemon):
     assert json.loads(tool(daemon, "--json", "alerts", "--open").stdout)["rows"] == []
     out = tool(daemon, "ack", "nope")
     assert out.returncode == 1 and "no alert" in out.stderr
+
+
+def test_query_reaches_every_command_with_its_declared_table(daemon):
+    c = daemon.client()
+    c.store_metrics([{"metric_type": "cpu", "metric_name": "cpu_percent", "value": 15.5, "unit": "%"},
+                     {"metric_type": "cpu", "metric_name": "load", "value": 0.5}])
+    assert c.flush()
+    listed = tool(daemon, "metrics", "--name", "cpu_percent")
+    out = tool(daemon, "query", "metrics", "metric_name=cpu_percent")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == listed.stdout                        # the same table as the subcommand
+    assert out.stdout.split()[:3] == ["timestamp", "metric_type", "metric_name"]
+    out = tool(daemon, "query", "metrics", "metric_name=cpu_percent", "metric_name=load", "limit=5")
+    assert "cpu_percent" in out.stdout and "load" in out.stdout
+    out = tool(daemon, "query", "ping")                       # no subcommand, no columns: JSON
+    assert out.returncode == 0 and json.loads(out.stdout)["rows"][0]["pong"] is True
+    out = tool(daemon, "--json", "query", "commands")
+    rows = {r["command"]: r for r in json.loads(out.stdout)["rows"]}
+    assert rows["jobs"]["route"] == "GET /jobs" and rows["stop"]["route"] is None
+    out = tool(daemon, "query", "metrics", "limit=0")
+    assert out.returncode == 1 and "bad_param" in out.stderr and "limit" in out.stderr
+    out = tool(daemon, "query", "no.such.command")
+    assert out.returncode == 1 and "unknown_command" in out.stderr
+    out = tool(daemon, "query", "metrics", "limit")
+    assert out.returncode == 2 and "KEY=VALUE" in out.stderr

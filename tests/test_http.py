@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -21,7 +22,8 @@ from conftest import all_rows  # noqa: E402
 
 from linkband_history import protocol  # noqa: E402
 from linkband_history.export import read_back  # noqa: E402
-from linkband_historyd.http import app as hg# noqa: E402
+from linkband_historyd.commands import routes  # noqa: E402
+from linkband_historyd.http import app as hg  # noqa: E402
 
 NOW = time.time()
 T0 = NOW - 3000.0
@@ -226,6 +228,62 @@ def test_bad_parameters_are_4xx_json(daemon, gateway):
         assert r.status_code == 400 and "not allowed" in r.json()["error"]["message"]
 
 
+def test_maintenance_and_alert_commands_have_routes_now(daemon, gateway):
+    c = daemon.client()
+    c.store_alerts([{"alert_id": "http-1", "level": "WARNING", "title": "메모리 경고"}])
+    assert c.flush()
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
+        r = http.post("/summarize", json={})
+        assert r.status_code == 200 and r.json()["rows"][0]["job"] == "summarize", r.text
+        run_id = r.json()["rows"][0]["id"]
+        r = http.get("/jobs", params={"id": run_id})
+        assert r.status_code == 200 and r.json()["rows"][0]["id"] == run_id, r.text
+        r = http.post("/restore", json={"kind": "metric", "month": "1999-01"})
+        assert r.status_code == 200 and r.json()["rows"][0]["job"] == "restore", r.text
+        r = http.post("/restore", json={"kind": "metric", "month": "1999"})
+        assert r.status_code == 400 and "YYYY-MM" in r.json()["error"]["message"]
+        r = http.get("/archives", params={"kind": "metric"})
+        assert r.status_code == 200 and r.json()["rows"] == []
+        r = http.post("/alerts/ack", json={"alert_id": "http-1"})
+        assert r.status_code == 200, r.text
+        r = http.post("/alerts/resolve", json={"alert_id": "http-1"})
+        assert r.status_code == 200, r.text
+        assert http.get("/alerts", params={"open": "true"}).json()["rows"] == []
+        r = http.post("/alerts/ack", json={"alert_id": "nope"})
+        assert r.status_code == 400 and "no alert" in r.json()["error"]["message"]
+        r = http.post("/vacuum", json={})
+        assert r.status_code == 200 and r.json()["rows"][0]["job"] == "vacuum", r.text
+        assert http.get("/vacuum").status_code == 405          # what acts is POSTed
+
+
+def test_open_alerts_are_counted_per_level_over_http_openapi_and_the_tool(daemon, gateway):
+    c = daemon.client()
+    c.store_alerts([{"alert_id": f"a{i}", "level": level, "category": cat, "title": "t"}
+                    for i, (level, cat) in enumerate([("ERROR", "cpu"), ("ERROR", "disk"),
+                                                      ("WARNING", "cpu"), ("INFO", "cpu")])])
+    assert c.flush()
+    daemon.ask("alerts.ack", alert_id="a0")
+    daemon.ask("alerts.resolve", alert_id="a3")
+    with httpx.Client(base_url=gateway.url, timeout=30, headers=AUTH) as http:
+        rows = http.get("/alerts/open_count").json()["rows"]
+        assert rows == [{"level": "CRITICAL", "open": 0, "acknowledged": 0},
+                        {"level": "ERROR", "open": 2, "acknowledged": 1},
+                        {"level": "WARNING", "open": 1, "acknowledged": 0},
+                        {"level": "INFO", "open": 0, "acknowledged": 0}]
+        rows = http.get("/alerts/open_count", params={"category": "disk"}).json()["rows"]
+        assert [r["open"] for r in rows] == [0, 1, 0, 0]
+        op = http.get("/openapi.json").json()["paths"]["/history/alerts/open_count"]["get"]
+        assert op["x-daemon-command"] == "alerts.open_count"
+        assert op["parameters"] == [{"name": "category", "in": "query",
+                                     "schema": {"type": "array", "items": {"type": "string"}}}]
+    env = {**os.environ, "LINKBAND_HISTORY_QUERY": daemon.query}
+    out = subprocess.run([sys.executable, "-m", "linkband_history.cli", "query", "alerts.open_count"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0].split() == ["level", "open", "acknowledged"] and lines[2].split() == ["ERROR", "2", "1"]
+
+
 def fake_daemon(endpoint: str, replies: dict, stop: threading.Event):
     """A REP socket that answers each command with ``replies[command]`` (None: no reply)."""
     ctx = zmq.Context.instance()
@@ -303,7 +361,7 @@ def test_commands_being_built_are_501_until_the_daemon_has_them(daemon, gateway)
 def test_openapi_lists_routes_parameters_and_errors(daemon, gateway, tmp_path):
     doc = httpx.get(gateway.url + "/openapi.json", timeout=30, headers=AUTH).json()
     assert doc["openapi"].startswith("3.")
-    for method, path, command in hg.ROUTES:
+    for method, path, command in routes():
         op = doc["paths"]["/history" + path][method.lower()]
         assert op["x-daemon-command"] == command
         assert op["responses"]["400"]["content"]["application/json"]["schema"]["$ref"] \

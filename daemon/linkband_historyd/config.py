@@ -46,7 +46,12 @@ APPLIES = (LIVE, CHILD, RESTART)
 CHILD_OF_SECTION = {"query": "query", "scheduler": "scheduler", "collector": "scheduler",
                     "trends": "scheduler", "retention": "scheduler", "archive": "scheduler",
                     "http": "http", "security": "http"}
-CHILDREN_OF_KEY = {"daemon.log_level": ("query", "scheduler", "http")}
+CHILDREN_OF_KEY = {"daemon.log_level": ("query", "scheduler", "http"),
+                   # the supervisor applies these live; the query process passes them to its
+                   # pool of workers when it starts
+                   "supervisor.restart_backoff_max_s": ("query",),
+                   "supervisor.stop_timeout_s": ("query",),
+                   "supervisor.child_hang_s": ("query",)}
 
 
 @dataclass(frozen=True)
@@ -309,13 +314,13 @@ Option("security.admin_keys_dir", "", _str, "LINKBAND_HISTORY_ADMIN_KEYS_DIR", N
            "with CURVE: only clients whose *.key is here may run administrative commands", applies=RESTART),
 Option("supervisor.restart_backoff_max_s", 30.0, _float(0.1, 3600),
            "LINKBAND_HISTORY_RESTART_BACKOFF_MAX_S", None,
-           "a child that keeps dying is restarted after at most this long", applies=LIVE),
+           "a child that keeps dying is restarted after at most this long", applies=CHILD),
 Option("supervisor.stop_timeout_s", 30.0, _float(0.1, 3600), "LINKBAND_HISTORY_STOP_TIMEOUT_S",
-           None, "how long a child may take to drain and stop before it is killed", applies=LIVE),
+           None, "how long a child may take to drain and stop before it is killed", applies=CHILD),
 Option("supervisor.writer_hang_s", 30.0, _float(0, 86400), "LINKBAND_HISTORY_WRITER_HANG_S", None,
            "a writer without a heartbeat this long is hung: killed (SIGKILL) and restarted; 0: never", applies=LIVE),
 Option("supervisor.child_hang_s", 120.0, _float(0, 86400), "LINKBAND_HISTORY_CHILD_HANG_S", None,
-           "the same for the query process and the scheduler; 0: never", applies=LIVE),
+           "the same for the query process and the scheduler; 0: never", applies=CHILD),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 

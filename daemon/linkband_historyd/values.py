@@ -5,6 +5,8 @@ or as msgpack or URL text (``query.params``); each parser here takes any of
 these, returns the value in its one type, and raises ValueError with a reason
 the caller puts after the key's name. One parser per kind of value, so a
 setting and a parameter of the same kind accept and refuse the same things.
+Each carries its JSON schema (``json_schema``), which types a command's
+parameter in OpenAPI.
 """
 from __future__ import annotations
 
@@ -17,6 +19,15 @@ def _bounds(lo, hi) -> str:
     if hi is not None:
         return f" between {lo} and {hi}"
     return f" >= {lo}"
+
+
+def _typed(parse, schema: dict):
+    parse.json_schema = schema
+    return parse
+
+
+def _range(kind: str, lo, hi) -> dict:
+    return {"type": kind, "minimum": lo, **({} if hi is None else {"maximum": hi})}
 
 
 def integer(lo: int, hi: int | None = None):
@@ -41,7 +52,7 @@ def integer(lo: int, hi: int | None = None):
         if n < lo or n > top:
             raise ValueError(f"must be {what}" + ("" if hi is not None else f" (at most {MAX_INT})"))
         return n
-    return parse
+    return _typed(parse, _range("integer", lo, hi))
 
 
 def number(lo: float, hi: float | None = None):
@@ -58,7 +69,7 @@ def number(lo: float, hi: float | None = None):
         if not math.isfinite(x) or x < lo or (hi is not None and x > hi):
             raise ValueError(f"must be {what}")
         return x
-    return parse
+    return _typed(parse, _range("number", lo, hi))
 
 
 # an anomaly score at which a metric alerts: under 0.3 no detector episode is open
@@ -89,7 +100,7 @@ def choice(choices: tuple[str, ...]):
         if c is None:
             raise ValueError(f"must be {said}")
         return c
-    return parse
+    return _typed(parse, {"enum": list(choices)})
 
 
 def string(v) -> str:
@@ -113,3 +124,8 @@ def string_list(v) -> list[str]:
     if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
         raise ValueError("must be a list of strings")
     return [x.strip() for x in items if x.strip()]
+
+
+boolean.json_schema = {"type": "boolean"}
+string.json_schema = text.json_schema = {"type": "string"}
+string_list.json_schema = {"type": "array", "items": {"type": "string"}}

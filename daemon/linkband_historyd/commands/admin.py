@@ -57,10 +57,18 @@ def policy(v):
     return out
 
 
+policy.json_schema = {"type": "object", "additionalProperties": {"type": "number", "minimum": 0},
+                      "description": "{kind: days}, kind one of metric, performance, log, "
+                                     "alert, minute, summary"}
+
+
 def kind(v):
     if v not in ("metric", "performance", "log", "alert"):
         raise ValueError("must be metric, performance, log or alert")
     return v
+
+
+kind.json_schema = {"enum": ["metric", "performance", "log", "alert"]}
 
 
 def month(v):
@@ -70,13 +78,16 @@ def month(v):
     return s
 
 
+month.json_schema = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}$"}
+
+
 FORCE_UNDER_DAYS = 1 / 24     # a policy that deletes the last hour is a slip more often than not
 
 
 @command("cleanup", "apply retention now (policy: {kind: days} overrides the configured days; "
          "under one hour needs force=true); dry_run=true counts what would go and deletes "
          "nothing; returns a job id", policy=policy, dry_run=P.boolean, force=P.boolean,
-         admin=True)
+         admin=True, route="POST /cleanup")
 def cmd_cleanup(ctx, p):
     pol = p.get("policy") or {}
     recent = sorted(k for k, days in pol.items() if 0 < days < FORCE_UNDER_DAYS)
@@ -90,13 +101,13 @@ def cmd_cleanup(ctx, p):
 
 
 @command("archive", "archive (and remove) detail past its retention now; returns a job id",
-         kind=kind, admin=True)
+         kind=kind, admin=True, route="POST /archive")
 def cmd_archive(ctx, p):
     return _start(ctx, "archive", p)
 
 
 @command("restore", "bring an archived month back for querying; returns a job id",
-         kind=kind, month=month, admin=True)
+         kind=kind, month=month, admin=True, route="POST /restore")
 def cmd_restore(ctx, p):
     if "kind" not in p or "month" not in p:
         raise P.BadParam("month", "restore needs kind and month (YYYY-MM)")
@@ -104,35 +115,38 @@ def cmd_restore(ctx, p):
 
 
 @command("optimize", "ANALYZE, FTS merge and incremental vacuum now; returns a job id",
-         admin=True)
+         admin=True, route="POST /optimize")
 def cmd_optimize(ctx, p):
     return _start(ctx, "optimize")
 
 
 @command("vacuum", "a full VACUUM (rewrites the file; ingestion waits, nothing is lost); "
-         "returns a job id", admin=True)
+         "returns a job id", admin=True, route="POST /vacuum")
 def cmd_vacuum(ctx, p):
     return _start(ctx, "vacuum")
 
 
-@command("summarize", "fold new rows into the summary tiers now; returns a job id", admin=True)
+@command("summarize", "fold new rows into the summary tiers now; returns a job id", admin=True,
+         route="POST /summarize")
 def cmd_summarize(ctx, p):
     return _start(ctx, "summarize")
 
 
-@command("jobs", "state and progress of maintenance jobs (id: one of them)", id=P.text)
+@command("jobs", "state and progress of maintenance jobs (id: one of them)", id=P.text,
+         route="GET /jobs", columns=("id", "state", "queued", "finished", "result"))
 def cmd_jobs(ctx, p):
     reply = _scheduler(ctx, "jobs", {"id": p.get("id")})
     return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"))
 
 
-@command("archives", "the archive files, per kind and month", kind=kind, month=month)
+@command("archives", "the archive files, per kind and month", kind=kind, month=month,
+         route="GET /archives", columns=("kind", "month", "part", "rows", "bytes", "complete", "file"))
 def cmd_archives(ctx, p):
     return ok(list_parts(ctx.cfg["archive.dir"], p.get("kind"), p.get("month")))
 
 
 @command("storage", "size per table and index, free disk, oldest and newest record per kind, "
-         "archives")
+         "archives", route="GET /storage")
 def cmd_storage(ctx, p):
     return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg["archive.dir"])])
 
@@ -149,7 +163,8 @@ def _signal_supervisor(ctx, name: str) -> None:
 
 @command("reload", "reload the configuration (like SIGHUP): each changed option is applied "
          "live, by restarting the child that uses it, or kept until the daemon restarts, as "
-         "the option declares; the reply names them; ingestion goes on", admin=True)
+         "the option declares; the reply names them; ingestion goes on", admin=True,
+         route=None)
 def cmd_reload(ctx, p):
     from linkband_historyd.config import ConfigError, reload_file, reload_plan
     try:
@@ -164,7 +179,7 @@ def cmd_reload(ctx, p):
 
 
 @command("stop", "stop the daemon (like SIGTERM): the writer drains and commits first",
-         admin=True)
+         admin=True, route=None)
 def cmd_stop(ctx, p):
     _signal_supervisor(ctx, "SIGTERM")
     return ok([{"stopping": True}])
@@ -185,12 +200,12 @@ def _alert_update(ctx, p, field):
 
 
 @command("alerts.ack", "acknowledge an alert by alert_id", alert_id=P.text, at=P.time_value,
-         admin=True)
+         admin=True, route="POST /alerts/ack")
 def cmd_alerts_ack(ctx, p):
     return _alert_update(ctx, p, "acknowledged_at")
 
 
 @command("alerts.resolve", "resolve an alert by alert_id", alert_id=P.text, at=P.time_value,
-         admin=True)
+         admin=True, route="POST /alerts/resolve")
 def cmd_alerts_resolve(ctx, p):
     return _alert_update(ctx, p, "resolved_at")

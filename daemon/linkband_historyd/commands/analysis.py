@@ -16,7 +16,7 @@ METRIC_AGGREGATE = dict(Q.aggregate_spec("metric"), tier=rollup_reader.tier_para
 
 
 @command("metrics.summary", "per metric over the range: count, min, max, avg, last",
-         METRIC_AGGREGATE, cached=True)
+         METRIC_AGGREGATE, cached=True, route="GET /metrics/summary")
 def cmd_metrics_summary(ctx, p):
     if "bucket" in p or "group_by" in p:
         raise P.BadParam("bucket" if "bucket" in p else "group_by",
@@ -29,7 +29,8 @@ def cmd_metrics_summary(ctx, p):
 
 @command("metrics.aggregate", "a bucketed series for charts: bucket=1s..1d|auto, functions "
          "count,sum,min,max,avg,last,p50,p95,p99, group_by metric_name|metric_type|unit|tag:KEY, "
-         "tier=auto|detail|minute|hourly|daily|weekly", METRIC_AGGREGATE, cached=True)
+         "tier=auto|detail|minute|hourly|daily|weekly", METRIC_AGGREGATE, cached=True,
+         route="GET /metrics/aggregate")
 def cmd_metrics_aggregate(ctx, p):
     agg = Q.describe_aggregate("metric", {"bucket": "auto", **p}, ["count", "min", "max", "avg"],
                                ["metric_name"])
@@ -42,7 +43,8 @@ PERF_FILTERS = Q.filter_spec("performance")
 
 
 @command("performance.analysis", "per component and operation: count, duration p50/p95/p99/max, "
-         "mean throughput, mean efficiency, error rate", PERF_FILTERS, cached=True)
+         "mean throughput, mean efficiency, error rate", PERF_FILTERS, cached=True,
+         route="GET /performance/analysis")
 def cmd_performance_analysis(ctx, p):
     rows = sorted(analyze_performance(ctx.conn, p).values(),
                   key=lambda r: (r["component"], r["operation"]))
@@ -63,7 +65,8 @@ def _change(a, b):
 
 
 @command("performance.compare", "two windows side by side (a: baseline, b: the one to judge), "
-         "with absolute and relative change; the largest p95 regressions first", COMPARE, cached=True)
+         "with absolute and relative change; the largest p95 regressions first", COMPARE, cached=True,
+         route="GET /performance/compare")
 def cmd_performance_compare(ctx, p):
     for k in ("a_since", "a_until", "b_since", "b_until"):
         if k not in p:
@@ -89,7 +92,7 @@ def cmd_performance_compare(ctx, p):
 
 @command("dashboard", "what an overview page needs: the latest value of each metric, log counts "
          "by level for the last hour, open alerts, top error patterns, storage size",
-         {"window": P.positive_int, "top": P.positive_int}, cached=True)
+         {"window": P.positive_int, "top": P.positive_int}, cached=True, route="GET /dashboard")
 def cmd_dashboard(ctx, p):
     conn = ctx.conn
     now = float(int(time.time()))            # whole seconds: identical calls can share the cache

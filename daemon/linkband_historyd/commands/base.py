@@ -1,7 +1,12 @@
 """The table of query commands and what every command receives.
 
-A command is a name, a parameter spec (name -> parser, see ``params``) and a
-function ``run(ctx, params) -> reply``. ``admin=True`` marks the administrative
+A command is declared once, by ``@command``: a name, a parameter spec (name ->
+parser, see ``query.params``; a parser's ``json_schema`` types it in OpenAPI),
+a function ``run(ctx, params) -> reply``, its HTTP route under the gateway's
+prefix (``route="GET /metrics"``, or ``route=None``: it has none, said on
+purpose), and the columns the tool prints it in (``columns=``; the tool learns
+them from the ``commands`` reply). The gateway, its OpenAPI document and the
+tool's tables are built from this registry. ``admin=True`` marks the administrative
 commands (those that write, start maintenance or stop the daemon): with
 ``security.admin_endpoint`` or ``security.admin_keys_dir`` set, the query server
 runs them only for the admin endpoint or an admin key. Replies are built by
@@ -26,6 +31,9 @@ class CommandError(Exception):
         self.code = code
 
 
+METHODS = ("GET", "POST")     # GET for what reads, POST for what acts
+
+
 @dataclass
 class Command:
     name: str
@@ -34,17 +42,57 @@ class Command:
     help: str
     cached: bool = False          # replies reused while the database is unchanged
     admin: bool = False           # writes or stops: refused where admin commands are restricted
+    route: tuple[str, str] | None = None     # (method, path under the gateway's prefix)
+    columns: tuple[str, ...] | None = None   # the tool's table; None: the rows' own keys
+
+    @property
+    def schema(self) -> dict:
+        """{parameter: JSON schema}, from the parsers' ``json_schema``."""
+        return {n: param_schema(p) for n, p in self.spec.items()}
+
+    def describe(self) -> dict:
+        """What the ``commands`` reply says about it (the tool and the gateway read it)."""
+        return {"command": self.name, "help": self.help, "params": sorted(self.spec),
+                "admin": self.admin, "route": " ".join(self.route) if self.route else None,
+                "columns": list(self.columns) if self.columns else None}
 
 
 COMMANDS: dict[str, Command] = {}
 
 
-def command(name: str, help: str, spec: dict | None = None, cached: bool = False,
-            admin: bool = False, **more):
+def param_schema(parser) -> dict:
+    """The JSON schema a parser declares (``parser.json_schema``), or {} for any value."""
+    return dict(getattr(parser, "json_schema", None) or {})
+
+
+def parse_route(route: str | None) -> tuple[str, str] | None:
+    """``"GET /metrics"`` -> ("GET", "/metrics"); None stays None (no route)."""
+    if route is None:
+        return None
+    method, _, path = route.partition(" ")
+    if method not in METHODS or not path.startswith("/") or " " in path:
+        raise ValueError(f"route {route!r}: give 'GET /path' or 'POST /path', or None")
+    return method, path
+
+
+def command(name: str, help: str, spec: dict | None = None, *, route: str | None,
+            columns=None, cached: bool = False, admin: bool = False, **more):
+    """Register ``run(ctx, params)`` as the command ``name``. ``route`` is required:
+    a command says which HTTP route it has, or that it has none (None)."""
+    if name in COMMANDS:
+        raise ValueError(f"command {name!r} declared twice")
+    method_path = parse_route(route)
+
     def register(fn):
-        COMMANDS[name] = Command(name, {**(spec or {}), **more}, fn, help, cached, admin)
+        COMMANDS[name] = Command(name, {**(spec or {}), **more}, fn, help, cached, admin,
+                                 method_path, tuple(columns) if columns else None)
         return fn
     return register
+
+
+def routes() -> list[tuple[str, str, str]]:
+    """(method, path, command) of every command with a route, in declaration order."""
+    return [(*c.route, c.name) for c in COMMANDS.values() if c.route]
 
 
 class QueryContext:

@@ -14,7 +14,7 @@ import json
 import os
 import time
 
-from linkband_history.protocol import ok
+from linkband_history.protocol import ALERT_LEVELS, ok
 from linkband_historyd.commands.base import COMMANDS, command
 from linkband_historyd.query import engine as Q
 from linkband_historyd.query import params as P
@@ -23,13 +23,13 @@ from linkband_historyd.storage import schema
 from linkband_historyd.storage.ingest_latency import LatencyHistogram
 
 
-@command("ping", "is the daemon there")
+@command("ping", "is the daemon there", route="GET /health")
 def cmd_ping(ctx, p):
     return ok([{"pong": True, "time": time.time(), "schema_version": schema.SCHEMA_VERSION}])
 
 
 @command("client.ack", "a client's last committed sequence number (flush() polls it)",
-         client_id=P.text)
+         route=None, client_id=P.text)
 def cmd_client_ack(ctx, p):
     if "client_id" not in p:
         raise P.BadParam("client_id", "required")
@@ -56,7 +56,7 @@ def database_size(cfg) -> dict:
 
 
 @command("stats", "row counts, rejected records by reason, lost records per client, size, uptime",
-         clients=P.positive_int)
+         route="GET /stats", clients=P.positive_int)
 def cmd_stats(ctx, p):
     conn = ctx.conn
     rejected = dict(conn.execute("SELECT reason, count FROM ingest_rejects ORDER BY reason"))
@@ -117,14 +117,37 @@ def _listing(kind: str):
     return run
 
 
-for _name, _kind, _help in (("metrics", "metric", "metric records"),
-                            ("performance", "performance", "performance records"),
-                            ("logs", "log", "log lines"),
-                            ("alerts", "alert", "alert history (open=true: unresolved)")):
-    command(_name, _help, Q.list_spec(_kind))(_listing(_kind))
+LISTINGS = (
+    ("metrics", "metric", "metric records",
+     ("timestamp", "metric_type", "metric_name", "value", "unit", "tags")),
+    ("performance", "performance", "performance records",
+     ("timestamp", "component", "operation", "duration_ms", "throughput", "efficiency_percent",
+      "error_count")),
+    ("logs", "log", "log lines", ("timestamp", "level", "logger_name", "message")),
+    ("alerts", "alert", "alert history (open=true: unresolved)",
+     ("timestamp", "level", "category", "title", "resolved_at")),
+)
+for _name, _kind, _help, _columns in LISTINGS:
+    command(_name, _help, Q.list_spec(_kind), route=f"GET /{_name}",
+            columns=_columns)(_listing(_kind))
 
 
-@command("commands", "the commands this daemon answers, with their parameters")
+@command("alerts.open_count", "open (unresolved) alerts per level, most severe first, and how "
+         "many of them are acknowledged", {"category": P.text_list}, cached=True,
+         route="GET /alerts/open_count", columns=("level", "open", "acknowledged"))
+def cmd_alerts_open_count(ctx, p):
+    where = P.Where()
+    where.add("resolved_at IS NULL")
+    if "category" in p:
+        where.any_of("category", p["category"])
+    counts = {level: (n, acked) for level, n, acked in ctx.conn.execute(
+        f"SELECT level, count(*), count(acknowledged_at) FROM alert_history{where.sql()} "
+        "GROUP BY level", where.args)}
+    return ok([{"level": level, "open": counts.get(level, (0, 0))[0],
+                "acknowledged": counts.get(level, (0, 0))[1]} for level in reversed(ALERT_LEVELS)])
+
+
+@command("commands", "the commands this daemon answers, with their parameters, HTTP route "
+         "and table columns", route="GET /commands")
 def cmd_commands(ctx, p):
-    return ok([{"command": c.name, "help": c.help, "params": sorted(c.spec), "admin": c.admin}
-               for c in COMMANDS.values()])
+    return ok([c.describe() for c in COMMANDS.values()])

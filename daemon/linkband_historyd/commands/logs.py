@@ -23,6 +23,9 @@ def mark(v):
     return list(v)
 
 
+mark.json_schema = {"type": "array", "items": {"type": "string"}, "minItems": 2, "maxItems": 2}
+
+
 SEARCH = dict(Q.filter_spec("log"), q=P.text, limit=P.positive_int, cursor=P.cursor,
               order=P.order, mark=mark, total=P.boolean)
 
@@ -67,7 +70,8 @@ def snippet(message: str, spans: list[list[int]], marks: list[str]) -> str:
 
 
 @command("logs.search", "log lines whose message contains every term of q, newest first, "
-         "with a highlighted snippet and the total number of matches", SEARCH)
+         "with a highlighted snippet and the total number of matches", SEARCH,
+         route="GET /logs/search", columns=("timestamp", "level", "logger_name", "message"))
 def cmd_logs_search(ctx, p):
     if "q" not in p:
         raise P.BadParam("q", "required")
@@ -140,7 +144,7 @@ STATS = dict(Q.filter_spec("log"), bucket=Q.bucket, top=P.positive_int,
 
 
 @command("logs.stats", "counts by level, by logger and per bucket, and the top error patterns",
-         STATS, cached=True)
+         STATS, cached=True, route="GET /logs/stats")
 def cmd_logs_stats(ctx, p):
     conn = ctx.conn
     w = Q.where("log", p)
@@ -232,7 +236,8 @@ CONTEXT = dict(id=P.non_negative_int, before=P.non_negative_int, after=P.non_neg
                logger_name=P.text_list, process_id=P.int_list)
 
 
-@command("logs.context", "the lines before and after one log line (like grep -C)", CONTEXT)
+@command("logs.context", "the lines before and after one log line (like grep -C)", CONTEXT,
+         route="GET /logs/context")
 def cmd_logs_context(ctx, p):
     if "id" not in p:
         raise P.BadParam("id", "required: the id of a log line")

@@ -39,7 +39,7 @@ def _range(p):
 
 @command("metrics.trends", "trend, anomalies (the online detector over the range, oldest bucket "
          "first; scores 0..1, episodes from threshold), forecast and correlations of metrics over "
-         "a range (the SDK's TrendAnalysis)", TRENDS, cached=True)
+         "a range (the SDK's TrendAnalysis)", TRENDS, cached=True, route="GET /metrics/trends")
 def cmd_metrics_trends(ctx, p):
     names = p.get("metric_name")
     if not names:
@@ -60,7 +60,8 @@ ANALYZE = dict(TRENDS, top=P.positive_int)
 
 
 @command("analyze", "metrics.trends over many metrics at once (all with data in the range "
-         "when metric_name is not given), with the top correlated pairs", ANALYZE, cached=True)
+         "when metric_name is not given), with the top correlated pairs", ANALYZE, cached=True,
+         route="POST /analyze")
 def cmd_analyze(ctx, p):
     since, until, step = _range(p)
     names = p.get("metric_name") or [r[0] for r in ctx.conn.execute(
@@ -83,7 +84,7 @@ PERIODS = {"day": 86400, "week": 7 * 86400}
 
 @command("reports", "a daily or weekly report: top error patterns, alert counts and the longest "
          "open alerts, anomalies found, performance p95 changes vs the previous period",
-         REPORT, cached=True)
+         REPORT, cached=True, route="GET /reports")
 def cmd_reports(ctx, p):
     period = p.get("period", "day")
     if period not in PERIODS:

@@ -13,10 +13,11 @@ alone: ``python -m linkband_historyd.http.app --query EP --events EP --host
 the daemon's child it writes a new token to ``<runtime_dir>/http.token`` at each
 start (``token_auth``).
 
-``ROUTES`` maps paths to daemon commands (GET: query string, typed by the command's
-parsers, lists repeat, tags as ``tag.KEY=VALUE``; POST: a JSON object). Replies are the
-daemon's; errors ``{"error": {"code", "message"}}`` with 400 / 401 / 403 / 413 / 501 / 503
-/ 500. Exports stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
+The routes are the registry's (``@command(route=...)``, ``commands.routes()``;
+GET: query string, typed by the command's parsers, lists repeat, tags as
+``tag.KEY=VALUE``; POST: a JSON object). Replies are the daemon's; errors
+``{"error": {"code", "message"}}`` with 400 / 401 / 403 / 413 / 501 / 503 / 500.
+Exports stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
 events; ``/ui`` is the dashboard. Queries run in threads on a small pool of
 HistoryClients. Requests without the token, non-loopback Host headers (DNS
 rebinding), state changes and WebSockets from other origins, bodies over 1 MiB
@@ -57,6 +58,7 @@ from linkband_history import HistoryClient, curve_keys
 from linkband_history.endpoints import default_runtime_dir, resolve_endpoint
 from linkband_history.export import csv_cell
 from linkband_history.protocol import FIELDS, LOG_LEVELS
+from linkband_historyd.commands import routes as command_routes
 from linkband_historyd.http import token_auth
 from linkband_historyd.http.guard import MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host
 from linkband_historyd.http.openapi import openapi_document
@@ -71,20 +73,6 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 MAX_WEBSOCKETS = 32
 WS_MAX_MESSAGE = 64 * 1024       # (un)subscribe messages are small
 
-# (method, path under the prefix, daemon command)
-ROUTES = [
-    ("GET", "/metrics", "metrics"), ("GET", "/metrics/summary", "metrics.summary"),
-    ("GET", "/metrics/aggregate", "metrics.aggregate"), ("GET", "/metrics/trends", "metrics.trends"),
-    ("GET", "/logs", "logs"), ("GET", "/logs/search", "logs.search"),
-    ("GET", "/logs/stats", "logs.stats"), ("GET", "/logs/context", "logs.context"),
-    ("GET", "/performance", "performance"), ("GET", "/performance/analysis", "performance.analysis"),
-    ("GET", "/performance/compare", "performance.compare"), ("GET", "/alerts", "alerts"),
-    ("GET", "/dashboard", "dashboard"), ("GET", "/reports", "reports"),
-    ("POST", "/analyze", "analyze"), ("POST", "/archive", "archive"),
-    ("POST", "/cleanup", "cleanup"), ("GET", "/storage", "storage"),
-    ("POST", "/optimize", "optimize"), ("GET", "/stats", "stats"),
-    ("GET", "/health", "ping"), ("GET", "/commands", "commands"),
-]
 EXPORTS = {"metrics": "metric", "logs": "log", "performance": "performance", "alerts": "alert"}
 RESERVED = frozenset({"command", "self"})      # HistoryClient.query's own argument names
 
@@ -231,7 +219,7 @@ class Gateway:
                     self.daemon_commands = {r["command"]: r for r in reply["rows"]}
             except HTTPError:
                 pass
-        return JSON(openapi_document(self.prefix, ROUTES, EXPORTS, self.params,
+        return JSON(openapi_document(self.prefix, command_routes(), EXPORTS, self.params,
                                      self.daemon_commands))
 
     # -- WebSocket ----------------------------------------------------------------
@@ -393,7 +381,7 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets)
     routes = [Route(prefix + path, gw.endpoint(cmd), methods=[method])
-              for method, path, cmd in ROUTES]
+              for method, path, cmd in command_routes()]
     routes += [Route(f"{prefix}/{r}/export", gw.endpoint(r, True), methods=["POST"]) for r in EXPORTS]
     routes += [
         Route(prefix + "/openapi.json", gw.openapi_endpoint, methods=["GET"]),

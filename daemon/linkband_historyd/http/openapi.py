@@ -3,9 +3,9 @@ from __future__ import annotations
 
 
 def openapi_document(prefix: str, routes, exports: dict, params, daemon_commands) -> dict:
-    """The OpenAPI 3 document of the gateway's routes: parameters typed by ``params``
-    (``http_params.Params``); ``daemon_commands`` (the running daemon's ``commands``
-    reply, or None) says which it answers."""
+    """The OpenAPI 3 document of ``routes`` (the registry's, ``commands.routes()``):
+    parameters typed by ``params`` (``http.params.Params``); ``daemon_commands`` (the
+    running daemon's ``commands`` reply, or None) says which it answers."""
     known, specs, schema = daemon_commands, params.specs, params.schema
     ref = lambda name: {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}
     errors = {s: {"description": "error", "content": ref("Error")}

@@ -1,5 +1,6 @@
 """Query strings to typed command parameters for the HTTP gateway, and the JSON
-schema of each parameter (for ``/openapi.json``). JSON from a request (a
+schema of each parameter (for ``/openapi.json``; each parser declares its own,
+see ``commands.base.param_schema``). JSON from a request (a
 parameter, a POST body, a WebSocket message) goes through ``parse_json``: nesting
 deeper than ``MAX_DEPTH`` is a 400, never a RecursionError."""
 from __future__ import annotations
@@ -7,6 +8,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+
+from linkband_historyd.commands.base import param_schema
 
 log = logging.getLogger("linkband_historyd.http")
 MAX_DEPTH = 32              # no command takes more than a list of lists
@@ -46,35 +49,14 @@ def parse_json(text, what: str):
 
 
 def local_specs() -> tuple[dict, dict]:
-    """The commands this package registers: {name: spec}, {name: help}."""
+    """The commands of the registry: {name: spec}, {name: help}."""
     try:
-        from linkband_historyd.commands import COMMANDS# the package registers every command
+        from linkband_historyd.commands import COMMANDS    # the package registers every command
     except Exception as exc:          # pragma: no cover - a broken install
         log.warning("command specs not available: %s", exc)
         return {}, {}
     return ({n: dict(c.spec) for n, c in COMMANDS.items()},
             {n: c.help for n, c in COMMANDS.items()})
-
-
-def _known_schemas() -> dict:
-    from linkband_historyd.commands import logs
-    from linkband_historyd.query import engine as Q
-    from linkband_historyd.query import params as P
-    levels = ["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-    string, integer = {"type": "string"}, {"type": "integer"}
-    arr = lambda items, **kw: {"type": "array", "items": items, **kw}   # noqa: E731
-    return {
-        P.positive_int: {**integer, "minimum": 1}, P.non_negative_int: {**integer, "minimum": 0},
-        P.boolean: {"type": "boolean"}, P.text: string, P.cursor: string,
-        P.time_value: {**string, "description": "epoch seconds, ISO-8601 or relative (15m, 7d)"},
-        P.text_list: arr(string), P.int_list: arr(integer), P.log_levels: arr({"enum": levels}),
-        P.alert_levels: arr({"enum": levels[1:]}), P.min_log_level: {"enum": levels},
-        P.order: {"enum": ["asc", "desc"]},
-        P.tags: {"type": "object", "description": "as tag.KEY=VALUE or tags=<JSON object>"},
-        Q.bucket: {**string, "description": "1s .. 1d, auto or none"},
-        Q.functions: arr({"enum": list(Q.FUNCTIONS)}), Q.names: arr(string),
-        logs.mark: arr(string, minItems=2, maxItems=2),
-    }
 
 
 def _accepts(parser, value) -> bool:
@@ -91,17 +73,17 @@ class Params:
 
     def __init__(self):
         self.specs, self.helps = local_specs()
-        try:
-            self.schemas = _known_schemas()
-        except Exception:                # pragma: no cover
-            self.schemas = {}
 
     def schema(self, parser) -> dict:
-        return self.schemas.get(parser) or ({"type": "array"} if self.is_list(parser) else {})
+        return param_schema(parser) or ({"type": "array"} if self.is_list(parser) else {})
 
-    def is_list(self, parser) -> bool:
-        if parser is None or parser in self.schemas:   # unknown here: the daemon judges a list
-            return parser is None or self.schemas[parser].get("type") == "array"
+    @staticmethod
+    def is_list(parser) -> bool:
+        if parser is None:                # unknown here: the daemon judges a list
+            return True
+        declared = param_schema(parser)
+        if declared:
+            return declared.get("type") == "array"
         return _accepts(parser, ["1"]) and isinstance(parser(["1"]), list)
 
     @staticmethod

@@ -34,6 +34,19 @@ from linkband_historyd.writer_client import WriterClient
 
 JOB_DEFAULTS = {"coalesce": True, "max_instances": 1, "misfire_grace_time": 3600}
 KEEP_RUNS = 100
+JOBS: dict[str, bool] = {}        # the jobs ``run`` may start: name -> exclusive
+
+
+def job(name: str, exclusive: bool = False):
+    """Declare a method of :class:`Jobs` as the job ``name`` (the method's own name).
+    ``exclusive`` jobs never overlap each other (archive, retention, ...); every job
+    runs one at a time."""
+    def register(fn):
+        if fn.__name__ != name:
+            raise ValueError(f"job {name!r} must be the method of that name, not {fn.__name__}")
+        JOBS[name] = exclusive
+        return fn
+    return register
 
 
 class Jobs:
@@ -51,6 +64,7 @@ class Jobs:
             return None
         return self.archiver_factory(conn, writer, self.cfg)
 
+    @job("summarize")
     def summarize(self, conn, writer, now, params=None, progress=None):
         total = {}
         for _ in range(100):                      # catch up in bounded runs
@@ -63,6 +77,7 @@ class Jobs:
                 break
         return {"rows_seen": total}
 
+    @job("retention", exclusive=True)
     def retention(self, conn, writer, now, params=None, progress=None):
         policy = (params or {}).get("policy")
         out = maintenance.retention(conn, writer, self.cfg, now, self.archiver(conn, writer),
@@ -71,37 +86,38 @@ class Jobs:
                                                    self.archiver(conn, writer), progress)
         return out
 
+    @job("budget", exclusive=True)
     def budget(self, conn, writer, now, params=None, progress=None):
         return maintenance.enforce_budget(conn, writer, self.cfg, now, self.archiver(conn, writer),
                                           progress)
 
+    @job("trend_watch")
     def trend_watch(self, conn, writer, now, params=None, progress=None):
         from linkband_historyd.trends.watch import watch
         return watch(conn, writer, self.cfg, now)
 
+    @job("optimize", exclusive=True)
     def optimize(self, conn, writer, now, params=None, progress=None):
         return maintenance.optimize(writer, progress)
 
+    @job("vacuum", exclusive=True)
     def vacuum(self, conn, writer, now, params=None, progress=None):
         return writer.call("vacuum", timeout=6 * 3600)
 
+    @job("archive", exclusive=True)
     def archive(self, conn, writer, now, params=None, progress=None):
         arch = self.archiver(conn, writer)
         if arch is None:
             raise RuntimeError("archiving is not enabled (archive.enabled)")
         return arch.archive_due(now, (params or {}).get("kind"), progress=progress)
 
+    @job("restore", exclusive=True)
     def restore(self, conn, writer, now, params=None, progress=None):
         arch = self.archiver(conn, writer)
         if arch is None:
             raise RuntimeError("archiving is not enabled (archive.enabled)")
         params = params or {}
         return arch.restore(params["kind"], params["month"], now, progress=progress)
-
-
-RUNNABLE = ("summarize", "retention", "optimize", "archive", "restore", "budget", "trend_watch",
-            "vacuum")
-EXCLUSIVE = frozenset({"retention", "optimize", "archive", "restore", "budget", "vacuum"})
 
 
 class Scheduler(Child):
@@ -118,7 +134,7 @@ class Scheduler(Child):
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._exclusive = threading.Lock()        # archive/retention/... never overlap
-        self._one_at_a_time = {n: threading.Lock() for n in RUNNABLE}   # nor two runs of a job
+        self._one_at_a_time = {n: threading.Lock() for n in JOBS}   # nor two runs of a job
         self.ctx = zmq.Context()
         self.handlers = rpc.Handlers(run=self.start_run, jobs=self.list_runs)
         self.control = self.ctx.socket(zmq.REP)
@@ -173,7 +189,7 @@ class Scheduler(Child):
             run["progress"] = {"step": what, "count": n, "time": time.time()}
 
         try:
-            with self._exclusive if name in EXCLUSIVE else self._one_at_a_time[name]:
+            with self._exclusive if JOBS[name] else self._one_at_a_time[name]:
                 run["result"] = getattr(self.jobs, name)(conn, writer, time.time(), params,
                                                          progress)
             run["state"] = "done"
@@ -208,8 +224,8 @@ class Scheduler(Child):
     def start_run(self, params: dict) -> dict:
         """``run``: queue the job ``params["job"]`` (with ``params["params"]``) now."""
         name = params.get("job")
-        if name not in RUNNABLE:
-            raise rpc.RpcError("bad_param", f"job must be one of {', '.join(RUNNABLE)}")
+        if name not in JOBS:
+            raise rpc.RpcError("bad_param", f"job must be one of {', '.join(JOBS)}")
         run_id = self._new_run(name, params.get("params"))
         self.sched.add_job(self.run_job, "date", args=[name, params.get("params"), run_id],
                            id=run_id)
@@ -222,7 +238,7 @@ class Scheduler(Child):
         rows = [r for r in self.runs.values() if wanted in (None, r["id"])]
         scheduled = [{"id": j.id, "next_run": j.next_run_time.timestamp()
                       if j.next_run_time else None} for j in self.sched.get_jobs()
-                     if j.id in RUNNABLE]
+                     if j.id in JOBS]
         return ok(rows[::-1], None, scheduled=scheduled, pid=os.getpid())
 
     def shutdown(self) -> None:

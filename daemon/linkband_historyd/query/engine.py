@@ -372,3 +372,8 @@ def run_aggregate(conn, agg: Aggregate, max_rows: int):
         out.append(list(key) + [computed[f] if f in computed else extra[f].get(key)
                                 for f in agg.functions])
     return columns, out
+
+
+bucket.json_schema = {"type": "string", "description": "1s .. 1d, auto or none"}
+functions.json_schema = {"type": "array", "items": {"enum": list(FUNCTIONS)}}
+names.json_schema = {"type": "array", "items": {"type": "string"}}

@@ -160,3 +160,18 @@ class Where:
 
     def sql(self) -> str:
         return (" WHERE " + " AND ".join(self.clauses)) if self.clauses else ""
+
+
+# The JSON schema of each parser: commands' parameters are typed by it in OpenAPI.
+_STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
+_TIME = {**_STRING, "description": "epoch seconds, ISO-8601 or relative (15m, 7d)"}
+# (the parsers from ``values`` carry theirs)
+for _parser, _schema in (
+        (cursor, _STRING), (time_value, _TIME),
+        (text_list, {"type": "array", "items": _STRING}),
+        (int_list, {"type": "array", "items": _INTEGER}),
+        (log_levels, {"type": "array", "items": {"enum": list(LOG_LEVELS)}}),
+        (alert_levels, {"type": "array", "items": {"enum": list(ALERT_LEVELS)}}),
+        (min_log_level, {"enum": list(LOG_LEVELS)}),
+        (tags, {"type": "object", "description": "as tag.KEY=VALUE or tags=<JSON object>"})):
+    _parser.json_schema = _schema

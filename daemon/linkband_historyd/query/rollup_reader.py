@@ -30,6 +30,9 @@ def tier_param(v):
     return s
 
 
+tier_param.json_schema = {"enum": ["auto", "detail", *TIERS]}
+
+
 def summarized_until(conn) -> float | None:
     """Summaries are complete for every bucket before this time: the oldest
     timestamp among metric rows the summarizer has not folded in yet (None:

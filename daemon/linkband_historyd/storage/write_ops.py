@@ -21,7 +21,7 @@ from linkband_history.protocol import FIELDS, row_from_record
 from linkband_history.rpc import RpcError
 from linkband_historyd.storage import restored_ranges, schema
 
-OPS = {}
+OPS: dict[str, tuple] = {}               # name -> (function, runs in a transaction)
 MAX_CHUNK = 20_000                       # rows one operation may touch
 OP_BUDGET_S = 0.0015                     # an operation stops after about this long
 
@@ -31,9 +31,14 @@ class OpError(RpcError):
         super().__init__("op_failed", message)
 
 
-def op(name):
+def op(name: str, transaction: bool = True):
+    """Declare ``fn(w, params)`` as the writer operation ``name``. It runs in one
+    transaction unless ``transaction=False`` (what cannot run inside one, such as
+    VACUUM and incremental_vacuum, or what touches no rows)."""
     def register(fn):
-        OPS[name] = fn
+        if name in OPS:
+            raise ValueError(f"operation {name!r} declared twice")
+        OPS[name] = (fn, transaction)
         return fn
     return register
 
@@ -50,7 +55,7 @@ def _chunk(n) -> int:
     return min(n, MAX_CHUNK)
 
 
-@op("ping")
+@op("ping", transaction=False)
 def op_ping(w, p):
     return {"pid": w.pid}
 
@@ -189,7 +194,7 @@ def op_alerts_store(w, p):
     return {"stored": len(rows), "alert_ids": [r[1] for r in rows]}
 
 
-@op("reconfigure")
+@op("reconfigure", transaction=False)
 def op_reconfigure(w, p):
     """What a reload changes in a running writer: log level, batching, the page cap and
     how often history_data_updated is published (the LIVE options of ingest, storage, events)."""
@@ -208,7 +213,7 @@ def op_reconfigure(w, p):
     return {"batch_size": w.batch_size, "batch_wait_ms": w.batch_wait * 1000.0}
 
 
-@op("vacuum")
+@op("vacuum", transaction=False)
 def op_vacuum(w, p):
     """A full VACUUM, only on request. Ingestion waits meanwhile: what arrives stays
     queued in ZeroMQ (and in the clients) and is committed right after, nothing is
@@ -225,7 +230,7 @@ def op_publish(w, p):
     return {}
 
 
-@op("maintenance")
+@op("maintenance", transaction=False)
 def op_maintenance(w, p):
     """One bounded maintenance step: ``step`` is one of analyze, fts_merge,
     incremental_vacuum, checkpoint."""
@@ -250,17 +255,14 @@ def op_maintenance(w, p):
     return {}
 
 
-OUTSIDE_TRANSACTION = {"maintenance", "reconfigure", "ping", "vacuum"}     # incremental_vacuum cannot run inside a savepoint
-
-
 def run(w, name: str, params: dict) -> dict:
-    fn = OPS.get(name)
+    fn, transaction = OPS.get(name, (None, True))
     if fn is None:
         raise OpError(f"unknown operation {name!r}")
     if not isinstance(params, dict):
         raise OpError("params must be a map")
     try:
-        if name in OUTSIDE_TRANSACTION:
+        if not transaction:
             return fn(w, params)
         with w.conn:
             return fn(w, params)

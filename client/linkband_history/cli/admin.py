@@ -14,7 +14,7 @@ import time
 
 import click
 
-from .cli import main, print_table
+from linkband_history.cli.tool import main, print_table
 
 
 def _run_job(tool, command, **params):
@@ -161,7 +161,7 @@ def default_key_dir() -> str:
 @click.pass_obj
 def keygen(tool, directory, name, force):
     """Write a CurveZMQ key pair (for the daemon or for a client)."""
-    from .curve_keys import keygen as write_pair
+    from linkband_history.curve_keys import keygen as write_pair
     import zmq.auth
     name = name or socket.gethostname().replace(os.sep, "_") or "linkband-history"
     try:
@@ -188,8 +188,8 @@ def keygen(tool, directory, name, force):
 @click.option("--open", "open_browser", is_flag=True, help="open it in the web browser")
 def ui(runtime_dir, url, open_browser):
     """Print the dashboard's URL with the HTTP gateway's token (it logs the browser in)."""
-    from .endpoints import default_runtime_dir
-    from .http_login import LoginError, dashboard_url
+    from linkband_history.endpoints import default_runtime_dir
+    from linkband_history.http_login import LoginError, dashboard_url
     try:
         link = dashboard_url(runtime_dir or default_runtime_dir(), url)
     except (LoginError, OSError) as exc:

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from .cli import _time, main, print_table
+from linkband_history.cli.tool import _time, main, print_table
 
 
 @main.command()
@@ -37,7 +37,7 @@ def report(tool, period, until):
     reply = tool.ask("reports", period=period, until=until)
     if tool.as_json:
         return click.echo(json.dumps(reply["rows"][0], ensure_ascii=False, indent=2))
-    from .report_format import report_markdown
+    from linkband_history.report_format import report_markdown
     click.echo(report_markdown(reply["rows"][0]))
 
 
