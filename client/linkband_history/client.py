@@ -24,7 +24,7 @@ from collections import deque
 
 import zmq
 
-from . import curve_keys, protocol
+from . import curve_keys, protocol, rpc
 from .endpoints import check_ipc_endpoint, resolve_endpoint
 from .spool import Spool
 
@@ -76,8 +76,9 @@ class HistoryClient:
         self._marker_seq = 0                    # last marker sent
         self._closing = False
         self._closed = False
-        self._qlock = threading.Lock()
-        self._qsock = None
+        self._rpc = rpc.Requester(self._ctx, self.query_endpoint, query_timeout,
+                                  prepare=lambda s: curve_keys.apply(s, self.query_endpoint,
+                                                                     self._curve))
         self._acked = {"lost_records": 0, "rejected": 0}
         self._too_large = 0                     # records over max_message_bytes, not sent
         self._too_large_flushed = 0             # ... as of the previous flush()
@@ -309,19 +310,7 @@ class HistoryClient:
         return self._request(command, params, self.query_timeout)
 
     def _request(self, command: str, params: dict, timeout: float) -> dict:
-        with self._qlock:
-            if self._qsock is None:
-                self._qsock = self._ctx.socket(zmq.REQ)
-                self._qsock.setsockopt(zmq.LINGER, 0)
-                curve_keys.apply(self._qsock, self.query_endpoint, self._curve)
-                self._qsock.connect(self.query_endpoint)
-            sock = self._qsock
-            sock.send(protocol.encode_request(command, params))
-            if sock.poll(int(timeout * 1000)):
-                return protocol.decode_reply(sock.recv())
-            sock.close()                       # a REQ socket without its reply is stuck
-            self._qsock = None
-            raise TimeoutError(f"no reply from {self.query_endpoint} within {timeout:g}s")
+        return self._rpc.request(command, params, timeout)
 
     def stats(self) -> dict:
         with self._lock:
@@ -342,10 +331,7 @@ class HistoryClient:
             self._closed = True
         self._wake.set()
         self._thread.join(timeout)
-        with self._qlock:
-            if self._qsock is not None:
-                self._qsock.close()
-                self._qsock = None
+        self._rpc.close()
         if not self._thread.is_alive():
             self._ctx.term()
 

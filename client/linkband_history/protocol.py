@@ -22,7 +22,8 @@ Rows are positional so the writer can hand them to SQLite without touching
 each record in Python. Timestamps are UTC epoch seconds; JSON fields (tags,
 metadata, extra_data) travel as compact JSON text.
 
-Queries (REQ -> REP)::
+Queries (REQ -> REP), and every request-reply socket inside the daemon too
+(the writer's control socket, the scheduler's; see ``rpc.py``)::
 
     request = [PROTOCOL_VERSION, command: str, params: map]
     reply   = {"ok": True, "rows": [...], "next": cursor | None, ...}
@@ -332,9 +333,11 @@ def message_from_body(client_id: str, seq: int, sent_at: float, rec0: int, dropp
 
 # -- queries ---------------------------------------------------------------
 
-def encode_request(command: str, params: dict | None = None) -> bytes:
+def encode_request(command: str, params: dict | None = None, lenient: bool = False) -> bytes:
+    """With ``lenient``, a value of a type msgpack lacks travels as its ``str()``
+    (the daemon's own requests) instead of raising TypeError."""
     return msgpack.packb([PROTOCOL_VERSION, command, params or {}], use_bin_type=True,
-                         default=_default)
+                         default=_lenient if lenient else _default)
 
 
 def decode_request(frame: bytes):
@@ -365,8 +368,9 @@ def error(code: str, message: str) -> dict:
     return {"ok": False, "error": {"code": code, "message": message}}
 
 
-def encode_reply(reply: dict) -> bytes:
-    return msgpack.packb(reply, use_bin_type=True, default=_default)
+def encode_reply(reply: dict, lenient: bool = False) -> bytes:
+    """``lenient``: as for :func:`encode_request`."""
+    return msgpack.packb(reply, use_bin_type=True, default=_lenient if lenient else _default)
 
 
 @contextlib.contextmanager
@@ -473,3 +477,10 @@ def _default(obj):
     if isinstance(obj, (set, frozenset, tuple)):
         return list(obj)
     raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def _lenient(obj):
+    try:
+        return _default(obj)
+    except TypeError:
+        return str(obj)

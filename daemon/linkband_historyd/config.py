@@ -26,9 +26,10 @@ from linkband_history.endpoints import (
     owner,
     runtime_dir_for,
 )
-from linkband_history.protocol import MAX_MESSAGE_BYTES
+from linkband_history.protocol import LOG_LEVELS, MAX_MESSAGE_BYTES
+from linkband_historyd import values
+from linkband_historyd.trends.anomaly_detector import SCORE_THRESHOLD
 
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 
@@ -78,66 +79,10 @@ class Option:
         return (section,) if section else ()
 
 
-def _int(lo, hi=None):
-    def parse(v):
-        if isinstance(v, bool):
-            raise ValueError("must be an integer")
-        try:
-            n = int(v)
-        except (TypeError, ValueError):
-            raise ValueError("must be an integer") from None
-        if n < lo or (hi is not None and n > hi):
-            raise ValueError(f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
-        return n
-    return parse
-
-
-def _float(lo, hi=None):
-    def parse(v):
-        if isinstance(v, bool):
-            raise ValueError("must be a number")
-        try:
-            x = float(v)
-        except (TypeError, ValueError):
-            raise ValueError("must be a number") from None
-        if not (x >= lo) or (hi is not None and x > hi):
-            raise ValueError(f"must be between {lo} and {hi}" if hi is not None else f"must be >= {lo}")
-        return x
-    return parse
-
-
-def _choice(choices):
-    def parse(v):
-        s = str(v).strip().upper()
-        if s not in choices:
-            raise ValueError(f"must be one of {', '.join(choices)}")
-        return s
-    return parse
-
-
-def _bool(v):
-    if isinstance(v, bool):
-        return v
-    s = str(v).strip().lower()
-    if s in ("1", "true", "yes", "on"):
-        return True
-    if s in ("0", "false", "no", "off"):
-        return False
-    raise ValueError("must be true or false")
-
-
-def _str(v):
-    if not isinstance(v, str):
-        raise ValueError("must be a string")
-    return v.strip()
-
-
-def _str_list(v):
-    """A TOML array of strings, or a comma-separated string (environment)."""
-    items = v.split(",") if isinstance(v, str) else v
-    if not isinstance(items, (list, tuple)) or not all(isinstance(x, str) for x in items):
-        raise ValueError("must be a list of strings")
-    return [x.strip() for x in items if x.strip()]
+# the value parsers of the option table (shared with the query parameters)
+_int, _float, _bool, _choice, _str, _str_list = (
+    values.integer, values.number, values.boolean, values.choice, values.string,
+    values.string_list)
 
 
 def _watch_list(v):
@@ -145,8 +90,13 @@ def _watch_list(v):
     out = _str_list(v)
     for item in out:
         name, sep, thr = item.rpartition(":")
-        if sep and (not name or not 0.3 <= _float(0.3, 1.0)(thr) <= 1.0):
+        if sep and not name:
             raise ValueError(f"{item!r}: must be name or name:threshold")
+        if sep:
+            try:
+                values.score_threshold(thr)
+            except ValueError as exc:
+                raise ValueError(f"{item!r}: the threshold {exc}") from None
     return out
 
 
@@ -312,7 +262,7 @@ Option("trends.bucket_s", 300, _int(60, 86400), "LINKBAND_HISTORY_TREND_BUCKET_S
            "bucket of the watched series, and how often the watch runs (seconds)", applies=CHILD),
 Option("trends.history_days", 14.0, _float(1, 365), "LINKBAND_HISTORY_TREND_HISTORY_DAYS", None,
            "history a watched metric's detector learns from when it has no saved state", applies=CHILD),
-Option("trends.threshold", 0.5, _float(0.3, 1.0), "LINKBAND_HISTORY_TREND_THRESHOLD", None,
+Option("trends.threshold", SCORE_THRESHOLD, values.score_threshold, "LINKBAND_HISTORY_TREND_THRESHOLD", None,
            "anomaly score (0.3..1) at which a watched metric alerts; higher: fewer alerts", applies=CHILD),
 Option("retention.metric_days", 30.0, _float(0), "LINKBAND_HISTORY_METRIC_DAYS", None,
            "metric detail rows are kept this many days (0: for ever)", applies=CHILD),

@@ -20,6 +20,7 @@ from datetime import datetime
 import click
 
 from linkband_history.client import HistoryClient
+from linkband_history.protocol import LOG_LEVELS
 from linkband_history.times import parse_time
 
 TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at", "bucket", "first_seen", "last_seen",
@@ -194,7 +195,7 @@ def log_options(fn):
     fn = click.option("--module", multiple=True)(fn)
     fn = click.option("--logger", "logger_name", multiple=True, help="logger name (repeatable)")(fn)
     fn = click.option("--min-level", default=None, help="this level and above")(fn)
-    fn = click.option("--level", multiple=True, help="DEBUG, INFO, WARNING, ERROR, CRITICAL")(fn)
+    fn = click.option("--level", multiple=True, help=", ".join(LOG_LEVELS))(fn)
     return range_options(fn)
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 
-import msgpack
 import zmq
 
+from linkband_history import rpc
 from linkband_history.protocol import ok
 from linkband_historyd.archive.archiver import list_parts
 from linkband_historyd.commands.base import CommandError, command
@@ -25,29 +25,21 @@ from linkband_historyd.writer_client import WriterClient, WriterError
 _ctx = None
 
 
-def _scheduler(ctx, request: dict, timeout: float = 10.0) -> dict:
+def _scheduler(ctx, op: str, params: dict, timeout: float = 10.0) -> dict:
     global _ctx
     _ctx = _ctx or zmq.Context()
-    sock = _ctx.socket(zmq.REQ)
-    sock.setsockopt(zmq.LINGER, 0)
-    try:
-        curve_auth.as_client(sock, ctx.cfg["daemon.scheduler_endpoint"])
-        sock.connect(ctx.cfg["daemon.scheduler_endpoint"])
-        sock.send(msgpack.packb(request, use_bin_type=True))
-        if not sock.poll(int(timeout * 1000)):
+    with curve_auth.requester(_ctx, ctx.cfg["daemon.scheduler_endpoint"], timeout) as scheduler:
+        try:
+            return scheduler.call(op, params)
+        except rpc.Timeout:
             raise CommandError("unavailable", "the scheduler did not answer "
-                                              "(is scheduler.enabled true?)")
-        reply = msgpack.unpackb(sock.recv(), raw=False)
-    finally:
-        sock.close(0)
-    if not reply.get("ok"):
-        err = reply.get("error", {})
-        raise CommandError(err.get("code", "error"), err.get("message", ""))
-    return reply
+                                              "(is scheduler.enabled true?)") from None
+        except rpc.RpcError as exc:
+            raise CommandError(exc.code, str(exc)) from None
 
 
 def _start(ctx, job: str, params: dict | None = None) -> dict:
-    reply = _scheduler(ctx, {"op": "run", "job": job, "params": params or {}})
+    reply = _scheduler(ctx, "run", {"job": job, "params": params or {}})
     return ok(reply["rows"])
 
 
@@ -143,7 +135,7 @@ def cmd_summarize(ctx, p):
 @command("jobs", "state and progress of maintenance jobs (id: one of them)", id=P.text,
          route="GET /jobs", columns=("id", "state", "queued", "finished", "result"))
 def cmd_jobs(ctx, p):
-    reply = _scheduler(ctx, {"op": "jobs", "id": p.get("id")})
+    reply = _scheduler(ctx, "jobs", {"id": p.get("id")})
     return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"))
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from linkband_history.protocol import ok
+from linkband_historyd import values
 from linkband_historyd.commands.base import command
 from linkband_historyd.query import engine as Q
 from linkband_historyd.query import log_patterns
@@ -20,22 +21,9 @@ from linkband_historyd.trends.anomaly_detector import SCORE_THRESHOLD
 from linkband_historyd.trends.watch import series
 
 
-def threshold(v):
-    """An anomaly score threshold, 0.3..1 (below 0.3 no detector episode is open)."""
-    try:
-        x = float(v)
-    except (TypeError, ValueError):
-        raise P.BadParam("threshold", "must be a number from 0.3 to 1") from None
-    if isinstance(v, bool) or not 0.3 <= x <= 1.0:
-        raise P.BadParam("threshold", "must be a number from 0.3 to 1")
-    return x
-
-
-threshold.json_schema = {"type": "number", "minimum": 0.3, "maximum": 1}
-
-
 TRENDS = dict(metric_name=P.text_list, since=P.time_value, until=P.time_value, bucket=Q.bucket,
-              horizon=P.positive_int, tz_offset_s=P.non_negative_int, threshold=threshold)
+              horizon=P.positive_int, tz_offset_s=P.non_negative_int,
+              threshold=values.score_threshold)
 
 
 def _range(p):

@@ -57,7 +57,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from linkband_history import HistoryClient, curve_keys
 from linkband_history.endpoints import default_runtime_dir, resolve_endpoint
 from linkband_history.export import csv_cell
-from linkband_history.protocol import FIELDS
+from linkband_history.protocol import FIELDS, LOG_LEVELS
 from linkband_historyd.commands import routes as command_routes
 from linkband_historyd.http import token_auth
 from linkband_historyd.http.guard import MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host
@@ -440,7 +440,7 @@ def _arguments(argv):
         help="allow a non-loopback --host (token-protected, but plain HTTP)")
     add("--timeout", type=float, default=15.0, help="seconds to wait for a reply of the daemon")
     add("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
-    add("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"])
+    add("--log-level", default="INFO", choices=LOG_LEVELS)
     return ap.parse_args(argv)
 
 

@@ -6,10 +6,11 @@ read-only connections) and hands every write to the writer, in bounded chunks
 (``writer_client``), so ingestion latency stays low while it works.
 
 It also answers the query process on an internal REP socket
-(``daemon.scheduler_endpoint``): ``run`` starts a job now (cleanup with a
-policy, archive, restore, optimize, summarize) and returns its id; ``jobs``
-reports the state and progress of recent runs. A short internal job serves
-that socket and watches the stop flag, so signals still only set a flag.
+(``daemon.scheduler_endpoint``, over ``linkband_history.rpc``): ``run`` starts a
+job now (cleanup with a policy, archive, restore, optimize, summarize) and
+returns its id; ``jobs`` reports the state and progress of recent runs. A short
+internal job serves that socket and watches the stop flag, so signals still
+only set a flag.
 """
 from __future__ import annotations
 
@@ -20,10 +21,11 @@ import threading
 import time
 from datetime import timezone
 
-import msgpack
 import zmq
 from apscheduler.schedulers.blocking import BlockingScheduler
 
+from linkband_history import rpc
+from linkband_history.protocol import ok
 from linkband_historyd.processes.skeleton import Child
 from linkband_historyd.rollups.summarizer import Summarizer
 from linkband_historyd.security.sockets import bind
@@ -134,6 +136,7 @@ class Scheduler(Child):
         self._exclusive = threading.Lock()        # archive/retention/... never overlap
         self._one_at_a_time = {n: threading.Lock() for n in JOBS}   # nor two runs of a job
         self.ctx = zmq.Context()
+        self.handlers = rpc.Handlers(run=self.start_run, jobs=self.list_runs)
         self.control = self.ctx.socket(zmq.REP)
         self.control.setsockopt(zmq.LINGER, 0)
         bind(self.control, cfg["daemon.scheduler_endpoint"], cfg["daemon.runtime_dir"])
@@ -215,32 +218,28 @@ class Scheduler(Child):
             return
         self.beat()             # every tick: the scheduler's loop (not a job) is alive
         while self.control.poll(0):
-            try:
-                request = msgpack.unpackb(self.control.recv(), raw=False)
-                reply = self.handle(request)
-            except Exception as exc:
-                reply = {"ok": False, "error": {"code": "bad_request", "message": str(exc)}}
-            self.control.send(msgpack.packb(reply, use_bin_type=True, default=str))
+            # whatever goes wrong answering is the request's fault: a bad_request reply
+            self.control.send(self.handlers.answer(self.control.recv(), bad_request=(Exception,)))
 
-    def handle(self, request: dict) -> dict:
-        op = request.get("op")
-        if op == "run":
-            name = request.get("job")
-            if name not in JOBS:
-                return {"ok": False, "error": {"code": "bad_param",
-                                               "message": f"job must be one of {', '.join(JOBS)}"}}
-            run_id = self._new_run(name, request.get("params"))
-            self.sched.add_job(self.run_job, "date", args=[name, request.get("params"), run_id],
-                               id=run_id)
-            return {"ok": True, "rows": [self.runs[run_id]]}
-        if op == "jobs":
-            wanted = request.get("id")
-            rows = [r for r in self.runs.values() if wanted in (None, r["id"])]
-            scheduled = [{"id": j.id, "next_run": j.next_run_time.timestamp()
-                          if j.next_run_time else None} for j in self.sched.get_jobs()
-                         if j.id in JOBS]
-            return {"ok": True, "rows": rows[::-1], "scheduled": scheduled, "pid": os.getpid()}
-        return {"ok": False, "error": {"code": "bad_request", "message": f"unknown op {op!r}"}}
+    def start_run(self, params: dict) -> dict:
+        """``run``: queue the job ``params["job"]`` (with ``params["params"]``) now."""
+        name = params.get("job")
+        if name not in JOBS:
+            raise rpc.RpcError("bad_param", f"job must be one of {', '.join(JOBS)}")
+        run_id = self._new_run(name, params.get("params"))
+        self.sched.add_job(self.run_job, "date", args=[name, params.get("params"), run_id],
+                           id=run_id)
+        return ok([self.runs[run_id]])
+
+    def list_runs(self, params: dict) -> dict:
+        """``jobs``: recent runs (or the one ``params["id"]``), newest first, and the
+        next scheduled time of each job."""
+        wanted = params.get("id")
+        rows = [r for r in self.runs.values() if wanted in (None, r["id"])]
+        scheduled = [{"id": j.id, "next_run": j.next_run_time.timestamp()
+                      if j.next_run_time else None} for j in self.sched.get_jobs()
+                     if j.id in JOBS]
+        return ok(rows[::-1], None, scheduled=scheduled, pid=os.getpid())
 
     def shutdown(self) -> None:
         if self.collector_client is not None:

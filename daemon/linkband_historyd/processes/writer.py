@@ -23,15 +23,16 @@ import threading
 import time
 
 import apsw
-import msgpack
 import zmq
 
+from linkband_history import rpc
 from linkband_history.protocol import (
     FIELDS,
     JSON_FIELDS,
     TIME_FIELDS,
     dumps_json,
     gc_paused,
+    ok,
     row_from_record,
 )
 from linkband_history.times import to_epoch
@@ -144,14 +145,9 @@ class Writer(Child):
         except zmq.Again:
             return
         envelope, body = frames[:-1], frames[-1]
-        try:
-            name, params = msgpack.unpackb(body, raw=False)
-            reply = {"ok": True, "result": write_ops.run(self, name, params)}
-        except write_ops.OpError as exc:
-            reply = {"ok": False, "error": {"code": "op_failed", "message": str(exc)}}
-        except (ValueError, TypeError, msgpack.UnpackException) as exc:
-            reply = {"ok": False, "error": {"code": "bad_request", "message": str(exc)}}
-        self.control.send_multipart(envelope + [msgpack.packb(reply, use_bin_type=True, default=str)])
+        reply = rpc.answer(body, lambda name, params: ok([write_ops.run(self, name, params)]))
+        self.control.send_multipart(envelope + [reply])
+
     def receive(self) -> Batch:
         """Every frame waiting now, up to ``batch_size`` records or until the
         frames reach ``batch_max_bytes`` (so at most one frame past it)."""

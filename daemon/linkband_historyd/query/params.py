@@ -1,6 +1,7 @@
 """Query parameters: parsing, validation and the SQL filters they become.
 
-Every parameter of every command is declared with a parser here; a parameter
+Every parameter of every command is declared with a parser here (the kinds of
+value a setting has too, numbers, booleans, names, come from ``values``); a parameter
 that is not declared, or a value that does not parse, is a ``BadParam`` and
 the reply names it. Values only ever reach SQL as bound parameters; the only
 names that reach SQL text are column names from these declarations and tag
@@ -13,10 +14,11 @@ import re
 
 from linkband_history.protocol import ALERT_LEVELS, LOG_LEVELS, normalize_level
 from linkband_history.times import parse_time
+from linkband_historyd import values
+from linkband_historyd.values import MAX_INT
 
 TAG_KEY = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 MAX_LIST = 100
-MAX_INT = 2 ** 53                 # integers beyond this never mean anything here
 
 
 class BadParam(ValueError):
@@ -30,12 +32,6 @@ def time_value(v):
         return parse_time(v)
     except ValueError as exc:
         raise ValueError(str(exc)) from None
-
-
-def text(v):
-    if not isinstance(v, str) or not v or len(v) > 256:
-        raise ValueError("must be a non-empty string of at most 256 characters")
-    return v
 
 
 def text_list(v):
@@ -72,24 +68,10 @@ def min_log_level(v):
     return list(LOG_LEVELS[LOG_LEVELS.index(lv):])
 
 
-def _integer(lo: int):
-    what = "a positive integer" if lo == 1 else f"an integer >= {lo}"
-
-    def parse(v):
-        if isinstance(v, bool) or not isinstance(v, (int, str)):
-            raise ValueError(f"must be {what}")
-        try:
-            n = int(v)
-        except ValueError:
-            raise ValueError(f"must be {what}") from None
-        if n < lo or n > MAX_INT:
-            raise ValueError(f"must be {what} (at most {MAX_INT})")
-        return n
-    return parse
-
-
-positive_int = _integer(1)
-non_negative_int = _integer(0)
+# kinds of value the settings have too
+boolean, text = values.boolean, values.text
+positive_int = values.integer(1)
+non_negative_int = values.integer(0)
 
 
 def int_list(v):
@@ -99,11 +81,7 @@ def int_list(v):
     return [non_negative_int(x) for x in items]
 
 
-def order(v):
-    s = str(v).lower()
-    if s not in ("asc", "desc"):
-        raise ValueError("must be asc or desc")
-    return s
+order = values.choice(("asc", "desc"))
 
 
 def tags(v):
@@ -119,16 +97,6 @@ def tags(v):
             raise ValueError(f"tag {k!r}: value must be finite")
         out[k] = val
     return out
-
-
-def boolean(v):
-    if isinstance(v, bool):
-        return v
-    if str(v).lower() in ("1", "true", "yes"):
-        return True
-    if str(v).lower() in ("0", "false", "no"):
-        return False
-    raise ValueError("must be true or false")
 
 
 def cursor(v):
@@ -197,13 +165,13 @@ class Where:
 # The JSON schema of each parser: commands' parameters are typed by it in OpenAPI.
 _STRING, _INTEGER = {"type": "string"}, {"type": "integer"}
 _TIME = {**_STRING, "description": "epoch seconds, ISO-8601 or relative (15m, 7d)"}
+# (the parsers from ``values`` carry theirs)
 for _parser, _schema in (
-        (positive_int, {**_INTEGER, "minimum": 1}), (non_negative_int, {**_INTEGER, "minimum": 0}),
-        (boolean, {"type": "boolean"}), (text, _STRING), (cursor, _STRING), (time_value, _TIME),
+        (cursor, _STRING), (time_value, _TIME),
         (text_list, {"type": "array", "items": _STRING}),
         (int_list, {"type": "array", "items": _INTEGER}),
         (log_levels, {"type": "array", "items": {"enum": list(LOG_LEVELS)}}),
         (alert_levels, {"type": "array", "items": {"enum": list(ALERT_LEVELS)}}),
-        (min_log_level, {"enum": list(LOG_LEVELS)}), (order, {"enum": ["asc", "desc"]}),
+        (min_log_level, {"enum": list(LOG_LEVELS)}),
         (tags, {"type": "object", "description": "as tag.KEY=VALUE or tags=<JSON object>"})):
     _parser.json_schema = _schema

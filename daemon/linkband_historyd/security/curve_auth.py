@@ -15,7 +15,7 @@ With no key configured, ``config.finish`` points these settings at the user's
 own keys (``curve_keys.ensure_own_keys``; the supervisor makes them), so a
 tcp:// endpoint, loopback included, is never open to another local user.
 The daemon's own processes connect to the internal sockets with the server's
-key pair (:func:`as_client`).
+key pair (:func:`as_client`, :func:`requester`).
 
 Each child process calls :func:`configure` once; ``sockets.bind`` calls
 :func:`secure` before binding; a process that bound a CURVE socket calls
@@ -31,6 +31,8 @@ from collections import Counter
 import zmq
 import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
+
+from linkband_history import rpc
 
 log = logging.getLogger("linkband_historyd.security.curve_auth")
 
@@ -145,6 +147,13 @@ def as_client(sock: zmq.Socket, endpoint: str) -> None:
         sock.curve_serverkey = s.server_public
         sock.curve_publickey = s.server_public
         sock.curve_secretkey = s.server_secret
+
+
+def requester(ctx: zmq.Context, endpoint: str, timeout: float) -> rpc.Requester:
+    """A requester to another process of the daemon: a CURVE client where the
+    endpoint is a CURVE server; values msgpack lacks travel as text."""
+    return rpc.Requester(ctx, endpoint, timeout, prepare=lambda s: as_client(s, endpoint),
+                         lenient=True)
 
 
 def stop(ctx: zmq.Context) -> None:

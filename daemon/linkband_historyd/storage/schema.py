@@ -19,7 +19,7 @@ import time
 
 import apsw
 
-from linkband_history.protocol import FIELDS
+from linkband_history.protocol import ALERT_LEVELS, FIELDS, LOG_LEVELS
 
 SENTINEL = "\x1f\x1f"
 
@@ -29,8 +29,9 @@ COUNTED_TABLES = ("system_metrics", "performance_data", "system_logs")
 
 _JSON = "CHECK ({0} IS NULL OR json_valid({0}))"
 _LEVEL = "CHECK (level IN ({}))"
-_LOG_LEVELS = ", ".join(f"'{x}'" for x in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"))
-_ALERT_LEVELS = ", ".join(f"'{x}'" for x in ("INFO", "WARNING", "ERROR", "CRITICAL"))
+# the protocol's levels, written into migration 1: a new level needs a migration too
+_LOG_LEVELS = ", ".join(f"'{x}'" for x in LOG_LEVELS)
+_ALERT_LEVELS = ", ".join(f"'{x}'" for x in ALERT_LEVELS)
 
 MIGRATIONS: list[list] = [   # SQL statements, or functions of the connection
     # 1: the design's five tables, FTS over log messages, ingest bookkeeping

@@ -6,8 +6,9 @@ never SQL: each is a function here that runs in one transaction of its own,
 between two ingest batches, and does a bounded amount of work (callers loop
 over chunks), so ingestion latency stays low while maintenance runs.
 
-Request: msgpack ``[op, params]``; reply: ``{"ok": true, "result": ...}`` or
-``{"ok": false, "error": {"code", "message"}}``.
+Over the daemon's one request-reply protocol (``linkband_history.rpc``): the
+request names the operation and its parameters; the reply's one row is the
+operation's result; an :class:`OpError` is an error reply ``op_failed``.
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import time
 import apsw
 
 from linkband_history.protocol import FIELDS, row_from_record
+from linkband_history.rpc import RpcError
 from linkband_historyd.storage import restored_ranges, schema
 
 OPS: dict[str, tuple] = {}               # name -> (function, runs in a transaction)
@@ -24,8 +26,9 @@ MAX_CHUNK = 20_000                       # rows one operation may touch
 OP_BUDGET_S = 0.0015                     # an operation stops after about this long
 
 
-class OpError(Exception):
-    pass
+class OpError(RpcError):
+    def __init__(self, message: str):
+        super().__init__("op_failed", message)
 
 
 def op(name: str, transaction: bool = True):
