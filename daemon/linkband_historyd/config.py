@@ -4,7 +4,9 @@ Precedence: built-in defaults < TOML file (``--config``) < environment
 (``LINKBAND_HISTORY_*``) < command line. Every option is declared once in
 ``OPTIONS``; ``config/linkband-history.toml`` documents the same defaults and a
 test keeps the two in step. A bad value raises :class:`ConfigError` naming the
-key and where the value came from, before anything is bound or opened.
+key and where the value came from, before anything is bound or opened. :func:`load`
+returns frozen typed settings (``settings.Settings``; its sections are generated from
+``OPTIONS`` here, ``SECTIONS``).
 """
 from __future__ import annotations
 

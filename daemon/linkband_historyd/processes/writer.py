@@ -82,7 +82,7 @@ class Writer(Child):
         self.batch_max_bytes = cfg.ingest.batch_max_bytes
         self.batch_wait = cfg.ingest.batch_wait_ms / 1000.0
         self.max_message_bytes = cfg.ingest.max_message_bytes
-        self.limits = Limits.from_config(cfg)
+        self.limits = Limits.from_settings(cfg.ingest)
         # A long statement (a VACUUM, a big batch) keeps proving the writer alive to
         # the supervisor, so only a writer that really stopped is taken for hung.
         self.conn.set_progress_handler(self._progress, PROGRESS_STEPS)

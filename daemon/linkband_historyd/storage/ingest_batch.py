@@ -44,7 +44,6 @@ from linkband_history.protocol import (
     row_from_record,
 )
 from linkband_history.times import to_epoch
-from linkband_historyd.settings import Settings
 
 Y2000 = 946_684_800.0                  # 2000-01-01T00:00:00Z
 TRUNCATED = "truncated_string"         # the one reason of a record that is kept (and stored)
@@ -61,10 +60,11 @@ class Limits:
     max_future_s: float = 86_400.0     # a time this far past the receive time: refused
 
     @classmethod
-    def from_config(cls, cfg: Settings) -> "Limits":
-        return cls(cfg.ingest.max_records_per_message, cfg.ingest.max_string_bytes,
-                   cfg.ingest.max_json_bytes, cfg.ingest.max_json_depth,
-                   cfg.ingest.min_timestamp, cfg.ingest.max_future_s)
+    def from_settings(cls, ingest) -> "Limits":
+        """From the ``ingest`` section of the settings."""
+        return cls(ingest.max_records_per_message, ingest.max_string_bytes,
+                   ingest.max_json_bytes, ingest.max_json_depth,
+                   ingest.min_timestamp, ingest.max_future_s)
 
 
 @dataclass
