@@ -25,13 +25,13 @@ def test_precedence_defaults_file_env_cli(tmp_path):
     cfg = config.load(str(f), environ={"LINKBAND_HISTORY_BATCH_SIZE": "20",
                                        "LINKBAND_HISTORY_RUNTIME_DIR": str(tmp_path / "r")},
                       cli={"ingest.batch_size": "30"})
-    assert cfg["ingest.batch_size"] == 30
-    assert cfg["ingest.batch_wait_ms"] == 2.0
-    assert cfg["daemon.log_level"] == "DEBUG"
-    assert cfg["ingest.endpoint"] == f"ipc://{tmp_path / 'r'}/ingest.sock"
+    assert cfg.ingest.batch_size == 30
+    assert cfg.ingest.batch_wait_ms == 2.0
+    assert cfg.daemon.log_level == "DEBUG"
+    assert cfg.ingest.endpoint == f"ipc://{tmp_path / 'r'}/ingest.sock"
     cfg = config.load(str(f), environ={"LINKBAND_HISTORY_BATCH_SIZE": "20"})
-    assert cfg["ingest.batch_size"] == 20
-    assert config.load(None, environ={})["ingest.batch_size"] == 5000
+    assert cfg.ingest.batch_size == 20
+    assert config.load(None, environ={}).ingest.batch_size == 5000
 
 
 @pytest.mark.parametrize("toml, env, key", [
@@ -63,7 +63,7 @@ def test_remote_bind_needs_curve_keys(tmp_path):
     keys = {"LINKBAND_HISTORY_CURVE_SERVER_KEY": secret,
             "LINKBAND_HISTORY_CURVE_AUTHORIZED_DIR": str(tmp_path / "authorized")}
     cfg = config.load(None, environ={**env, **keys})
-    assert cfg["ingest.endpoint"] == "tcp://0.0.0.0:5561"
+    assert cfg.ingest.endpoint == "tcp://0.0.0.0:5561"
 
 
 def test_daemon_exits_nonzero_on_bad_value_before_binding(tmp_path):
@@ -104,6 +104,7 @@ def test_every_option_declares_how_a_change_takes_effect():
 def test_an_option_without_the_declaration_cannot_be_declared():
     import pytest as _pytest
 
-    from linkband_historyd.config import Option, _str
+    from linkband_historyd import values
+    from linkband_historyd.config import Option
     with _pytest.raises(TypeError, match="applies must be one of"):
-        Option("daemon.new_thing", "", _str, "LINKBAND_HISTORY_NEW_THING")
+        Option("daemon.new_thing", "", values.string, "LINKBAND_HISTORY_NEW_THING")

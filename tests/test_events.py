@@ -41,9 +41,9 @@ def test_each_event_arrives_once_with_its_payload(daemon_factory):
         c2 = d.client(max_queue=100_000)
         c2.store_metrics(series)
         assert c2.flush(timeout=30)
-        assert watch(conn, w, {**cfg, "trends.watch": ["trend_cpu"]}, last + 1)["alerts"] == 1
-        maintenance.enforce_budget(conn, w, {**cfg, "retention.max_db_bytes": 1,
-                                             "archive.enabled": False}, now)
+        assert watch(conn, w, cfg.updated({"trends.watch": ["trend_cpu"]}), last + 1)["alerts"] == 1
+        maintenance.enforce_budget(conn, w, cfg.updated({"retention.max_db_bytes": 1,
+                                                         "archive.enabled": False}), now)
         w.close()
         conn.close()
     got = collector.events

@@ -646,15 +646,18 @@ def test_main_refuses_a_remote_host_without_allow_remote(capsys):
 
 
 def test_http_child_runs_like_a_daemon_child(daemon, tmp_path):
-    """What the supervisor does with a child class: run_child(cls, cfg, ready) in a
-    spawned process; ready once the port is bound; SIGTERM stops it with exit code 0."""
+    """What the supervisor does with a child class: run_child(cls, settings, ready) in a
+    spawned process, the settings pickled; ready once the port is bound; SIGTERM stops
+    it with exit code 0."""
     import multiprocessing
 
+    from linkband_historyd import config
     from linkband_historyd.processes.skeleton import run_child
     port = free_port()
-    cfg = {"query.endpoint": daemon.query, "events.endpoint": f"ipc://{tmp_path}/ev.sock",
-           "http.host": "127.0.0.1", "http.port": port, "daemon.log_level": "WARNING",
-           "security.allow_remote": False, "daemon.runtime_dir": str(tmp_path / "gw-run")}
+    cfg = config.load(None, environ={}, cli={
+        "query.endpoint": daemon.query, "events.endpoint": f"ipc://{tmp_path}/ev.sock",
+        "http.host": "127.0.0.1", "http.port": port, "daemon.log_level": "WARNING",
+        "daemon.runtime_dir": str(tmp_path / "gw-run"), "daemon.data_dir": str(tmp_path / "gw-data")})
     mp = multiprocessing.get_context("spawn")
     ready = mp.Event()
     proc = mp.Process(target=run_child, args=(hg.HttpChild, cfg, ready))

@@ -171,7 +171,7 @@ def test_retention_deletes_exactly_the_rows_past_their_age(env):
     for kind, mk in (("metric", lambda t: {"timestamp": t, "metric_name": "m", "value": 1.0}),
                      ("log", lambda t: {"timestamp": t, "level": "INFO", "message": f"연결 {t}"})):
         _push(d, kind, [mk(NOW - a * DAY) for a in ages])
-    cfg = {**cfg, "archive.enabled": False}
+    cfg = cfg.updated({"archive.enabled": False})
     out = maintenance.retention(conn, writer, cfg, NOW)
     assert out["metric"] == 4 and out["log"] == 4
     kept = [NOW - a * DAY for a in ages if a < 30]
@@ -188,8 +188,8 @@ def test_size_budget_removes_the_oldest_first_and_warns(env):
     _push(d, "metric", _metric_rows(rng, NOW - 20 * DAY, 60_000, step=20 * DAY / 60_000))
     used = maintenance.used_bytes(conn)
     budget = used // 2
-    cfg = {**cfg, "archive.enabled": False, "retention.max_db_bytes": budget,
-           "retention.min_free_percent": 0.0}
+    cfg = cfg.updated({"archive.enabled": False, "retention.max_db_bytes": budget,
+                       "retention.min_free_percent": 0.0})
     out = maintenance.enforce_budget(conn, writer, cfg, NOW)
     assert out["rounds"] > 0
     assert maintenance.used_bytes(conn) <= budget
@@ -225,7 +225,7 @@ def test_archive_delete_restore_gives_back_the_same_rows(env, monkeypatch):
     done = arch.archive_due(NOW)
     assert done["metric"] == len(before_m) and done["log"] == 500
     assert all_rows(d, "metrics") == [] and all_rows(d, "logs") == []
-    parts = list_parts(cfg["archive.dir"])
+    parts = list_parts(cfg.archive.dir)
     assert {p["kind"] for p in parts} == {"metric", "log"} and all(p["complete"] for p in parts)
     archived = [row for p in parts if p["kind"] == "metric" for _, _, block in read_archive(p["file"])
                 for row in block]
@@ -254,9 +254,9 @@ def test_archive_delete_restore_gives_back_the_same_rows(env, monkeypatch):
         "SELECT summary_data FROM data_summaries WHERE summary_type = 'daily' AND data_type = 'log' "
         "AND period_start > ?", (NOW - 2 * DAY,))) == len(live)
     # held: retention leaves restored rows alone until the hold ends
-    maintenance.retention(conn, writer, {**cfg, "archive.enabled": False}, NOW, arch)
+    maintenance.retention(conn, writer, cfg.updated({"archive.enabled": False}), NOW, arch)
     assert len(all_rows(d, "metrics", limit=100_000)) == len(before_m)
-    arch.expire_holds(NOW + cfg["archive.restore_days"] * DAY + 1)
+    arch.expire_holds(NOW + cfg.archive.restore_days * DAY + 1)
     assert all_rows(d, "metrics") == []
     assert [r["message"] for r in all_rows(d, "logs")] == [r["message"] for r in live]
 

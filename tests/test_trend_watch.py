@@ -40,7 +40,7 @@ def test_watch_alerts_once_per_episode_and_trend_commands(daemon_factory):
     assert c.flush(timeout=30)
     cfg = config.load(None, environ={}, cli={"daemon.data_dir": str(d.data_dir),
                                              "daemon.runtime_dir": str(d.run_dir)})
-    cfg = {**cfg, "trends.watch": ["cpu_percent"]}
+    cfg = cfg.updated({"trends.watch": ["cpu_percent"]})
     conn = schema.open_reader(str(d.db_path))
     w = WriterClient(d.control)
     with EventCollector(d.events, ["trend_alert"]) as ev:
@@ -152,10 +152,10 @@ def test_each_watch_and_each_query_sets_its_own_sensitivity(daemon_factory):
                                               "daemon.runtime_dir": str(d.run_dir)})
     conn = schema.open_reader(str(d.db_path))
     w = WriterClient(d.control)
-    deaf = {**base, "trends.watch": [f"cpu_percent:{min(1.0, e['score'] + 1e-6)}"]}
+    deaf = base.updated({"trends.watch": [f"cpu_percent:{min(1.0, e['score'] + 1e-6)}"]})
     assert watch(conn, w, deaf, now + 1)["alerts"] == 0
     w.call("state.set", key="trend_watch", value={})
-    assert watch(conn, w, {**base, "trends.watch": ["cpu_percent:0.5"]}, now + 1)["alerts"] == 1
+    assert watch(conn, w, base.updated({"trends.watch": ["cpu_percent:0.5"]}), now + 1)["alerts"] == 1
     w.close()
     conn.close()
     with pytest.raises(config.ConfigError):

@@ -4,7 +4,9 @@ Precedence: built-in defaults < TOML file (``--config``) < environment
 (``LINKBAND_HISTORY_*``) < command line. Every option is declared once in
 ``OPTIONS``; ``config/linkband-history.toml`` documents the same defaults and a
 test keeps the two in step. A bad value raises :class:`ConfigError` naming the
-key and where the value came from, before anything is bound or opened.
+key and where the value came from, before anything is bound or opened. :func:`load`
+returns frozen typed settings (``settings.Settings``; its sections are generated from
+``OPTIONS`` here, ``SECTIONS``).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from linkband_history.endpoints import (
 )
 from linkband_history.protocol import LOG_LEVELS, MAX_MESSAGE_BYTES
 from linkband_historyd import values
+from linkband_historyd.settings import Settings, make_sections
 from linkband_historyd.trends.anomaly_detector import SCORE_THRESHOLD
 
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
@@ -79,15 +82,9 @@ class Option:
         return (section,) if section else ()
 
 
-# the value parsers of the option table (shared with the query parameters)
-_int, _float, _bool, _choice, _str, _str_list = (
-    values.integer, values.number, values.boolean, values.choice, values.string,
-    values.string_list)
-
-
 def _watch_list(v):
     """Watched metrics: 'name' or 'name:threshold' (a score in 0.3..1)."""
-    out = _str_list(v)
+    out = values.string_list(v)
     for item in out:
         name, sep, thr = item.rpartition(":")
         if sep and not name:
@@ -101,7 +98,7 @@ def _watch_list(v):
 
 
 def _int_list(v):
-    items = _str_list(v) if isinstance(v, str) else v
+    items = values.string_list(v) if isinstance(v, str) else v
     try:
         return [int(x) for x in items]
     except (TypeError, ValueError):
@@ -109,7 +106,7 @@ def _int_list(v):
 
 
 def _clock(v):
-    s = _str(v)
+    s = values.string(v)
     try:
         h, m = (int(x) for x in s.split(":"))
     except ValueError:
@@ -120,7 +117,7 @@ def _clock(v):
 
 
 def _endpoint(v):
-    s = _str(v)
+    s = values.string(v)
     if not s:
         return s                        # empty: the default, resolved later
     parts = urlsplit(s)
@@ -158,171 +155,174 @@ def is_loopback(endpoint: str) -> bool:
 
 
 OPTIONS: tuple[Option, ...] = (
-Option("daemon.data_dir", "", _str, "LINKBAND_HISTORY_DATA_DIR", "--data-dir",
+Option("daemon.data_dir", "", values.string, "LINKBAND_HISTORY_DATA_DIR", "--data-dir",
            "directory of the database; empty: the per-OS user data directory", applies=RESTART),
-Option("daemon.runtime_dir", "", _str, "LINKBAND_HISTORY_RUNTIME_DIR", "--runtime-dir",
+Option("daemon.runtime_dir", "", values.string, "LINKBAND_HISTORY_RUNTIME_DIR", "--runtime-dir",
            "owner-only directory of the ipc:// sockets; empty: the per-user default of the "
            "data directory (endpoints.runtime_dir_for)", applies=RESTART),
-Option("daemon.log_level", "INFO", _choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
+Option("daemon.log_level", "INFO", values.choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
            "--log-level", "level of the daemon's own log (stderr); on reload the supervisor "
            "and the writer apply it live, the other children restart", applies=CHILD),
 Option("ingest.endpoint", "", _endpoint, "LINKBAND_HISTORY_INGEST", "--ingest",
            "PULL socket for records; empty: ipc://<runtime_dir>/ingest.sock", applies=RESTART),
-Option("ingest.batch_size", 5000, _int(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",
+Option("ingest.batch_size", 5000, values.integer(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",
            "--batch-size", "most records in one transaction", applies=LIVE),
-Option("ingest.batch_wait_ms", 0.0, _float(0, 10_000), "LINKBAND_HISTORY_BATCH_WAIT_MS",
+Option("ingest.batch_wait_ms", 0.0, values.number(0, 10_000), "LINKBAND_HISTORY_BATCH_WAIT_MS",
            "--batch-wait-ms", "wait this long for more records before committing; 0: commit "
            "as soon as the socket is drained", applies=LIVE),
-Option("ingest.max_message_bytes", MAX_MESSAGE_BYTES + 65_536, _int(1024),
+Option("ingest.max_message_bytes", MAX_MESSAGE_BYTES + 65_536, values.integer(1024),
            "LINKBAND_HISTORY_MAX_MESSAGE_BYTES", None, "larger ingest messages are refused by "
            "ZeroMQ (MAXMSGSIZE); the client library sends at most 2 MiB", applies=RESTART),
-Option("ingest.batch_max_bytes", 8 * 1024 * 1024, _int(65_536), "LINKBAND_HISTORY_BATCH_MAX_BYTES",
+Option("ingest.batch_max_bytes", 8 * 1024 * 1024, values.integer(65_536), "LINKBAND_HISTORY_BATCH_MAX_BYTES",
            None, "a transaction takes no more frames once they hold this many bytes", applies=RESTART),
-Option("ingest.receive_hwm", 128, _int(1, 100_000), "LINKBAND_HISTORY_RECEIVE_HWM", None,
+Option("ingest.receive_hwm", 128, values.integer(1, 100_000), "LINKBAND_HISTORY_RECEIVE_HWM", None,
            "messages ZeroMQ queues per client before the client waits: at most this times "
            "max_message_bytes per sending process (256 MiB by default)", applies=RESTART),
-Option("ingest.max_records_per_message", 10_000, _int(1), "LINKBAND_HISTORY_MAX_RECORDS_PER_MESSAGE",
+Option("ingest.max_records_per_message", 10_000, values.integer(1), "LINKBAND_HISTORY_MAX_RECORDS_PER_MESSAGE",
            None, "a message with more records is refused whole (too_many_records)", applies=RESTART),
-Option("ingest.max_string_bytes", 65_536, _int(64), "LINKBAND_HISTORY_MAX_STRING_BYTES", None,
+Option("ingest.max_string_bytes", 65_536, values.integer(64), "LINKBAND_HISTORY_MAX_STRING_BYTES", None,
            "a longer string (UTF-8 bytes) is cut and marked, the record kept (truncated_string)", applies=RESTART),
-Option("ingest.max_json_bytes", 65_536, _int(64), "LINKBAND_HISTORY_MAX_JSON_BYTES", None,
+Option("ingest.max_json_bytes", 65_536, values.integer(64), "LINKBAND_HISTORY_MAX_JSON_BYTES", None,
            "a record whose tags/metadata/extra_data JSON is longer is refused (json_too_large)", applies=RESTART),
-Option("ingest.max_json_depth", 32, _int(1, 500), "LINKBAND_HISTORY_MAX_JSON_DEPTH", None,
+Option("ingest.max_json_depth", 32, values.integer(1, 500), "LINKBAND_HISTORY_MAX_JSON_DEPTH", None,
            "a record whose JSON nests deeper is refused (json_too_deep)", applies=RESTART),
-Option("ingest.min_timestamp", 946_684_800.0, _float(0), "LINKBAND_HISTORY_MIN_TIMESTAMP", None,
+Option("ingest.min_timestamp", 946_684_800.0, values.number(0), "LINKBAND_HISTORY_MIN_TIMESTAMP", None,
            "a record with an earlier time (epoch seconds; default 2000-01-01) is refused "
            "(timestamp_out_of_range)", applies=RESTART),
-Option("ingest.max_future_s", 86_400.0, _float(0), "LINKBAND_HISTORY_MAX_FUTURE_S", None,
+Option("ingest.max_future_s", 86_400.0, values.number(0), "LINKBAND_HISTORY_MAX_FUTURE_S", None,
            "a record with a time more than this far ahead of its arrival is refused "
            "(timestamp_out_of_range)", applies=RESTART),
 Option("query.endpoint", "", _endpoint, "LINKBAND_HISTORY_QUERY", "--query",
            "REP socket for queries; empty: ipc://<runtime_dir>/query.sock", applies=RESTART),
-Option("query.default_limit", 1000, _int(1, 1_000_000), "LINKBAND_HISTORY_DEFAULT_LIMIT", None,
+Option("query.default_limit", 1000, values.integer(1, 1_000_000), "LINKBAND_HISTORY_DEFAULT_LIMIT", None,
            "rows per page when a query gives no limit", applies=CHILD),
-Option("query.max_limit", 100_000, _int(1, 10_000_000), "LINKBAND_HISTORY_MAX_LIMIT", None,
+Option("query.max_limit", 100_000, values.integer(1, 10_000_000), "LINKBAND_HISTORY_MAX_LIMIT", None,
            "largest page a query may ask for", applies=CHILD),
-Option("query.max_page_bytes", 8 * 1024 * 1024, _int(65_536), "LINKBAND_HISTORY_MAX_PAGE_BYTES",
+Option("query.max_page_bytes", 8 * 1024 * 1024, values.integer(65_536), "LINKBAND_HISTORY_MAX_PAGE_BYTES",
            None, "a listing page stops once its text passes this many bytes; next continues",
            applies=CHILD),
-Option("query.search_total_ms", 50, _int(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
+Option("query.search_total_ms", 50, values.integer(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
            "a search counts its matches past 1,000 (up to 10,000) for at most this long", applies=CHILD),
-Option("query.workers", 0, _int(0, 64), "LINKBAND_HISTORY_QUERY_WORKERS", None,
+Option("query.workers", 0, values.integer(0, 64), "LINKBAND_HISTORY_QUERY_WORKERS", None,
            "query worker processes behind the query endpoint; 0: the CPU count, at least 2, "
            "at most 4", applies=CHILD),
-Option("query.max_seconds", 10.0, _float(0.1, 3600), "LINKBAND_HISTORY_QUERY_MAX_SECONDS", None,
+Option("query.max_seconds", 10.0, values.number(0.1, 3600), "LINKBAND_HISTORY_QUERY_MAX_SECONDS", None,
            "time budget of one query: a statement still running past it is interrupted and the "
            "reply says what to ask instead; a request may ask less (max_seconds), only an "
            "admin more", applies=CHILD),
-Option("query.queue_wait_s", 3.0, _float(0, 60), "LINKBAND_HISTORY_QUERY_QUEUE_WAIT_S", None,
+Option("query.queue_wait_s", 3.0, values.number(0, 60), "LINKBAND_HISTORY_QUERY_QUEUE_WAIT_S", None,
            "a request waits at most this long for a free worker, then gets a 'busy' error "
            "(under the client's 5 s timeout)", applies=CHILD),
-Option("query.max_queued", 256, _int(1, 100_000), "LINKBAND_HISTORY_QUERY_MAX_QUEUED", None,
+Option("query.max_queued", 256, values.integer(1, 100_000), "LINKBAND_HISTORY_QUERY_MAX_QUEUED", None,
            "requests waiting for a worker; one more gets 'busy' at once", applies=CHILD),
-Option("query.worker_max_mb", 512, _int(0, 1_000_000), "LINKBAND_HISTORY_QUERY_WORKER_MAX_MB", None,
+Option("query.worker_max_mb", 512, values.integer(0, 1_000_000), "LINKBAND_HISTORY_QUERY_WORKER_MAX_MB", None,
            "a worker whose private memory passes this after a reply is replaced (0: never)",
            applies=CHILD),
 Option("events.endpoint", "", _endpoint, "LINKBAND_HISTORY_EVENTS", "--events",
            "PUB socket of the daemon's events; empty: ipc://<runtime_dir>/events.sock", applies=RESTART),
-Option("events.coalesce_ms", 500.0, _float(0, 60_000), "LINKBAND_HISTORY_EVENTS_COALESCE_MS", None,
+Option("events.coalesce_ms", 500.0, values.number(0, 60_000), "LINKBAND_HISTORY_EVENTS_COALESCE_MS", None,
            "history_data_updated is published at most once per this many milliseconds", applies=LIVE),
-Option("storage.synchronous", "NORMAL", _choice(SYNC_MODES), "LINKBAND_HISTORY_SYNCHRONOUS",
+Option("storage.synchronous", "NORMAL", values.choice(SYNC_MODES), "LINKBAND_HISTORY_SYNCHRONOUS",
            None, "SQLite synchronous mode: NORMAL survives a crash of any process; FULL also "
            "survives power loss, at a cost", applies=RESTART),
-Option("storage.max_page_count", 0, _int(0), "LINKBAND_HISTORY_MAX_PAGE_COUNT", None,
+Option("storage.max_page_count", 0, values.integer(0), "LINKBAND_HISTORY_MAX_PAGE_COUNT", None,
            "a hard cap on the database's pages (0: none); when it is reached the writer "
            "stops storing new records until there is room again", applies=LIVE),
-Option("storage.checkpoint_interval_s", 0.25, _float(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
+Option("storage.checkpoint_interval_s", 0.25, values.number(0.05, 3600), "LINKBAND_HISTORY_CHECKPOINT_INTERVAL_S",
            None, "WAL checkpoints run this often on their own connection, off the writer's path", applies=RESTART),
-Option("storage.wal_max_mb", 16, _int(1, 65536), "LINKBAND_HISTORY_WAL_MAX_MB", None,
+Option("storage.wal_max_mb", 16, values.integer(1, 65536), "LINKBAND_HISTORY_WAL_MAX_MB", None,
            "past this the writer starts the WAL over; a WAL file past 4x this is cut back", applies=RESTART),
-Option("scheduler.enabled", True, _bool, "LINKBAND_HISTORY_SCHEDULER", None,
+Option("scheduler.enabled", True, values.boolean, "LINKBAND_HISTORY_SCHEDULER", None,
            "run the scheduler process (summaries, retention, archives, optimize)", applies=RESTART),
-Option("scheduler.summaries_interval_s", 60.0, _float(1, 86400), "LINKBAND_HISTORY_SUMMARIES_INTERVAL_S",
+Option("scheduler.summaries_interval_s", 60.0, values.number(1, 86400), "LINKBAND_HISTORY_SUMMARIES_INTERVAL_S",
            None, "how often new rows are folded into the summary tiers", applies=CHILD),
-Option("scheduler.retention_interval_s", 3600.0, _float(10, 7 * 86400),
+Option("scheduler.retention_interval_s", 3600.0, values.number(10, 7 * 86400),
            "LINKBAND_HISTORY_RETENTION_INTERVAL_S", None, "how often retention and archiving run", applies=CHILD),
-Option("scheduler.budget_interval_s", 60.0, _float(1, 86400), "LINKBAND_HISTORY_BUDGET_INTERVAL_S",
+Option("scheduler.budget_interval_s", 60.0, values.number(1, 86400), "LINKBAND_HISTORY_BUDGET_INTERVAL_S",
            None, "how often the size budget and free disk are checked", applies=CHILD),
 Option("scheduler.optimize_at", "03:30", _clock, "LINKBAND_HISTORY_OPTIMIZE_AT", None,
            "local time of the daily optimize (ANALYZE, FTS merge, incremental vacuum)", applies=CHILD),
-Option("collector.enabled", True, _bool, "LINKBAND_HISTORY_COLLECTOR", None,
+Option("collector.enabled", True, values.boolean, "LINKBAND_HISTORY_COLLECTOR", None,
            "sample system metrics with psutil (a job of the scheduler process)", applies=CHILD),
-Option("collector.interval_s", 1.0, _float(0.1, 3600), "LINKBAND_HISTORY_COLLECTOR_INTERVAL_S", None,
+Option("collector.interval_s", 1.0, values.number(0.1, 3600), "LINKBAND_HISTORY_COLLECTOR_INTERVAL_S", None,
            "seconds between two samples", applies=CHILD),
-Option("collector.process_names", [], _str_list, "LINKBAND_HISTORY_COLLECTOR_PROCESSES", None,
+Option("collector.process_names", [], values.string_list, "LINKBAND_HISTORY_COLLECTOR_PROCESSES", None,
            "SDK processes to follow by name (cpu, rss, threads, open files)", applies=CHILD),
 Option("collector.pids", [], _int_list, "LINKBAND_HISTORY_COLLECTOR_PIDS", None,
            "SDK processes to follow by pid", applies=CHILD),
-Option("collector.mounts", [], _str_list, "LINKBAND_HISTORY_COLLECTOR_MOUNTS", None,
+Option("collector.mounts", [], values.string_list, "LINKBAND_HISTORY_COLLECTOR_MOUNTS", None,
            "mount points whose usage is sampled; empty: every physical mount", applies=CHILD),
 Option("trends.watch", [], _watch_list, "LINKBAND_HISTORY_TREND_WATCH", None,
            "metrics the trend watch scores as they arrive, each 'name' or 'name:threshold' "
            "(alert + trend_alert once per episode)", applies=CHILD),
-Option("trends.bucket_s", 300, _int(60, 86400), "LINKBAND_HISTORY_TREND_BUCKET_S", None,
+Option("trends.bucket_s", 300, values.integer(60, 86400), "LINKBAND_HISTORY_TREND_BUCKET_S", None,
            "bucket of the watched series, and how often the watch runs (seconds)", applies=CHILD),
-Option("trends.history_days", 14.0, _float(1, 365), "LINKBAND_HISTORY_TREND_HISTORY_DAYS", None,
+Option("trends.history_days", 14.0, values.number(1, 365), "LINKBAND_HISTORY_TREND_HISTORY_DAYS", None,
            "history a watched metric's detector learns from when it has no saved state", applies=CHILD),
 Option("trends.threshold", SCORE_THRESHOLD, values.score_threshold, "LINKBAND_HISTORY_TREND_THRESHOLD", None,
            "anomaly score (0.3..1) at which a watched metric alerts; higher: fewer alerts", applies=CHILD),
-Option("retention.metric_days", 30.0, _float(0), "LINKBAND_HISTORY_METRIC_DAYS", None,
+Option("retention.metric_days", 30.0, values.number(0), "LINKBAND_HISTORY_METRIC_DAYS", None,
            "metric detail rows are kept this many days (0: for ever)", applies=CHILD),
-Option("retention.performance_days", 30.0, _float(0), "LINKBAND_HISTORY_PERFORMANCE_DAYS", None,
+Option("retention.performance_days", 30.0, values.number(0), "LINKBAND_HISTORY_PERFORMANCE_DAYS", None,
            "performance detail rows are kept this many days (0: for ever)", applies=CHILD),
-Option("retention.log_days", 30.0, _float(0), "LINKBAND_HISTORY_LOG_DAYS", None,
+Option("retention.log_days", 30.0, values.number(0), "LINKBAND_HISTORY_LOG_DAYS", None,
            "log lines are kept this many days (0: for ever)", applies=CHILD),
-Option("retention.alert_days", 30.0, _float(0), "LINKBAND_HISTORY_ALERT_DAYS", None,
+Option("retention.alert_days", 30.0, values.number(0), "LINKBAND_HISTORY_ALERT_DAYS", None,
            "alerts are kept this many days (0: for ever)", applies=CHILD),
-Option("retention.minute_days", 90.0, _float(0), "LINKBAND_HISTORY_MINUTE_DAYS", None,
+Option("retention.minute_days", 90.0, values.number(0), "LINKBAND_HISTORY_MINUTE_DAYS", None,
            "the minute tier of metric summaries is kept this many days", applies=CHILD),
-Option("retention.summary_days", 365.0, _float(0), "LINKBAND_HISTORY_SUMMARY_DAYS", None,
+Option("retention.summary_days", 365.0, values.number(0), "LINKBAND_HISTORY_SUMMARY_DAYS", None,
            "hourly, daily, weekly and monthly summaries are kept this many days", applies=CHILD),
-Option("retention.max_db_bytes", 4 * 1024 ** 3, _int(0), "LINKBAND_HISTORY_MAX_DB_BYTES", None,
+Option("retention.max_db_bytes", 4 * 1024 ** 3, values.integer(0), "LINKBAND_HISTORY_MAX_DB_BYTES", None,
            "size budget of the database; over it the oldest detail goes first (0: none)", applies=CHILD),
-Option("retention.min_free_percent", 5.0, _float(0, 100), "LINKBAND_HISTORY_MIN_FREE_PERCENT", None,
+Option("retention.min_free_percent", 5.0, values.number(0, 100), "LINKBAND_HISTORY_MIN_FREE_PERCENT", None,
            "keep at least this share of the disk free; under it the oldest detail goes first", applies=CHILD),
-Option("archive.enabled", True, _bool, "LINKBAND_HISTORY_ARCHIVE", None,
+Option("archive.enabled", True, values.boolean, "LINKBAND_HISTORY_ARCHIVE", None,
            "move detail past its retention into compressed monthly archive files before deleting", applies=CHILD),
-Option("archive.dir", "", _str, "LINKBAND_HISTORY_ARCHIVE_DIR", None,
+Option("archive.dir", "", values.string, "LINKBAND_HISTORY_ARCHIVE_DIR", None,
            "where archives go; empty: <data_dir>/archives", applies=CHILD),
-Option("archive.level", 19, _int(1, 22), "LINKBAND_HISTORY_ARCHIVE_LEVEL", None,
+Option("archive.level", 19, values.integer(1, 22), "LINKBAND_HISTORY_ARCHIVE_LEVEL", None,
            "zstandard compression level of archives", applies=CHILD),
-Option("archive.restore_days", 7.0, _float(0.01), "LINKBAND_HISTORY_RESTORE_DAYS", None,
+Option("archive.restore_days", 7.0, values.number(0.01), "LINKBAND_HISTORY_RESTORE_DAYS", None,
            "a restored month stays queryable this many days before it is removed again", applies=CHILD),
-Option("http.enabled", False, _bool, "LINKBAND_HISTORY_HTTP", None,
+Option("http.enabled", False, values.boolean, "LINKBAND_HISTORY_HTTP", None,
            "run the HTTP gateway (REST API, WebSocket events, /history/ui); needs the [http] extra", applies=RESTART),
-Option("http.host", "127.0.0.1", _str, "LINKBAND_HISTORY_HTTP_HOST", None,
+Option("http.host", "127.0.0.1", values.string, "LINKBAND_HISTORY_HTTP_HOST", None,
            "address of the HTTP gateway (loopback unless security.allow_remote)", applies=CHILD),
-Option("http.port", 8765, _int(1, 65535), "LINKBAND_HISTORY_HTTP_PORT", None,
+Option("http.port", 8765, values.integer(1, 65535), "LINKBAND_HISTORY_HTTP_PORT", None,
            "port of the HTTP gateway", applies=CHILD),
-Option("http.allowed_origins", [], _str_list, "LINKBAND_HISTORY_HTTP_ALLOWED_ORIGINS", None,
+Option("http.allowed_origins", [], values.string_list, "LINKBAND_HISTORY_HTTP_ALLOWED_ORIGINS", None,
            "browser origins (scheme://host:port) beyond the gateway's own whose pages may "
            "change state and open WebSockets", applies=CHILD),
-Option("http.max_websockets", 32, _int(1, 10_000), "LINKBAND_HISTORY_HTTP_MAX_WEBSOCKETS", None,
+Option("http.max_websockets", 32, values.integer(1, 10_000), "LINKBAND_HISTORY_HTTP_MAX_WEBSOCKETS", None,
            "open WebSocket connections at most; past it a handshake is refused (503)", applies=CHILD),
-Option("security.allow_remote", False, _bool, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
+Option("security.allow_remote", False, values.boolean, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
            "allow the HTTP gateway on a non-loopback http.host (it needs its token, but "
            "plain HTTP carries the token in clear)", applies=CHILD),
-Option("security.curve_server_key", "", _str, "LINKBAND_HISTORY_CURVE_SERVER_KEY", None,
+Option("security.curve_server_key", "", values.string, "LINKBAND_HISTORY_CURVE_SERVER_KEY", None,
            "the server's CurveZMQ secret certificate (linkband-history keygen); tcp:// endpoints "
            "then use CURVE, and a non-loopback one may be bound", applies=RESTART),
-Option("security.curve_authorized_dir", "", _str, "LINKBAND_HISTORY_CURVE_AUTHORIZED_DIR", None,
+Option("security.curve_authorized_dir", "", values.string, "LINKBAND_HISTORY_CURVE_AUTHORIZED_DIR", None,
            "directory of the *.key public certificates of the clients CURVE accepts", applies=RESTART),
 Option("security.admin_endpoint", "", _endpoint, "LINKBAND_HISTORY_ADMIN_ENDPOINT", None,
            "a second query socket for the administrative commands, which the query endpoint "
            "then refuses; empty: none", applies=RESTART),
-Option("security.admin_keys_dir", "", _str, "LINKBAND_HISTORY_ADMIN_KEYS_DIR", None,
+Option("security.admin_keys_dir", "", values.string, "LINKBAND_HISTORY_ADMIN_KEYS_DIR", None,
            "with CURVE: only clients whose *.key is here may run administrative commands", applies=RESTART),
-Option("supervisor.restart_backoff_max_s", 30.0, _float(0.1, 3600),
+Option("supervisor.restart_backoff_max_s", 30.0, values.number(0.1, 3600),
            "LINKBAND_HISTORY_RESTART_BACKOFF_MAX_S", None,
            "a child that keeps dying is restarted after at most this long", applies=CHILD),
-Option("supervisor.stop_timeout_s", 30.0, _float(0.1, 3600), "LINKBAND_HISTORY_STOP_TIMEOUT_S",
+Option("supervisor.stop_timeout_s", 30.0, values.number(0.1, 3600), "LINKBAND_HISTORY_STOP_TIMEOUT_S",
            None, "how long a child may take to drain and stop before it is killed", applies=CHILD),
-Option("supervisor.writer_hang_s", 30.0, _float(0, 86400), "LINKBAND_HISTORY_WRITER_HANG_S", None,
+Option("supervisor.writer_hang_s", 30.0, values.number(0, 86400), "LINKBAND_HISTORY_WRITER_HANG_S", None,
            "a writer without a heartbeat this long is hung: killed (SIGKILL) and restarted; 0: never", applies=LIVE),
-Option("supervisor.child_hang_s", 120.0, _float(0, 86400), "LINKBAND_HISTORY_CHILD_HANG_S", None,
+Option("supervisor.child_hang_s", 120.0, values.number(0, 86400), "LINKBAND_HISTORY_CHILD_HANG_S", None,
            "the same for the query process and the scheduler; 0: never", applies=CHILD),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
+# the typed sections (settings.py), bound here so a spawned child can unpickle them
+SECTIONS = make_sections({o.key: o.default for o in OPTIONS}, __name__)
+globals().update({cls.__name__: cls for cls in SECTIONS.values()})
 
 
 def defaults() -> dict:
@@ -341,10 +341,11 @@ def flatten_toml(data: dict, prefix: str = "") -> dict:
 
 
 def load(config_file: str | None = None, environ: dict | None = None,
-         cli: dict | None = None) -> dict:
-    """Resolve the configuration; raise ConfigError on the first bad value."""
+         cli: dict | None = None) -> Settings:
+    """Resolve the configuration into frozen settings; raise ConfigError on the first
+    bad value."""
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = {}
+    given: dict[str, Any] = {}
     sources: dict[str, str] = {}
     if config_file:
         try:
@@ -357,25 +358,27 @@ def load(config_file: str | None = None, environ: dict | None = None,
         for key, v in flatten_toml(data).items():
             if key not in BY_KEY:
                 raise ConfigError(f"{key}: unknown key (in {config_file})")
-            values[key], sources[key] = v, f"in {config_file}"
+            given[key], sources[key] = v, f"in {config_file}"
     for o in OPTIONS:
         if o.env in environ:
-            values[o.key], sources[o.key] = environ[o.env], f"from environment {o.env}"
+            given[o.key], sources[o.key] = environ[o.env], f"from environment {o.env}"
     for key, v in (cli or {}).items():
         if v is not None:
             o = BY_KEY[key]
-            values[key], sources[key] = v, f"from command line {o.flag or key}"
+            given[key], sources[key] = v, f"from command line {o.flag or key}"
     cfg = defaults()
-    for key, v in values.items():
+    for key, v in given.items():
         try:
             cfg[key] = BY_KEY[key].parse(v)
         except ValueError as exc:
             raise ConfigError(f"{key}: {exc}, got {v!r} ({sources[key]})") from None
-    return finish(cfg)
+    return Settings.from_flat(finish(cfg), SECTIONS)
 
 
 def finish(cfg: dict) -> dict:
-    """Fill in the derived defaults and check the combination."""
+    """Fill in the derived defaults (``settings.DERIVED`` and the empty options that
+    default to a place) of the resolved ``"section.name"`` values and check the
+    combination."""
     # under systemd, StateDirectory= and RuntimeDirectory= name the places
     if not cfg["daemon.data_dir"]:
         cfg["daemon.data_dir"] = os.environ.get("STATE_DIRECTORY") or default_data_dir()
@@ -501,10 +504,10 @@ def _check_key_dir(key: str, path: str) -> None:
                               "chmod go-w it")
 
 
-def reload_file(cfg: dict) -> dict:
+def reload_file(settings: Settings) -> Settings:
     """The configuration as a reload reads it: the same file and command line the
     daemon started with (``daemon.config_file``, ``daemon.cli``), the environment now."""
-    return load(cfg.get("daemon.config_file"), cli=cfg.get("daemon.cli"))
+    return load(settings.daemon.config_file, cli=settings.daemon.cli)
 
 
 @dataclass(frozen=True)
@@ -514,12 +517,10 @@ class ReloadPlan:
     children: dict                          # child name -> the changed options it restarts for
     kept: tuple[str, ...]                   # need a daemon restart; their old values stay
 
-    def applied(self, old: dict, new: dict) -> dict:
+    def applied(self, old: Settings, new: Settings) -> Settings:
         """``old`` with every changed option but the ``kept`` ones taken from ``new``."""
-        out = dict(old)
-        for key in self.live + tuple(k for keys in self.children.values() for k in keys):
-            out[key] = new[key]
-        return out
+        changed = self.live + tuple(k for keys in self.children.values() for k in keys)
+        return old.updated({key: new.lookup(key) for key in changed})
 
     def as_reply(self) -> dict:
         return {"applied_live": list(self.live),
@@ -527,10 +528,10 @@ class ReloadPlan:
                 "need_restart": list(self.kept)}
 
 
-def reload_plan(old: dict, new: dict) -> ReloadPlan:
+def reload_plan(old: Settings, new: Settings) -> ReloadPlan:
     live, kept, children = [], [], {}
     for o in OPTIONS:
-        if old.get(o.key) == new.get(o.key):
+        if old.lookup(o.key) == new.lookup(o.key):
             continue
         if o.applies == RESTART:
             kept.append(o.key)

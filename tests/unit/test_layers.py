@@ -12,7 +12,7 @@ CLIENT = ROOT / "client" / "linkband_history"
 # higher imports lower, never the reverse
 LAYERS = {"processes": 5, "commands": 4, "trends": 4, "collector": 4, "http": 4, "query": 3,
           "storage": 2, "rollups": 2, "archive": 2, "security": 1}
-TOP_LEVEL = {"__init__", "__main__", "config", "harness", "values", "writer_client"}
+TOP_LEVEL = {"__init__", "__main__", "config", "harness", "settings", "values", "writer_client"}
 
 
 def _modules(base: Path, package: str) -> dict[str, Path]:

@@ -29,6 +29,7 @@ from datetime import datetime, timezone
 
 from linkband_history.protocol import FIELDS
 from linkband_historyd.archive import file_format
+from linkband_historyd.settings import Settings
 from linkband_historyd.storage import schema
 from linkband_historyd.storage.maintenance import delete_older
 
@@ -67,12 +68,12 @@ def list_parts(directory: str, kind: str | None = None, month: str | None = None
 
 
 class Archiver:
-    def __init__(self, conn, writer, cfg: dict):
+    def __init__(self, conn, writer, cfg: Settings):
         self.conn = conn
         self.writer = writer
         self.cfg = cfg
-        self.dir = cfg["archive.dir"]
-        self.level = cfg["archive.level"]
+        self.dir = cfg.archive.dir
+        self.level = cfg.archive.level
         os.makedirs(self.dir, mode=0o700, exist_ok=True)
 
     def parts(self, kind: str | None = None, month: str | None = None) -> list[dict]:
@@ -83,7 +84,7 @@ class Archiver:
         """Archive (and delete) every kind's detail past its configured retention."""
         done = {}
         for k in ([kind] if kind else FIELDS):
-            days = self.cfg[f"retention.{k}_days"]
+            days = getattr(self.cfg.retention, f"{k}_days")
             if days:
                 done[k] = self.archive_before(k, now - days * 86400, now=now, progress=progress)
         return done
@@ -190,7 +191,7 @@ class Archiver:
                     if progress:
                         progress("restore", count)
         hold = {"kind": kind, "month": month, "first_id": first, "last_id": last, "rows": count,
-                "restored_at": now, "hold_until": now + self.cfg["archive.restore_days"] * 86400}
+                "restored_at": now, "hold_until": now + self.cfg.archive.restore_days * 86400}
         self._save_holds(self.holds() + [hold])
         return hold
 

@@ -28,7 +28,7 @@ _ctx = None
 def _scheduler(ctx, op: str, params: dict, timeout: float = 10.0) -> dict:
     global _ctx
     _ctx = _ctx or zmq.Context()
-    with curve_auth.requester(_ctx, ctx.cfg["daemon.scheduler_endpoint"], timeout) as scheduler:
+    with curve_auth.requester(_ctx, ctx.cfg.daemon.scheduler_endpoint, timeout) as scheduler:
         try:
             return scheduler.call(op, params)
         except rpc.Timeout:
@@ -142,13 +142,13 @@ def cmd_jobs(ctx, p):
 @command("archives", "the archive files, per kind and month", kind=kind, month=month,
          route="GET /archives", columns=("kind", "month", "part", "rows", "bytes", "complete", "file"))
 def cmd_archives(ctx, p):
-    return ok(list_parts(ctx.cfg["archive.dir"], p.get("kind"), p.get("month")))
+    return ok(list_parts(ctx.cfg.archive.dir, p.get("kind"), p.get("month")))
 
 
 @command("storage", "size per table and index, free disk, oldest and newest record per kind, "
          "archives", route="GET /storage")
 def cmd_storage(ctx, p):
-    return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg["archive.dir"])])
+    return ok([maintenance.storage(ctx.conn, ctx.cfg, ctx.cfg.archive.dir)])
 
 
 def _signal_supervisor(ctx, name: str) -> None:
@@ -188,7 +188,7 @@ def cmd_stop(ctx, p):
 def _alert_update(ctx, p, field):
     if "alert_id" not in p:
         raise P.BadParam("alert_id", "required")
-    w = WriterClient(ctx.cfg["daemon.control_endpoint"], timeout=10.0)
+    w = WriterClient(ctx.cfg.daemon.control_endpoint, timeout=10.0)
     try:
         return ok([w.call("alerts.update", alert_id=p["alert_id"], field=field,
                           at=p.get("at", time.time()))])

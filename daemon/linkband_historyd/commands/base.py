@@ -23,6 +23,7 @@ from typing import Callable
 import apsw
 
 from linkband_historyd.query import params as P
+from linkband_historyd.settings import Settings
 
 
 class CommandError(Exception):
@@ -100,7 +101,7 @@ class QueryContext:
     query process that owns it and of the supervisor (``stats`` names the one,
     ``stop`` and ``reload`` signal the other)."""
 
-    def __init__(self, conn: apsw.Connection, cfg: dict, started_at: float,
+    def __init__(self, conn: apsw.Connection, cfg: Settings, started_at: float,
                  query_pid: int | None = None, supervisor_pid: int | None = None):
         self.conn = conn
         self.cfg = cfg
@@ -110,9 +111,9 @@ class QueryContext:
         self.broker: dict = {}          # what the query process told about itself (stats)
 
     def limit(self, p: dict, default: int | None = None) -> int:
-        n = p.get("limit", default or self.cfg["query.default_limit"])
-        if n > self.cfg["query.max_limit"]:
-            raise P.BadParam("limit", f"at most {self.cfg['query.max_limit']}")
+        n = p.get("limit", default or self.cfg.query.default_limit)
+        if n > self.cfg.query.max_limit:
+            raise P.BadParam("limit", f"at most {self.cfg.query.max_limit}")
         return n
 
     def dicts(self, sql: str, args, columns) -> list[dict]:

@@ -49,7 +49,7 @@ def table_counts(conn) -> dict:
 
 
 def database_size(cfg) -> dict:
-    path = cfg["daemon.db_path"]
+    path = cfg.daemon.db_path
     sizes = {suffix or "db": _size(path + suffix) for suffix in ("", "-wal", "-shm")}
     return {"path": path, "size_bytes": sum(sizes.values()), "files": sizes,
             "schema_version": schema.SCHEMA_VERSION}
@@ -90,8 +90,8 @@ def cmd_stats(ctx, p):
         "uptime_s": time.time() - ctx.started_at,
         "pid": ctx.query_pid,                     # the query process (its workers' parent)
         "query_worker_pid": os.getpid(),
-        "security": {"curve": bool(ctx.cfg.get("security.curve_server_key")),
-                     "admin_endpoint": bool(ctx.cfg.get("security.admin_endpoint")),
+        "security": {"curve": bool(ctx.cfg.security.curve_server_key),
+                     "admin_endpoint": bool(ctx.cfg.security.admin_endpoint),
                      # connections refused by the query process's ZAP handler (the
                      # writer's, for ingest and events, are in the daemon's log)
                      "zap_refused": {"query": ctx.broker.get("zap_refused",
@@ -109,7 +109,7 @@ def _size(path: str) -> int:
 
 def _listing(kind: str):
     def run(ctx, p):
-        columns, rows, nxt, total, cut = Q.list_page(ctx.conn, kind, p, ctx.limit(p), ctx.cfg)
+        columns, rows, nxt, total, cut = Q.list_page(ctx.conn, kind, p, ctx.limit(p), ctx.cfg.query)
         extra = {"total": total} if total is not None else {}
         if cut:
             extra["byte_limited"] = True         # shorter than limit, not the end: next goes on

@@ -23,13 +23,14 @@ from linkband_historyd.commands.base import COMMANDS, CommandError, QueryContext
 from linkband_historyd.query import search
 from linkband_historyd.query.budget import ADMIN_MAX_SECONDS, Budget
 from linkband_historyd.query.params import BadParam, parse
+from linkband_historyd.settings import Settings
 from linkband_historyd.storage import schema
 
 BUDGET_PARAM = "max_seconds"
 
 
 class QueryHandler:
-    def __init__(self, cfg: dict, started_at: float, beat=None, stopping=None, log=None,
+    def __init__(self, cfg: Settings, started_at: float, beat=None, stopping=None, log=None,
                  pids: dict | None = None):
         self.cfg = cfg
         self.started_at = started_at
@@ -43,7 +44,7 @@ class QueryHandler:
 
     def _context(self) -> QueryContext:
         if self.qctx is None:
-            conn = schema.open_reader(self.cfg["daemon.db_path"])
+            conn = schema.open_reader(self.cfg.daemon.db_path)
             # big sorts spill to (owner-only) temp files instead of growing the worker
             conn.execute("PRAGMA temp_store = FILE")
             conn.createscalarfunction("lbh_fold", search.fold, 1, deterministic=True)
@@ -52,7 +53,7 @@ class QueryHandler:
         return self.qctx
 
     def handle(self, frame: bytes, admin: bool = True, admin_needs: str = "") -> dict:
-        seconds = self.cfg["query.max_seconds"]
+        seconds = self.cfg.query.max_seconds
         try:
             name, raw = protocol.decode_request(frame)
         except protocol.ProtocolError as exc:
@@ -105,7 +106,7 @@ class QueryHandler:
 
     def _budget_of(self, raw: dict, admin: bool) -> float:
         """The request's budget in seconds; ``max_seconds`` is taken out of ``raw``."""
-        limit = self.cfg["query.max_seconds"]
+        limit = self.cfg.query.max_seconds
         if BUDGET_PARAM not in raw:
             return limit
         v = raw.pop(BUDGET_PARAM)
@@ -124,7 +125,7 @@ class QueryHandler:
         raise_it = (f"; an admin request may ask up to {ADMIN_MAX_SECONDS:g} s with "
                     f"{BUDGET_PARAM}" if admin else "")
         return (f"{name}: stopped after {seconds:g} s, its time budget (query.max_seconds = "
-                f"{self.cfg['query.max_seconds']:g}){raise_it}. Ask for less: a summary tier "
+                f"{self.cfg.query.max_seconds:g}){raise_it}. Ask for less: a summary tier "
                 "(tier=auto, hourly or daily; percentiles need detail rows), a larger bucket, "
                 "a narrower since/until or fewer metrics; or export the rows page by page "
                 "(linkband-history export) and compute it from them")

@@ -99,14 +99,14 @@ def cmd_logs_search(ctx, p):
     extra = {}
     if p.get("total", True) and "cursor" not in p:
         extra = _count(ctx.conn, f"SELECT count(*) FROM (SELECT 1 FROM {source}{w.sql()} LIMIT ?)",
-                       w.args, ctx.cfg.get("query.search_total_ms", 50) / 1e3)
+                       w.args, ctx.cfg.query.search_total_ms / 1e3)
     if "cursor" in p:
         w.add(f"{order_col} < ?", p["cursor"][1])
     select = ", ".join("l." + c for c in columns)
     cursor = ctx.conn.execute(f"SELECT {select} FROM {source}{w.sql()} ORDER BY {order_col} DESC "
                               "LIMIT ?", w.args + [limit + 1])
     try:
-        rows, more, cut = Q.bounded_rows(cursor, limit, *Q.page_bounds(ctx.cfg, columns))
+        rows, more, cut = Q.bounded_rows(cursor, limit, *Q.page_bounds(ctx.cfg.query, columns))
     finally:
         cursor.close()
     nxt = str(rows[-1][0]) if more else None
@@ -249,7 +249,7 @@ def cmd_logs_context(ctx, p):
         raise P.BadParam("id", f"no log line with id {p['id']}")
     row = row[0]
 
-    text, max_bytes = Q.page_bounds(ctx.cfg, columns)
+    text, max_bytes = Q.page_bounds(ctx.cfg.query, columns)
 
     def side(op: str, direction: str, n: int):
         """The nearest lines on one side, up to n and half the page's byte budget."""

@@ -39,6 +39,7 @@ import sys
 import threading
 import time
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import anyio
@@ -59,18 +60,22 @@ from linkband_history.endpoints import default_runtime_dir, resolve_endpoint
 from linkband_history.export import csv_cell
 from linkband_history.protocol import FIELDS, LOG_LEVELS
 from linkband_historyd.commands import routes as command_routes
+from linkband_historyd.config import BY_KEY
 from linkband_historyd.http import token_auth
 from linkband_historyd.http.guard import MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host
 from linkband_historyd.http.openapi import openapi_document
 from linkband_historyd.http.params import HTTPError, Params, parse_json
 from linkband_historyd.http.responses import JSON, dumps, error_response, reply_response
+from linkband_historyd.settings import Settings
 
 log = logging.getLogger("linkband_historyd.http")
 
 STATIC_DIR = Path(__file__).with_name("static")
 EXPORT_PAGE = 10_000
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
-MAX_WEBSOCKETS = 32
+_DEFAULT = {k: BY_KEY[k].default for k in ("http.host", "http.port", "http.max_websockets",
+                                             "daemon.log_level")}
+MAX_WEBSOCKETS = _DEFAULT["http.max_websockets"]
 WS_MAX_MESSAGE = 64 * 1024       # (un)subscribe messages are small
 
 EXPORTS = {"metrics": "metric", "logs": "log", "performance": "performance", "alerts": "alert"}
@@ -82,8 +87,9 @@ RESERVED = frozenset({"command", "self"})      # HistoryClient.query's own argum
 class ClientPool:
     """At most ``size`` HistoryClients, each used by one thread at a time."""
 
-    def __init__(self, endpoint: str, size: int = 4, timeout: float = 15.0):
-        self.endpoint, self.timeout = endpoint, timeout
+    def __init__(self, endpoint: str, size: int = 4, timeout: float = 15.0,
+                 curve: dict | None = None):
+        self.endpoint, self.timeout, self.curve = endpoint, timeout, curve or {}
         self._sem = threading.BoundedSemaphore(size)
         self._lock = threading.Lock()
         self._idle: list[HistoryClient] = []
@@ -102,7 +108,8 @@ class ClientPool:
                     raise TimeoutError("gateway is closing")
                 c = self._idle.pop() if self._idle else None
             if c is None:
-                c = HistoryClient(query=self.endpoint, query_timeout=self.timeout, linger=0)
+                c = HistoryClient(query=self.endpoint, query_timeout=self.timeout, linger=0,
+                                  **self.curve)
             c.query_timeout = timeout or self.timeout
             try:
                 return c.query(command, **params)
@@ -127,10 +134,11 @@ class ClientPool:
 
 class Gateway:
     def __init__(self, query_endpoint: str, events_endpoint: str | None, prefix: str,
-                 timeout: float, pool_size: int, max_websockets: int = MAX_WEBSOCKETS):
-        self.events_endpoint, self.prefix = events_endpoint, prefix
+                 timeout: float, pool_size: int, max_websockets: int = MAX_WEBSOCKETS,
+                 curve: dict | None = None):
+        self.events_endpoint, self.prefix, self.curve = events_endpoint, prefix, curve or {}
         self.max_websockets, self.websockets = max_websockets, 0      # the cap, the open ones
-        self.pool = ClientPool(query_endpoint, pool_size, timeout)
+        self.pool = ClientPool(query_endpoint, pool_size, timeout, curve)
         self.params = Params()
         self.daemon_commands: dict | None = None      # from the daemon's `commands`, once reached
         self._zctx: zmq.asyncio.Context | None = None
@@ -249,7 +257,9 @@ class Gateway:
         sock = self._zctx.socket(zmq.SUB)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.RCVHWM, 10_000)
-        curve_keys.apply(sock, self.events_endpoint, curve_keys.load())   # keys from the environment
+        # the daemon's own keys (HttpChild), else the environment's
+        curve_keys.apply(sock, self.events_endpoint, curve_keys.load(
+            self.curve.get("curve_server_public"), self.curve.get("curve_secret_key_file")))
         sock.connect(self.events_endpoint)
         for t in topics:
             sock.setsockopt(zmq.SUBSCRIBE, t.encode())
@@ -371,7 +381,8 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
                *, token: str | None = None, auth=None, allow_unauthenticated: bool = False,
                allowed_hosts=LOOPBACK_HOSTS, allowed_origins=(), timeout: float = 15.0,
                pool_size: int = 4, max_websockets: int = MAX_WEBSOCKETS,
-               max_body: int = MAX_BODY_BYTES, parent_pid: int | None = None) -> Starlette:
+               max_body: int = MAX_BODY_BYTES, parent_pid: int | None = None,
+               curve: dict | None = None) -> Starlette:
     """The ASGI app. Every request needs ``token`` (Bearer or the ``/ui?token=`` cookie)
     or passes ``auth(HTTPConnection)``; with neither, only ``allow_unauthenticated=True``
     builds it (the host app answers for every request). ``allowed_hosts=None`` accepts
@@ -379,7 +390,7 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
     gateway's own that may change state and open WebSockets."""
     checker = _checker(token, auth, allow_unauthenticated)
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
-    gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets)
+    gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets, curve)
     routes = [Route(prefix + path, gw.endpoint(cmd), methods=[method])
               for method, path, cmd in command_routes()]
     routes += [Route(f"{prefix}/{r}/export", gw.endpoint(r, True), methods=["POST"]) for r in EXPORTS]
@@ -427,8 +438,8 @@ def _arguments(argv):
     add = ap.add_argument
     add("--query", help="the daemon's query endpoint (default: as clients find it)")
     add("--events", help="the daemon's events endpoint (default: as clients find it)")
-    add("--host", default="127.0.0.1")
-    add("--port", type=int, default=8765)
+    add("--host", default=_DEFAULT["http.host"])
+    add("--port", type=int, default=_DEFAULT["http.port"])
     add("--prefix", default="/history")
     add("--runtime-dir", default=os.environ.get("LINKBAND_HISTORY_RUNTIME_DIR") or None,
         help="owner-only directory for http.token and http.json (default: the daemon's)")
@@ -440,51 +451,97 @@ def _arguments(argv):
         help="allow a non-loopback --host (token-protected, but plain HTTP)")
     add("--timeout", type=float, default=15.0, help="seconds to wait for a reply of the daemon")
     add("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
-    add("--log-level", default="INFO", choices=LOG_LEVELS)
+    add("--log-level", default=_DEFAULT["daemon.log_level"], choices=LOG_LEVELS)
     return ap.parse_args(argv)
 
 
+@dataclass(frozen=True)
+class GatewaySettings:
+    """What the gateway runs with: built from the daemon's settings by :class:`HttpChild`,
+    or from the command line of the standalone ``linkband-history-http`` (:func:`main`).
+    ``curve``: the HistoryClient keyword arguments of the daemon's own CURVE keys (none:
+    the environment's, as any client finds them)."""
+    query: str | None = None
+    events: str | None = None
+    host: str = _DEFAULT["http.host"]
+    port: int = _DEFAULT["http.port"]
+    prefix: str = "/history"
+    runtime_dir: str | None = None
+    allowed_origins: tuple = ()
+    max_websockets: int = MAX_WEBSOCKETS
+    allow_remote: bool = False
+    timeout: float = 15.0
+    exit_with_parent: bool = False
+    log_level: str = _DEFAULT["daemon.log_level"]
+    curve: tuple = ()                 # (("curve_server_public", ...), ...): hashable, picklable
+
+    @classmethod
+    def from_arguments(cls, argv=None) -> "GatewaySettings":
+        a = _arguments(argv)
+        return cls(a.query, a.events, a.host, a.port, a.prefix, a.runtime_dir,
+                   tuple(a.allowed_origins), a.max_websockets, a.allow_remote, a.timeout,
+                   a.exit_with_parent, a.log_level)
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> "GatewaySettings":
+        """The gateway as a child of the daemon: its http section, the query and events
+        endpoints, the runtime directory (for the token), ``security.allow_remote``; with
+        CURVE on the daemon's tcp:// endpoints it connects with the server's keys."""
+        from linkband_historyd.security.curve_auth import self_client_options
+        return cls(s.query.endpoint, s.events.endpoint, s.http.host, s.http.port,
+                   runtime_dir=s.daemon.runtime_dir or None,
+                   allowed_origins=tuple(s.http.allowed_origins),
+                   max_websockets=s.http.max_websockets, allow_remote=s.security.allow_remote,
+                   exit_with_parent=True, log_level=s.daemon.log_level,
+                   curve=tuple(self_client_options(s).items()))
+
+
 def main(argv=None, ready=None) -> int:
-    """The command line; ``ready`` (an Event) is set once the port is bound and the
-    token and address files are written."""
-    args = _arguments(argv)
-    if not args.allow_remote and not is_loopback_host(args.host):
-        print(f"http_gateway: refusing to bind {args.host}: not a loopback address; give "
+    """The command line (``linkband-history-http``)."""
+    return serve(GatewaySettings.from_arguments(argv), ready)
+
+
+def serve(gs: GatewaySettings, ready=None) -> int:
+    """Run the gateway until a stop signal; ``ready`` (an Event) is set once the port is
+    bound and the token and address files are written."""
+    if not gs.allow_remote and not is_loopback_host(gs.host):
+        print(f"http_gateway: refusing to bind {gs.host}: not a loopback address; give "
               "--allow-remote to serve other machines (plain HTTP: the token crosses the "
               "network in clear)", file=sys.stderr)
         return 2
-    if not 0 <= args.port <= 65535 or args.max_websockets < 1:
-        print(f"http_gateway: bad port {args.port} or --max-websockets", file=sys.stderr)
+    if not 0 <= gs.port <= 65535 or gs.max_websockets < 1:
+        print(f"http_gateway: bad port {gs.port} or --max-websockets", file=sys.stderr)
         return 2
     import uvicorn
 
     from linkband_historyd.security.sockets import prepare_runtime_dir
-    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    runtime_dir = args.runtime_dir or default_runtime_dir()
+    logging.basicConfig(level=gs.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    runtime_dir = gs.runtime_dir or default_runtime_dir()
     try:
         prepare_runtime_dir(runtime_dir)
         token = token_auth.write_token(runtime_dir)
     except (OSError, ValueError, RuntimeError) as exc:      # e.g. a directory another user owns
         print(f"http_gateway: cannot write the token into {runtime_dir}: {exc}", file=sys.stderr)
         return 2
-    prefix = "/" + args.prefix.strip("/") if args.prefix.strip("/") else ""
-    app = create_app(resolve_endpoint("query", args.query), resolve_endpoint("events", args.events),
-                     prefix, token=token, allowed_origins=args.allowed_origins,
-                     allowed_hosts=None if args.allow_remote else LOOPBACK_HOSTS,
-                     max_websockets=args.max_websockets, timeout=args.timeout,
-                     parent_pid=os.getppid() if args.exit_with_parent else None)
+    prefix = "/" + gs.prefix.strip("/") if gs.prefix.strip("/") else ""
+    app = create_app(resolve_endpoint("query", gs.query), resolve_endpoint("events", gs.events),
+                     prefix, token=token, allowed_origins=gs.allowed_origins,
+                     allowed_hosts=None if gs.allow_remote else LOOPBACK_HOSTS,
+                     max_websockets=gs.max_websockets, timeout=gs.timeout,
+                     parent_pid=os.getppid() if gs.exit_with_parent else None,
+                     curve=dict(gs.curve))
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
             await super().startup(sockets)
             if self.started:
                 port = self.servers[0].sockets[0].getsockname()[1]
-                token_auth.write_info(runtime_dir, local_url(args.host, port, prefix))
+                token_auth.write_info(runtime_dir, local_url(gs.host, port, prefix))
                 if ready is not None:
                     ready.set()
 
-    server = Server(uvicorn.Config(app, host=args.host, port=args.port, access_log=False,
-                                   log_level=args.log_level.lower(), lifespan="on",
+    server = Server(uvicorn.Config(app, host=gs.host, port=gs.port, access_log=False,
+                                   log_level=gs.log_level.lower(), lifespan="on",
                                    ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE))
     # uvicorn re-raises a stop signal after its shutdown: with these handlers SIGTERM and
     # SIGINT end in exit code 0 (and one that comes before uvicorn listens is not lost)
@@ -499,37 +556,17 @@ def main(argv=None, ready=None) -> int:
 
 class HttpChild:
     """The gateway as a child of the supervisor: ``Supervisor.ORDER`` can hold
-    ``("http", HttpChild)`` (``run_child(cls, cfg, ready)`` builds and runs it). Reads
-    ``http.*`` (host and port default to 127.0.0.1 / 8765), the query and events
-    endpoints, the runtime directory (for the token), ``security.allow_remote`` and
-    ``daemon.log_level``; stops with its parent."""
+    ``("http", HttpChild)`` (``run_child(cls, settings, ready)`` builds and runs it); it
+    runs with :meth:`GatewaySettings.from_settings` and stops with its parent."""
 
     name = "http"
 
-    def __init__(self, cfg: dict, ready=None):
+    def __init__(self, cfg: Settings, ready=None):
         self.cfg, self.ready = cfg, ready
-
-    def argv(self) -> list[str]:
-        c = self.cfg
-        argv = ["--query", c["query.endpoint"], "--events", c["events.endpoint"],
-                "--host", str(c.get("http.host", "127.0.0.1")), "--port", str(c.get("http.port", 8765)),
-                "--max-websockets", str(c.get("http.max_websockets", MAX_WEBSOCKETS)),
-                "--log-level", c.get("daemon.log_level", "INFO"), "--exit-with-parent"]
-        if c.get("daemon.runtime_dir"):
-            argv += ["--runtime-dir", c["daemon.runtime_dir"]]
-        for origin in c.get("http.allowed_origins", ()):
-            argv += ["--allowed-origin", origin]
-        return argv + (["--allow-remote"] if c.get("security.allow_remote") else [])
 
     def run(self) -> None:
         os.umask(0o077)
-        # with CURVE on the daemon's tcp:// endpoints, the gateway connects with the server's keys
-        from linkband_historyd.security.curve_auth import self_client_options
-        keys = self_client_options(self.cfg)
-        if keys:
-            os.environ[curve_keys.ENV_SERVER_PUBLIC] = keys["curve_server_public"]
-            os.environ[curve_keys.ENV_CLIENT_SECRET] = keys["curve_secret_key_file"]
-        raise SystemExit(main(self.argv(), self.ready))
+        raise SystemExit(serve(GatewaySettings.from_settings(self.cfg), self.ready))
 
 
 if __name__ == "__main__":

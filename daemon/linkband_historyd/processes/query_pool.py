@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from linkband_historyd.processes.query_worker import QueryWorker
 from linkband_historyd.processes.skeleton import ReadyFlag, run_child
+from linkband_historyd.settings import Settings
 
 log = logging.getLogger("linkband_historyd.query")
 
@@ -26,9 +27,9 @@ DEFAULT_MAX_WORKERS = 4
 YOUNG_S = 5.0              # a worker that dies sooner is restarted after a back-off
 
 
-def worker_count(cfg: dict) -> int:
+def worker_count(cfg: Settings) -> int:
     """``query.workers``, or from the CPU count: at least 2, at most 4."""
-    return cfg["query.workers"] or max(2, min(os.cpu_count() or 2, DEFAULT_MAX_WORKERS))
+    return cfg.query.workers or max(2, min(os.cpu_count() or 2, DEFAULT_MAX_WORKERS))
 
 
 @dataclass(eq=False)
@@ -47,7 +48,7 @@ class WorkerSlot:
 
 
 class WorkerPool:
-    def __init__(self, cfg: dict, backend_endpoint: str, supervisor_pid: int | None):
+    def __init__(self, cfg: Settings, backend_endpoint: str, supervisor_pid: int | None):
         self.cfg = cfg
         self.mp = multiprocessing.get_context("spawn")
         self.backend = backend_endpoint
@@ -63,8 +64,8 @@ class WorkerPool:
     def spawn(self, slot: WorkerSlot) -> None:
         self.by_wid.pop(slot.wid, None)
         slot.wid = b"w" + os.urandom(12).hex().encode()
-        cfg = {**self.cfg, "query.worker_id": slot.wid, "query.backend_endpoint": self.backend,
-               "daemon.supervisor_pid": self.supervisor_pid}
+        cfg = self.cfg.updated({"query.worker_id": slot.wid, "query.backend_endpoint": self.backend,
+                                "daemon.supervisor_pid": self.supervisor_pid})
         slot.heartbeat = self.mp.RawValue("d", 0.0)
         slot.proc = self.mp.Process(target=run_child,
                                     args=(QueryWorker, cfg, ReadyFlag(self.mp), slot.heartbeat,
@@ -83,7 +84,7 @@ class WorkerPool:
         """Kill hung workers, restart dead ones when due; the slots lost since the
         last check (their ``request`` still set, for the broker to answer)."""
         lost = []
-        limit = self.cfg.get("supervisor.child_hang_s") or 0.0
+        limit = self.cfg.supervisor.child_hang_s or 0.0
         for slot in self.slots:
             if slot.restart_at is not None:
                 if now >= slot.restart_at:
@@ -105,8 +106,8 @@ class WorkerPool:
                 continue
             code = slot.proc.exitcode
             young = now - slot.started < YOUNG_S and code != 0
-            slot.backoff = min(max(slot.backoff * 2, 0.5), self.cfg[
-                "supervisor.restart_backoff_max_s"]) if young else 0.0
+            slot.backoff = min(max(slot.backoff * 2, 0.5), 
+                self.cfg.supervisor.restart_backoff_max_s) if young else 0.0
             if code != 0:
                 log.error("query worker %d (pid %s) died with exit code %s; starting another "
                           "in %.1fs", slot.index, slot.proc.pid, code, slot.backoff)

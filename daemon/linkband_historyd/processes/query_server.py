@@ -82,13 +82,13 @@ class QueryServer(Child):
     def initialize(self) -> None:
         cfg = self.cfg
         self.ctx = zmq.Context()
-        self.frontends = [self._frontend(cfg["query.endpoint"])]
-        admin_endpoint = cfg.get("security.admin_endpoint")
+        self.frontends = [self._frontend(cfg.query.endpoint)]
+        admin_endpoint = cfg.security.admin_endpoint
         self.admin_sock = self._frontend(admin_endpoint) if admin_endpoint else None
         if self.admin_sock is not None:
             self.frontends.append(self.admin_sock)
             self.log.info("admin endpoint ready: %s", admin_endpoint)
-        self.admin_keys = curve_auth.admin_keys() if curve_auth.applies(cfg["query.endpoint"]) else None
+        self.admin_keys = curve_auth.admin_keys() if curve_auth.applies(cfg.query.endpoint) else None
         # admin commands on the query endpoint: everyone's (the default), only admin keys', or none
         self.admin_restricted = bool(admin_endpoint) or self.admin_keys is not None
         needs = []
@@ -108,21 +108,21 @@ class QueryServer(Child):
         self.heavy_running = 0
         self.next_rid = 0
         self.busy_replies = 0
-        self.wait_s = cfg["query.queue_wait_s"]
-        self.max_queued = cfg["query.max_queued"]
+        self.wait_s = cfg.query.queue_wait_s
+        self.max_queued = cfg.query.max_queued
         self.pool = WorkerPool(cfg, backend_endpoint, self._parent)
         self.heavy_limit = max(1, len(self.pool.slots) - 1)
         self.pool.start_all()
         self._wait_for_workers()
         self._next_check = 0.0
-        self.log.info("query server ready: %s (%d workers)", cfg["query.endpoint"],
+        self.log.info("query server ready: %s (%d workers)", cfg.query.endpoint,
                       len(self.pool.slots))
 
     def _frontend(self, endpoint: str) -> zmq.Socket:
         sock = self.ctx.socket(zmq.ROUTER)
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.MAXMSGSIZE, MAX_REQUEST_BYTES)
-        bind(sock, endpoint, self.cfg["daemon.runtime_dir"])
+        bind(sock, endpoint, self.cfg.daemon.runtime_dir)
         return sock
 
     def _bind_backend(self) -> str:
@@ -130,8 +130,8 @@ class QueryServer(Child):
         libzmq), a free loopback port that is a CURVE server like every tcp:// endpoint
         of the daemon: another local user can neither pose as a worker nor read requests."""
         if IPC_SUPPORTED:
-            endpoint = "ipc://" + self.cfg["daemon.runtime_dir"].rstrip("/") + "/query-workers.sock"
-            bind(self.backend, endpoint, self.cfg["daemon.runtime_dir"])
+            endpoint = "ipc://" + self.cfg.daemon.runtime_dir.rstrip("/") + "/query-workers.sock"
+            bind(self.backend, endpoint, self.cfg.daemon.runtime_dir)
             return endpoint
         for _ in range(20):
             with socket.socket() as probe:
@@ -139,7 +139,7 @@ class QueryServer(Child):
                 endpoint = f"tcp://127.0.0.1:{probe.getsockname()[1]}"
             curve_auth.add_internal(endpoint)
             try:
-                bind(self.backend, endpoint, self.cfg["daemon.runtime_dir"])
+                bind(self.backend, endpoint, self.cfg.daemon.runtime_dir)
                 return endpoint
             except zmq.ZMQError:                # taken meanwhile: another port
                 continue
@@ -284,7 +284,7 @@ class QueryServer(Child):
         req.sock.send_multipart(req.envelope + [protocol.encode_reply(reply)])
 
     def shutdown(self) -> None:
-        self.pool.stop_all(self.cfg["supervisor.stop_timeout_s"])
+        self.pool.stop_all(self.cfg.supervisor.stop_timeout_s)
         for s in self.frontends + [self.backend]:
             s.close(0)
         curve_auth.stop(self.ctx)

@@ -51,17 +51,17 @@ class QueryWorker(Child):
 
     def initialize(self) -> None:
         cfg = self.cfg
-        self.max_mb = cfg["query.worker_max_mb"]
+        self.max_mb = cfg.query.worker_max_mb
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, REPLY_LINGER_MS)
-        self.sock.setsockopt(zmq.ROUTING_ID, cfg["query.worker_id"])
-        curve_auth.as_client(self.sock, cfg["query.backend_endpoint"])
-        self.sock.connect(cfg["query.backend_endpoint"])
+        self.sock.setsockopt(zmq.ROUTING_ID, cfg.query.worker_id)
+        curve_auth.as_client(self.sock, cfg.query.backend_endpoint)
+        self.sock.connect(cfg.query.backend_endpoint)
         self.handler = QueryHandler(
-            cfg, cfg.get("daemon.started_at", time.time()), beat=self.beat,
+            cfg, cfg.daemon.started_at or time.time(), beat=self.beat,
             stopping=lambda: self.stop_requested or self.parent_gone(), log=self.log,
-            pids={"query_pid": self._parent, "supervisor_pid": cfg.get("daemon.supervisor_pid")})
+            pids={"query_pid": self._parent, "supervisor_pid": cfg.daemon.supervisor_pid})
         self.sock.send_multipart([b"READY"])
 
     def loop_once(self) -> None:

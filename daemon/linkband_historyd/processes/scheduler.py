@@ -29,6 +29,7 @@ from linkband_history.protocol import ok
 from linkband_historyd.processes.skeleton import Child
 from linkband_historyd.rollups.summarizer import Summarizer
 from linkband_historyd.security.sockets import bind
+from linkband_historyd.settings import Settings
 from linkband_historyd.storage import maintenance, schema
 from linkband_historyd.writer_client import WriterClient
 
@@ -55,12 +56,12 @@ class Jobs:
     Kept apart from the process so tests call them with a frozen clock.
     """
 
-    def __init__(self, cfg: dict, archiver_factory=None):
+    def __init__(self, cfg: Settings, archiver_factory=None):
         self.cfg = cfg
         self.archiver_factory = archiver_factory
 
     def archiver(self, conn, writer):
-        if self.archiver_factory is None or not self.cfg["archive.enabled"]:
+        if self.archiver_factory is None or not self.cfg.archive.enabled:
             return None
         return self.archiver_factory(conn, writer, self.cfg)
 
@@ -139,39 +140,39 @@ class Scheduler(Child):
         self.handlers = rpc.Handlers(run=self.start_run, jobs=self.list_runs)
         self.control = self.ctx.socket(zmq.REP)
         self.control.setsockopt(zmq.LINGER, 0)
-        bind(self.control, cfg["daemon.scheduler_endpoint"], cfg["daemon.runtime_dir"])
+        bind(self.control, cfg.daemon.scheduler_endpoint, cfg.daemon.runtime_dir)
         self.sched = BlockingScheduler(job_defaults=JOB_DEFAULTS, timezone=timezone.utc)
         s = self.sched
-        s.add_job(self.run_job, "interval", seconds=cfg["scheduler.summaries_interval_s"],
+        s.add_job(self.run_job, "interval", seconds=cfg.scheduler.summaries_interval_s,
                   args=["summarize"], id="summarize")   # first run after one interval
-        s.add_job(self.run_job, "interval", seconds=cfg["scheduler.retention_interval_s"],
+        s.add_job(self.run_job, "interval", seconds=cfg.scheduler.retention_interval_s,
                   args=["retention"], id="retention", next_run_time=_soon(30))
-        s.add_job(self.run_job, "interval", seconds=cfg["scheduler.budget_interval_s"],
+        s.add_job(self.run_job, "interval", seconds=cfg.scheduler.budget_interval_s,
                   args=["budget"], id="budget", next_run_time=_soon(10))
-        if cfg["trends.watch"]:
-            s.add_job(self.run_job, "interval", seconds=cfg["trends.bucket_s"], args=["trend_watch"],
+        if cfg.trends.watch:
+            s.add_job(self.run_job, "interval", seconds=cfg.trends.bucket_s, args=["trend_watch"],
                       id="trend_watch", next_run_time=_soon(5))
-        hour, minute = (int(x) for x in cfg["scheduler.optimize_at"].split(":"))
+        hour, minute = (int(x) for x in cfg.scheduler.optimize_at.split(":"))
         from tzlocal import get_localzone  # apscheduler's own dependency
         s.add_job(self.run_job, "cron", hour=hour, minute=minute, timezone=get_localzone(),
                   args=["optimize"], id="optimize")
         s.add_job(self.serve, "interval", seconds=self.tick, id="control", max_instances=1)
         self.collector_client = None
-        if cfg["collector.enabled"]:
+        if cfg.collector.enabled:
             from linkband_history import HistoryClient
             from linkband_historyd.collector.system_metrics import SystemCollector
             from linkband_historyd.security import curve_auth
-            collector = SystemCollector(process_names=cfg["collector.process_names"],
-                                        pids=cfg["collector.pids"],
-                                        mounts=cfg["collector.mounts"] or None,
-                                        interval=cfg["collector.interval_s"])
-            self.collector_client = HistoryClient(ingest=cfg["ingest.endpoint"],
-                                                  query=cfg["query.endpoint"],
+            collector = SystemCollector(process_names=cfg.collector.process_names,
+                                        pids=cfg.collector.pids,
+                                        mounts=cfg.collector.mounts or None,
+                                        interval=cfg.collector.interval_s)
+            self.collector_client = HistoryClient(ingest=cfg.ingest.endpoint,
+                                                  query=cfg.query.endpoint,
                                                   **curve_auth.self_client_options(cfg))
-            s.add_job(collector.push, "interval", seconds=cfg["collector.interval_s"],
+            s.add_job(collector.push, "interval", seconds=cfg.collector.interval_s,
                       args=[self.collector_client], id="collector", next_run_time=_soon(0.5))
         logging.getLogger("apscheduler").setLevel(logging.WARNING)   # no line per job run
-        self.log.info("scheduler ready: %s", cfg["daemon.scheduler_endpoint"])
+        self.log.info("scheduler ready: %s", cfg.daemon.scheduler_endpoint)
 
     def loop_once(self) -> None:
         self.sched.start()                         # returns after serve() shut it down
@@ -182,8 +183,8 @@ class Scheduler(Child):
         run_id = run_id or self._new_run(name, params)
         run = self.runs[run_id]
         run.update(state="running", started=time.time())
-        conn = schema.open_reader(self.cfg["daemon.db_path"])
-        writer = WriterClient(self.cfg["daemon.control_endpoint"], ctx=self.ctx)
+        conn = schema.open_reader(self.cfg.daemon.db_path)
+        writer = WriterClient(self.cfg.daemon.control_endpoint, ctx=self.ctx)
 
         def progress(what, n):
             run["progress"] = {"step": what, "count": n, "time": time.time()}

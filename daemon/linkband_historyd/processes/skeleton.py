@@ -22,6 +22,7 @@ import signal
 import time
 
 from linkband_historyd.security import curve_auth
+from linkband_historyd.settings import Settings
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(processName)s %(name)s: %(message)s"
 
@@ -42,7 +43,7 @@ class Child:
     beats = True                           # the supervisor watches its heartbeat
     heartbeat = None                       # a multiprocessing RawValue("d"), set by run_child
 
-    def __init__(self, cfg: dict, ready=None):
+    def __init__(self, cfg: Settings, ready=None):
         self.cfg = cfg
         self.ready = ready                 # a ReadyFlag set after initialize
         self.stop_requested = False
@@ -51,7 +52,7 @@ class Child:
 
     # -- the skeleton ------------------------------------------------------
     def run(self) -> None:
-        setup_logging(self.cfg["daemon.log_level"])
+        setup_logging(self.cfg.daemon.log_level)
         os.umask(0o077)
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -114,7 +115,7 @@ class ReadyFlag:
         return bool(self._value.value)
 
 
-def run_child(cls, cfg: dict, ready=None, heartbeat=None, parent: int | None = None) -> None:
+def run_child(cls, cfg: Settings, ready=None, heartbeat=None, parent: int | None = None) -> None:
     """multiprocessing target: build the child in the new process and run it.
     ``parent``: the supervisor's pid, given by the supervisor itself: a child whose
     supervisor was killed while starting it would otherwise take init for its parent

@@ -32,6 +32,7 @@ from linkband_historyd.processes.systemd_notify import notify, watchdog_interval
 from linkband_historyd.processes.writer import Writer
 from linkband_historyd.security import curve_auth
 from linkband_historyd.security.sockets import SocketInUse, check_not_live, prepare_runtime_dir
+from linkband_historyd.settings import Settings
 from linkband_historyd.writer_client import WriterClient
 
 log = logging.getLogger("linkband_historyd.processes.supervisor")
@@ -60,16 +61,16 @@ class Slot:
 
 
 class Supervisor:
-    def __init__(self, cfg: dict, reload_config=None):
+    def __init__(self, cfg: Settings, reload_config=None):
         self.cfg = cfg
         self.reload_config = reload_config        # () -> a fresh cfg, for SIGHUP
         self.reload_requested = False
         self.mp = multiprocessing.get_context("spawn")
         # start order; stop order is the reverse: the writer starts first and stops last
         self.ORDER = [("writer", Writer), ("query", QueryServer)]
-        if cfg["scheduler.enabled"]:
+        if cfg.scheduler.enabled:
             self.ORDER.append(("scheduler", Scheduler))
-        if cfg["http.enabled"]:
+        if cfg.http.enabled:
             from linkband_historyd.http.app import HttpChild# only with the [http] extra installed
             self.ORDER.append(("http", HttpChild))
         self.slots = {name: Slot(name, cls) for name, cls in self.ORDER}
@@ -107,7 +108,7 @@ class Supervisor:
             log.warning("reload: %s change only with a restart of the daemon; kept as they were",
                         ", ".join(plan.kept))
         self.cfg = plan.applied(self.cfg, new)
-        setup_logging(self.cfg["daemon.log_level"])
+        setup_logging(self.cfg.daemon.log_level)
         self.reconfigure_writer()
         for name, keys in plan.children.items():      # the writer keeps ingesting meanwhile
             self.restart_for_reload(name, keys)
@@ -119,10 +120,10 @@ class Supervisor:
     def reconfigure_writer(self) -> None:
         c = self.cfg
         try:
-            WriterClient(c["daemon.control_endpoint"], timeout=10).call(
-                "reconfigure", log_level=c["daemon.log_level"], batch_size=c["ingest.batch_size"],
-                batch_wait_ms=c["ingest.batch_wait_ms"], max_page_count=c["storage.max_page_count"],
-                coalesce_ms=c["events.coalesce_ms"])
+            WriterClient(c.daemon.control_endpoint, timeout=10).call(
+                "reconfigure", log_level=c.daemon.log_level, batch_size=c.ingest.batch_size,
+                batch_wait_ms=c.ingest.batch_wait_ms, max_page_count=c.storage.max_page_count,
+                coalesce_ms=c.events.coalesce_ms)
         except Exception as exc:                  # the writer restarts with the new cfg anyway
             log.warning("reload: writer not reconfigured: %s", exc)
 
@@ -132,7 +133,7 @@ class Supervisor:
             return                                # not running: it starts with the new cfg
         log.info("reload: restarting %s for %s", name, ", ".join(keys))
         slot.proc.terminate()
-        slot.proc.join(self.cfg["supervisor.stop_timeout_s"])
+        slot.proc.join(self.cfg.supervisor.stop_timeout_s)
         self.start(slot)
         self.wait_ready(slot)
 
@@ -161,8 +162,8 @@ class Supervisor:
         return False
 
     def hang_limit(self, slot: Slot) -> float:
-        key = "supervisor.writer_hang_s" if slot.name == "writer" else "supervisor.child_hang_s"
-        return self.cfg.get(key) or 0.0
+        s = self.cfg.supervisor
+        return (s.writer_hang_s if slot.name == "writer" else s.child_hang_s) or 0.0
 
     def check_hangs(self, now: float) -> None:
         """Kill a child whose heartbeat has not moved for its hang limit; the
@@ -202,7 +203,7 @@ class Supervisor:
                 code = slot.proc.exitcode
                 ran = now - slot.started
                 slot.backoff = 0.0 if ran > STABLE_AFTER else min(
-                    max(slot.backoff * 2, 0.5), self.cfg["supervisor.restart_backoff_max_s"])
+                    max(slot.backoff * 2, 0.5), self.cfg.supervisor.restart_backoff_max_s)
                 slot.restarts += 1
                 slot.restart_at = now + (0.0 if slot.restarts == 1 or ran > STABLE_AFTER
                                          else slot.backoff)
@@ -210,7 +211,7 @@ class Supervisor:
                           slot.name, slot.proc.pid, code, ran, slot.restart_at - now)
 
     def stop_children(self) -> None:
-        timeout = self.cfg["supervisor.stop_timeout_s"]
+        timeout = self.cfg.supervisor.stop_timeout_s
         for name, _ in reversed(self.ORDER):
             proc = self.slots[name].proc
             if proc is None or not proc.is_alive():
@@ -238,10 +239,10 @@ class Supervisor:
                     log.error("%s failed to start (exit code %s)", name, slot.proc.exitcode)
                     return 1
             log.info("linkband-historyd ready: ingest %s, query %s, database %s",
-                     self.cfg["ingest.endpoint"], self.cfg["query.endpoint"],
-                     self.cfg["daemon.db_path"])
-            notify("READY=1", f"STATUS=ingest {self.cfg['ingest.endpoint']}, "
-                              f"query {self.cfg['query.endpoint']}")
+                     self.cfg.ingest.endpoint, self.cfg.query.endpoint,
+                     self.cfg.daemon.db_path)
+            notify("READY=1", f"STATUS=ingest {self.cfg.ingest.endpoint}, "
+                              f"query {self.cfg.query.endpoint}")
             ping_every = watchdog_interval()
             next_ping = 0.0
             while not self.stop_requested:
@@ -264,13 +265,13 @@ class Supervisor:
         runtime and data directories, and no live socket of another daemon in the way."""
         cfg = self.cfg
         try:
-            if cfg.get("security.curve_own"):
+            if cfg.security.curve_own:
                 ensure_own_keys()
-            prepare_runtime_dir(cfg["daemon.runtime_dir"])
-            os.makedirs(cfg["daemon.data_dir"], mode=0o700, exist_ok=True)
+            prepare_runtime_dir(cfg.daemon.runtime_dir)
+            os.makedirs(cfg.daemon.data_dir, mode=0o700, exist_ok=True)
             for key in config_mod.SOCKET_KEYS:
-                if cfg.get(key):
-                    check_not_live(cfg[key])
+                if cfg.lookup(key):
+                    check_not_live(cfg.lookup(key))
             curve_auth.configure(cfg)             # the supervisor's own control client (reload)
         except SocketInUse as exc:
             log.error("refusing to start: %s", exc)
@@ -309,7 +310,7 @@ def main(config_file, print_config, **cli):
         for key, value in sorted(cfg.items()):
             click.echo(f"{key} = {value!r}")
         return
-    if cfg["http.enabled"]:
+    if cfg.http.enabled:
         try:
             import starlette  # noqa: F401
             import uvicorn  # noqa: F401
@@ -317,11 +318,12 @@ def main(config_file, print_config, **cli):
             click.echo("linkband-historyd: http.enabled needs the HTTP gateway's packages: "
                        "pip install 'linkband-history[http]'", err=True)
             sys.exit(2)
-    cfg["daemon.started_at"] = time.time()
-    setup_logging(cfg["daemon.log_level"])
-    # a reload (SIGHUP, or the reload command in the query process) reads these again
-    cfg["daemon.config_file"] = config_file
-    cfg["daemon.cli"] = {k.replace("__", "."): v for k, v in cli.items() if v is not None}
+    setup_logging(cfg.daemon.log_level)
+    # a reload (SIGHUP, or the reload command in the query process) reads the file and
+    # command line again
+    cfg = cfg.updated({"daemon.started_at": time.time(), "daemon.config_file": config_file,
+                       "daemon.cli": {k.replace("__", "."): v for k, v in cli.items()
+                                      if v is not None}})
     sys.exit(Supervisor(cfg, lambda: config_mod.reload_file(cfg)).run())
 
 

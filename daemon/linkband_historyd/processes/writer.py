@@ -59,13 +59,13 @@ class Writer(Child):
 
     def initialize(self) -> None:
         cfg = self.cfg
-        self.db_path = cfg["daemon.db_path"]
-        self.lock = DataDirLock(cfg["daemon.data_dir"])
+        self.db_path = cfg.daemon.db_path
+        self.lock = DataDirLock(cfg.daemon.data_dir)
         self.lock.acquire()                       # before touching the database or sockets
         damaged = schema.check_or_move_aside(self.db_path)
-        self.conn = schema.open_writer(self.db_path, cfg["storage.synchronous"],
-                                       cfg["storage.max_page_count"],
-                                       4 * cfg["storage.wal_max_mb"] * 1024 * 1024)
+        self.conn = schema.open_writer(self.db_path, cfg.storage.synchronous,
+                                       cfg.storage.max_page_count,
+                                       4 * cfg.storage.wal_max_mb * 1024 * 1024)
         if damaged:
             self.log.critical("THE DATABASE WAS DAMAGED: moved aside to %s (kept, not deleted); "
                               "a fresh database was started", damaged)
@@ -78,27 +78,27 @@ class Writer(Child):
                     "metadata": {"moved_to": damaged}}, time.time()))
         self.clients = {row[0]: ClientState(*row) for row in self.conn.execute(
             f"SELECT {', '.join(schema.CLIENT_COLUMNS)} FROM ingest_clients")}
-        self.batch_size = cfg["ingest.batch_size"]
-        self.batch_max_bytes = cfg["ingest.batch_max_bytes"]
-        self.batch_wait = cfg["ingest.batch_wait_ms"] / 1000.0
-        self.max_message_bytes = cfg["ingest.max_message_bytes"]
-        self.limits = Limits.from_config(cfg)
+        self.batch_size = cfg.ingest.batch_size
+        self.batch_max_bytes = cfg.ingest.batch_max_bytes
+        self.batch_wait = cfg.ingest.batch_wait_ms / 1000.0
+        self.max_message_bytes = cfg.ingest.max_message_bytes
+        self.limits = Limits.from_settings(cfg.ingest)
         # A long statement (a VACUUM, a big batch) keeps proving the writer alive to
         # the supervisor, so only a writer that really stopped is taken for hung.
         self.conn.set_progress_handler(self._progress, PROGRESS_STEPS)
         self.ctx = zmq.Context()
         self.sock = self.ctx.socket(zmq.PULL)
         self.sock.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        self.sock.setsockopt(zmq.RCVHWM, cfg["ingest.receive_hwm"])
+        self.sock.setsockopt(zmq.RCVHWM, cfg.ingest.receive_hwm)
         self.sock.setsockopt(zmq.LINGER, 0)
-        bind(self.sock, cfg["ingest.endpoint"], cfg["daemon.runtime_dir"])
-        self.peer_ids = curve_auth.applies(cfg["ingest.endpoint"])   # ZAP User-Id per frame (batch.add)
+        bind(self.sock, cfg.ingest.endpoint, cfg.daemon.runtime_dir)
+        self.peer_ids = curve_auth.applies(cfg.ingest.endpoint)   # ZAP User-Id per frame (batch.add)
         self.control = self.ctx.socket(zmq.ROUTER)
         self.control.setsockopt(zmq.LINGER, 0)
         self.control.setsockopt(zmq.MAXMSGSIZE, 64 * 1024 * 1024)
-        bind(self.control, cfg["daemon.control_endpoint"], cfg["daemon.runtime_dir"])
-        self.events = EventPublisher(self.ctx, cfg["events.endpoint"], cfg["daemon.runtime_dir"],
-                                     cfg["events.coalesce_ms"] / 1000.0)
+        bind(self.control, cfg.daemon.control_endpoint, cfg.daemon.runtime_dir)
+        self.events = EventPublisher(self.ctx, cfg.events.endpoint, cfg.daemon.runtime_dir,
+                                     cfg.events.coalesce_ms / 1000.0)
         self.poller = zmq.Poller()
         self.poller.register(self.sock, zmq.POLLIN)
         self.poller.register(self.control, zmq.POLLIN)
@@ -120,7 +120,7 @@ class Writer(Child):
         self.full_records = 0
         with self.conn:
             self._save_state()
-        self.log.info("writer ready: %s -> %s", cfg["ingest.endpoint"], self.db_path)
+        self.log.info("writer ready: %s -> %s", cfg.ingest.endpoint, self.db_path)
 
     # -- the loop ------------------------------------------------------------
     def loop_once(self) -> None:
@@ -304,8 +304,8 @@ class Writer(Child):
         would take the write lock, and a transaction that began with a read gets
         SQLITE_BUSY at once, without its busy handler.)"""
         conn = schema.open_checkpointer(self.db_path)
-        interval = self.cfg["storage.checkpoint_interval_s"]
-        wal_max = self.cfg["storage.wal_max_mb"] * 1024 * 1024
+        interval = self.cfg.storage.checkpoint_interval_s
+        wal_max = self.cfg.storage.wal_max_mb * 1024 * 1024
         page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
         try:
             while not self._stop_checkpoints.wait(interval):

@@ -217,15 +217,15 @@ def bounded_rows(cursor, limit: int, text: tuple[int, ...], max_bytes: int):
             return rows, True, False
 
 
-def page_bounds(cfg: dict, columns) -> tuple[tuple[int, ...], int]:
-    """``(text column positions, max_page_bytes)`` of a page of ``columns``."""
-    return (tuple(i for i, c in enumerate(columns) if c not in NUMBERS),
-            cfg.get("query.max_page_bytes", 8 << 20))
+def page_bounds(query, columns) -> tuple[tuple[int, ...], int]:
+    """``(text column positions, max_page_bytes)`` of a page of ``columns``, under the
+    ``query`` settings."""
+    return (tuple(i for i, c in enumerate(columns) if c not in NUMBERS), query.max_page_bytes)
 
 
-def list_page(conn, kind: str, p: dict, limit: int, cfg: dict | None = None):
+def list_page(conn, kind: str, p: dict, limit: int, query):
     """One page: ``(columns, rows, next_cursor, total_or_None, cut)``; ``cut``:
-    the page stopped at ``query.max_page_bytes`` of ``cfg`` before ``limit``.
+    the page stopped at ``max_page_bytes`` of the ``query`` settings before ``limit``.
 
     Order is (timestamp, id), ascending unless ``order=desc``; with ``after_id``
     it is id order instead (what was committed after a given row: ``--follow``).
@@ -253,7 +253,7 @@ def list_page(conn, kind: str, p: dict, limit: int, cfg: dict | None = None):
     sql = f"SELECT {', '.join(columns)} FROM {spec.table}{w.sql()} ORDER BY {order} LIMIT ?"
     cursor = conn.execute(sql, w.args + [limit + 1])
     try:
-        rows, more, cut = bounded_rows(cursor, limit, *page_bounds(cfg or {}, columns))
+        rows, more, cut = bounded_rows(cursor, limit, *page_bounds(query, columns))
     finally:
         cursor.close()
     nxt = None

@@ -33,6 +33,7 @@ import zmq.auth
 from zmq.auth.thread import ThreadAuthenticator
 
 from linkband_history import rpc
+from linkband_historyd.settings import Settings
 
 log = logging.getLogger("linkband_historyd.security.curve_auth")
 
@@ -81,28 +82,31 @@ class KeyDir:
         return key in self
 
 
-class Settings:
-    def __init__(self, cfg: dict):
+class CurveSettings:
+    """The CURVE part of the settings as this process uses it: its key pair, the
+    accepted client keys, the daemon's own endpoints."""
+
+    def __init__(self, cfg: Settings):
         self.server_public, self.server_secret = zmq.auth.load_certificate(
-            cfg["security.curve_server_key"])
+            cfg.security.curve_server_key)
         if not self.server_secret:
-            raise ValueError(f"{cfg['security.curve_server_key']} holds no secret key")
-        self.authorized = KeyDir(cfg["security.curve_authorized_dir"], (self.server_public,))
-        admin_dir = cfg.get("security.admin_keys_dir")
+            raise ValueError(f"{cfg.security.curve_server_key} holds no secret key")
+        self.authorized = KeyDir(cfg.security.curve_authorized_dir, (self.server_public,))
+        admin_dir = cfg.security.admin_keys_dir
         self.admin = KeyDir(admin_dir) if admin_dir else None
-        self.admin_endpoint = cfg.get("security.admin_endpoint") or None
-        self.endpoints = {cfg[k] for k in ENDPOINTS if cfg.get(k)}
+        self.admin_endpoint = cfg.security.admin_endpoint or None
+        self.endpoints = {cfg.lookup(k) for k in ENDPOINTS} - {""}
 
 
-_settings: Settings | None = None
+_settings: CurveSettings | None = None
 _auths: dict[int, "_Authenticator"] = {}
 
 
-def configure(cfg: dict) -> None:
+def configure(cfg: Settings) -> None:
     """Read this process's CURVE settings (none unless security.curve_server_key is set)."""
     global _settings
     try:
-        _settings = Settings(cfg) if cfg.get("security.curve_server_key") else None
+        _settings = CurveSettings(cfg) if cfg.security.curve_server_key else None
     except ValueError as exc:                      # the file changed since config.finish checked it
         raise RuntimeError(f"security.curve_server_key: {exc}") from None
 
@@ -163,14 +167,14 @@ def stop(ctx: zmq.Context) -> None:
         auth.stop()
 
 
-def self_client_options(cfg: dict) -> dict:
+def self_client_options(cfg: Settings) -> dict:
     """HistoryClient keyword arguments for the daemon's own clients (the collector):
     they authenticate with the server's key pair."""
-    if not cfg.get("security.curve_server_key"):
+    if not cfg.security.curve_server_key:
         return {}
-    public, _ = zmq.auth.load_certificate(cfg["security.curve_server_key"])
+    public, _ = zmq.auth.load_certificate(cfg.security.curve_server_key)
     return {"curve_server_public": public.decode("ascii"),
-            "curve_secret_key_file": cfg["security.curve_server_key"]}
+            "curve_secret_key_file": cfg.security.curve_server_key}
 
 
 def _authenticator(ctx: zmq.Context) -> "_Authenticator":

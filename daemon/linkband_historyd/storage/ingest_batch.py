@@ -60,10 +60,11 @@ class Limits:
     max_future_s: float = 86_400.0     # a time this far past the receive time: refused
 
     @classmethod
-    def from_config(cls, cfg: dict) -> "Limits":
-        return cls(cfg["ingest.max_records_per_message"], cfg["ingest.max_string_bytes"],
-                   cfg["ingest.max_json_bytes"], cfg["ingest.max_json_depth"],
-                   cfg["ingest.min_timestamp"], cfg["ingest.max_future_s"])
+    def from_settings(cls, ingest) -> "Limits":
+        """From the ``ingest`` section of the settings."""
+        return cls(ingest.max_records_per_message, ingest.max_string_bytes,
+                   ingest.max_json_bytes, ingest.max_json_depth,
+                   ingest.min_timestamp, ingest.max_future_s)
 
 
 @dataclass

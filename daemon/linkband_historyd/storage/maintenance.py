@@ -20,6 +20,7 @@ import os
 import shutil
 import time
 
+from linkband_historyd.settings import Settings
 from linkband_historyd.storage import fts_merger, schema
 
 log = logging.getLogger("linkband_historyd.storage.maintenance")
@@ -45,23 +46,23 @@ SUMMARY_TIERS = ("minute", "hourly", "daily", "weekly", "monthly")
 RESTORE_HOLDS_KEY = "restores"          # archiver.HOLDS_KEY (the archiver imports this module)
 
 
-def retention_cutoffs(cfg: dict, now: float, policy: dict | None = None) -> tuple[dict, dict]:
+def retention_cutoffs(cfg: Settings, now: float, policy: dict | None = None) -> tuple[dict, dict]:
     """(kind -> cutoff, summary tier -> cutoff) of the age policy: rows older than
     the cutoff go. ``policy`` ({kind or "minute"/"summary": days}) overrides the
     configured days; 0 days keeps a kind for ever."""
     policy = policy or {}
     kinds = {k: now - d * 86400 for k in KINDS
-             if (d := policy.get(k, cfg[f"retention.{k}_days"]))}
+             if (d := policy.get(k, getattr(cfg.retention, f"{k}_days")))}
     tiers = {}
     for tier in SUMMARY_TIERS:
         key = "minute" if tier == "minute" else "summary"
-        d = policy.get(key, cfg[f"retention.{key}_days"])
+        d = policy.get(key, getattr(cfg.retention, f"{key}_days"))
         if d:
             tiers[tier] = now - d * 86400
     return kinds, tiers
 
 
-def retention(conn, writer, cfg: dict, now: float, archiver=None, policy: dict | None = None,
+def retention(conn, writer, cfg: Settings, now: float, archiver=None, policy: dict | None = None,
               progress=None) -> dict:
     """Apply the age policy (``policy`` overrides the configured days per kind)."""
     done = {}
@@ -84,7 +85,7 @@ def retention(conn, writer, cfg: dict, now: float, archiver=None, policy: dict |
     return done
 
 
-def retention_preview(conn, cfg: dict, now: float, policy: dict | None = None) -> dict:
+def retention_preview(conn, cfg: Settings, now: float, policy: dict | None = None) -> dict:
     """What :func:`retention` would delete now, counted and nothing deleted (a dry
     run): rows per kind (restored months are kept, as the real run keeps them) and
     summaries per tier, with the cutoffs."""
@@ -129,12 +130,12 @@ def oldest(conn, kind: str):
     return conn.execute(f"SELECT min(timestamp) FROM {t}").fetchall()[0][0]
 
 
-def enforce_budget(conn, writer, cfg: dict, now: float, archiver=None, progress=None) -> dict:
+def enforce_budget(conn, writer, cfg: Settings, now: float, archiver=None, progress=None) -> dict:
     """Delete the oldest detail, a day at a time, while over the size budget or
     under the free-disk share. Returns what happened (and warns when it had to act)."""
-    limit = cfg["retention.max_db_bytes"]
-    min_free = cfg["retention.min_free_percent"]
-    path = cfg["daemon.db_path"]
+    limit = cfg.retention.max_db_bytes
+    min_free = cfg.retention.min_free_percent
+    path = cfg.daemon.db_path
     removed = {}
     rounds = 0
     while rounds < 10_000:
@@ -204,9 +205,9 @@ def vacuum(writer, max_steps: int = 100_000) -> dict:
     return {"free_pages_before": first, "free_pages_after": last}
 
 
-def storage(conn, cfg: dict, archive_dir: str | None = None) -> dict:
+def storage(conn, cfg: Settings, archive_dir: str | None = None) -> dict:
     """Size per table and index, free disk, oldest and newest record per kind, archives."""
-    path = cfg["daemon.db_path"]
+    path = cfg.daemon.db_path
     sizes = {}
     try:
         for name, size in conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name "
@@ -228,6 +229,6 @@ def storage(conn, cfg: dict, archive_dir: str | None = None) -> dict:
                 archives["bytes"] += os.path.getsize(os.path.join(archive_dir, f))
     return {"database_bytes": db_bytes(path), "used_bytes": used_bytes(conn), "objects": sizes,
             "free_bytes": free, "free_percent": share, "records": records, "archives": archives,
-            "max_db_bytes": cfg["retention.max_db_bytes"],
+            "max_db_bytes": cfg.retention.max_db_bytes,
             "last_storage_warning": schema.read_state(conn, "storage_warning"),
             "time": time.time()}

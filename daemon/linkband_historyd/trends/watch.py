@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from linkband_historyd.query import engine as Q
 from linkband_historyd.query.aggregates import metric_aggregate
+from linkband_historyd.settings import Settings
 from linkband_historyd.storage import schema
 from linkband_historyd.trends.anomaly_detector import scan
 
@@ -22,16 +23,16 @@ def series(conn, name: str, since: float, until: float, step: int) -> list:
     return [(float(t), got.get(float(t))) for t in range(first, int(until), step)]
 
 
-def watched(cfg: dict) -> dict:
+def watched(cfg: Settings) -> dict:
     """{metric name: its alert threshold} from trends.watch ('name' or 'name:threshold')."""
     out = {}
-    for item in cfg["trends.watch"]:
+    for item in cfg.trends.watch:
         name, sep, thr = item.rpartition(":")
-        out[name if sep else item] = float(thr) if sep else cfg["trends.threshold"]
+        out[name if sep else item] = float(thr) if sep else cfg.trends.threshold
     return out
 
 
-def watch(conn, writer, cfg: dict, now: float) -> dict:
+def watch(conn, writer, cfg: Settings, now: float) -> dict:
     """Score the buckets of each watched metric that arrived since the last run
     with that metric's online detector (restored from, and saved back to,
     writer_state); one alert (alert_history, source_component trend_analyzer)
@@ -41,14 +42,14 @@ def watch(conn, writer, cfg: dict, now: float) -> dict:
     names = watched(cfg)
     if not names:
         return {"watched": 0}
-    step = cfg["trends.bucket_s"]
+    step = cfg.trends.bucket_s
     states = schema.read_state(conn, WATCH_KEY, {})
     until = float(int(now // step) * step)                     # whole buckets only
     alerts = []
     for name, thr in names.items():
         saved = states.get(name) or {}
         last = saved.get("last")
-        since = until - cfg["trends.history_days"] * 86400
+        since = until - cfg.trends.history_days * 86400
         if last is not None:
             since = max(since, last + step)
         if since >= until:
