@@ -6,11 +6,13 @@ from __future__ import annotations
 import apsw
 import pytest
 
+from linkband_historyd import config
 from linkband_historyd.query import engine as Q
 from linkband_historyd.query import params as P
 from linkband_historyd.storage import schema
 
 HOSTILE = "x'); DROP TABLE system_logs; --"
+SETTINGS = config.load(None, environ={}, cli={"daemon.data_dir": "/nonexistent"})
 
 
 @pytest.fixture
@@ -66,7 +68,7 @@ def test_a_listing_page_is_keyset_paged_and_its_cursor_continues_exactly(conn):
     seen, cursor = [], None
     while True:
         q = dict(p, **({"cursor": P.cursor(cursor)} if cursor else {}))
-        columns, rows, cursor, _, _ = Q.list_page(conn, "metric", q, 50)
+        columns, rows, cursor, _, _ = Q.list_page(conn, "metric", q, 50, SETTINGS.query)
         seen += [r[columns.index("id")] for r in rows]
         if not cursor:
             break
