@@ -45,19 +45,24 @@ from linkband_history.protocol import (
 )
 from linkband_history.times import to_epoch
 
-Y2000 = 946_684_800.0                  # 2000-01-01T00:00:00Z
 TRUNCATED = "truncated_string"         # the one reason of a record that is kept (and stored)
+
+
+def _default(name: str):
+    from linkband_historyd.config import BY_KEY
+    return BY_KEY[f"ingest.{name}"].default
 
 
 @dataclass(frozen=True)
 class Limits:
     """What the writer accepts; see the README's "Limits" table for each policy."""
-    max_records: int = 10_000          # records per message; more: the whole message is refused
-    max_string_bytes: int = 65_536     # a longer string is cut here and marked (record kept)
-    max_json_bytes: int = 65_536       # a longer JSON field: the record is refused
-    max_json_depth: int = 32           # a deeper JSON field: the record is refused
-    min_timestamp: float = Y2000       # an earlier time: the record is refused
-    max_future_s: float = 86_400.0     # a time this far past the receive time: refused
+    # defaults: those of the [ingest] options (config.OPTIONS), written there once
+    max_records: int = _default("max_records_per_message")  # more: the whole message is refused
+    max_string_bytes: int = _default("max_string_bytes")    # longer: cut and marked, record kept
+    max_json_bytes: int = _default("max_json_bytes")        # a longer JSON field: record refused
+    max_json_depth: int = _default("max_json_depth")        # a deeper JSON field: record refused
+    min_timestamp: float = _default("min_timestamp")        # an earlier time: record refused
+    max_future_s: float = _default("max_future_s")          # this far past its arrival: refused
 
     @classmethod
     def from_settings(cls, ingest) -> "Limits":
