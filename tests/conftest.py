@@ -77,3 +77,20 @@ def wait_for(predicate, timeout=10.0, interval=0.05):
             return value
         time.sleep(interval)
     raise AssertionError("condition not reached within %.1fs" % timeout)
+
+
+def free_port() -> int:
+    """A loopback TCP port free right now."""
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def proc_kb(pid: int, key: str) -> int:
+    """A ``/proc/PID/status`` field in kB (VmRSS, VmHWM ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)

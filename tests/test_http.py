@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +17,7 @@ import zmq
 pytest.importorskip("starlette", reason="the HTTP gateway needs the [http] extra")
 uvicorn = pytest.importorskip("uvicorn", reason="the HTTP gateway needs the [http] extra")
 
-from conftest import all_rows  # noqa: E402
+from conftest import all_rows, free_port, proc_kb  # noqa: E402
 
 from linkband_history import protocol  # noqa: E402
 from linkband_history.export import read_back  # noqa: E402
@@ -455,20 +454,6 @@ def push_many(daemon, n=N_EXPORT):
                               "tags": {"device": "LXB-01", "seq": i}}
                              for i in range(start, min(n, start + 10_000))])
         assert c.flush(60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_kb(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc for the RSS")

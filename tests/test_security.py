@@ -21,18 +21,12 @@ from pathlib import Path
 
 import pytest
 import zmq.auth
-from conftest import wait_for
+from conftest import free_port, wait_for
 from other_user import as_nobody, can_switch_user, connect_unix, open_file, run_python_as_nobody
 
 from linkband_history import HistoryClient, subscribe
 from linkband_history.curve_keys import keygen
 from linkband_historyd.harness import DaemonProcess
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

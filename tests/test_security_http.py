@@ -31,25 +31,12 @@ from linkband_history.export import export as cli_export  # noqa: E402
 from linkband_history.export import read_back
 from linkband_history.http_login import dashboard_url  # noqa: E402
 from linkband_historyd.harness import DaemonProcess# noqa: E402
+from conftest import free_port, proc_kb
 
 FORMULA = '=HYPERLINK("http://x","y")'
 MAX_WS = 4
 LOCAL_APP = "http://localhost:5173"
 DEEP = 1500                       # past Python's recursion limit when parsed
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def proc_kb(pid: int, key: str) -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1])
-    raise KeyError(key)
 
 
 class Gateway:
