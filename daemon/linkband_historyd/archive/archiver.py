@@ -31,9 +31,8 @@ from linkband_history.protocol import FIELDS
 from linkband_historyd.archive import file_format
 from linkband_historyd.settings import Settings
 from linkband_historyd.storage import schema
-from linkband_historyd.storage.maintenance import delete_older
-
-HOLDS_KEY = "restores"
+from linkband_historyd.storage.maintenance import HOLDS_KEY, delete_older, keep_sql
+from linkband_historyd.storage.maintenance import held_ranges as _held_ranges
 IMPORT_CHUNK = 5_000
 _NAME = re.compile(r"^(metric|performance|log|alert)-(\d{4}-\d{2})-p(\d{4})$")
 
@@ -95,7 +94,7 @@ class Archiver:
             self.expire_holds(now)
         table = schema.TABLES[kind]
         keep = self.held_ranges(kind)
-        where, args = self._keep_sql(keep)
+        where, args = keep_sql(keep)
         max_id, lo = self.conn.execute(
             f"SELECT max(id), min(timestamp) FROM {table} WHERE timestamp < ?{where}",
             [cutoff] + args).fetchall()[0]
@@ -116,7 +115,7 @@ class Archiver:
     def _archive_part(self, kind: str, month: str, sel: dict, progress) -> int:
         table = schema.TABLES[kind]
         columns = ("id",) + FIELDS[kind]
-        where, args = self._keep_sql(sel["keep"])
+        where, args = keep_sql(sel["keep"])
         query_args = [sel["after"], sel["before"], sel["max_id"]] + args
         n = self.conn.execute(f"SELECT count(*) FROM {table} WHERE timestamp >= ? AND timestamp < ? "
                               f"AND id <= ?{where}", query_args).fetchall()[0][0]
@@ -199,7 +198,7 @@ class Archiver:
         return schema.read_state(self.conn, HOLDS_KEY, [])
 
     def held_ranges(self, kind: str) -> list[list[int]]:
-        return [[h["first_id"], h["last_id"]] for h in self.holds() if h["kind"] == kind]
+        return _held_ranges(self.conn, kind)
 
     def expire_holds(self, now: float) -> int:
         holds = self.holds()
@@ -219,11 +218,3 @@ class Archiver:
 
     def _save_holds(self, holds: list) -> None:
         self.writer.call("state.set", key=HOLDS_KEY, value=holds)
-
-    @staticmethod
-    def _keep_sql(keep) -> tuple[str, list]:
-        where, args = "", []
-        for lo, hi in keep or ():
-            where += " AND id NOT BETWEEN ? AND ?"
-            args += [lo, hi]
-        return where, args

@@ -43,7 +43,22 @@ def delete_older(writer, kind: str, before: float, progress=None, **where) -> in
 
 
 SUMMARY_TIERS = ("minute", "hourly", "daily", "weekly", "monthly")
-RESTORE_HOLDS_KEY = "restores"          # archiver.HOLDS_KEY (the archiver imports this module)
+HOLDS_KEY = "restores"          # writer_state key of the restored months and their id ranges
+
+
+def held_ranges(conn, kind: str) -> list[list[int]]:
+    """The id ranges of ``kind`` that a restore brought back: retention keeps them."""
+    return [[h["first_id"], h["last_id"]] for h in schema.read_state(conn, HOLDS_KEY, [])
+            if h["kind"] == kind]
+
+
+def keep_sql(keep) -> tuple[str, list]:
+    """`` AND id NOT BETWEEN ? AND ?`` per kept range, and its arguments."""
+    where, args = "", []
+    for lo, hi in keep or ():
+        where += " AND id NOT BETWEEN ? AND ?"
+        args += [lo, hi]
+    return where, args
 
 
 def retention_cutoffs(cfg: Settings, now: float, policy: dict | None = None) -> tuple[dict, dict]:
@@ -90,15 +105,11 @@ def retention_preview(conn, cfg: Settings, now: float, policy: dict | None = Non
     run): rows per kind (restored months are kept, as the real run keeps them) and
     summaries per tier, with the cutoffs."""
     kinds, tiers = retention_cutoffs(cfg, now, policy)
-    holds = schema.read_state(conn, RESTORE_HOLDS_KEY, [])
     out = {"dry_run": True, "cutoffs": {**kinds, **{f"summaries_{t}": c for t, c in tiers.items()}}}
     for kind, cutoff in kinds.items():
-        sql, args = f"SELECT count(*) FROM {schema.TABLES[kind]} WHERE timestamp < ?", [cutoff]
-        for h in holds:
-            if h["kind"] == kind:
-                sql += " AND id NOT BETWEEN ? AND ?"
-                args += [h["first_id"], h["last_id"]]
-        out[kind] = conn.execute(sql, args).fetchall()[0][0]
+        where, args = keep_sql(held_ranges(conn, kind))
+        out[kind] = conn.execute(f"SELECT count(*) FROM {schema.TABLES[kind]} WHERE timestamp < ?"
+                                 f"{where}", [cutoff] + args).fetchall()[0][0]
     for tier, cutoff in tiers.items():
         out[f"summaries_{tier}"] = conn.execute(
             "SELECT count(*) FROM data_summaries WHERE summary_type = ? AND period_start < ?",
