@@ -88,10 +88,10 @@ def op_delete(w, p):
         if not ids:
             return {"deleted": deleted, "done": True}
         marks = ",".join("?" * len(ids))
-        w.conn.execute(f"DELETE FROM {table} WHERE id IN ({marks})", ids)
-        if kind == "log":
-            w.conn.execute(f"DELETE FROM logs_fts WHERE rowid IN ({marks})", ids)
+        if kind == "log":                     # out of the index first: it needs the text
+            w.conn.execute(schema.UNINDEX_LOGS, (json.dumps(ids),))
             w.merger.wrote()
+        w.conn.execute(f"DELETE FROM {schema.BASE_TABLES[kind]} WHERE id IN ({marks})", ids)
         if table in schema.COUNTED_TABLES:
             w.conn.execute(schema.ADD_COUNT, (table, -len(ids)))
         deleted += len(ids)
@@ -111,12 +111,8 @@ def op_import(w, p):
     now = time.time()
     rows = [row_from_record(kind, dict(zip(FIELDS[kind], r)), now) if not isinstance(r, list)
             else r for r in rows]
-    before = w.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-    w.conn.executemany(schema.INSERT[kind], rows)
-    last = w.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-    after = w.AFTER_INSERT.get(kind)
-    if after and last > before:
-        w.conn.execute(after, (before + 1, last))
+    first, last = w.store.add(kind, rows)
+    before = first - 1
     if last > before:                     # their summaries exist: the summary job skips them
         skip = restored_ranges.noted(restored_ranges.load(w.conn), table, before + 1, last)
         w.conn.execute(schema.SET_WRITER_STATE, (restored_ranges.KEY, json.dumps(skip)))
@@ -264,8 +260,14 @@ def run(w, name: str, params: dict) -> dict:
     try:
         if not transaction:
             return fn(w, params)
-        with w.conn:
-            return fn(w, params)
+        try:
+            with w.conn:
+                return fn(w, params)
+        except BaseException:
+            store = getattr(w, "store", None)
+            if store is not None:                # names it added are rolled back too
+                store.rolled_back()
+            raise
     except (KeyError, TypeError, ValueError) as exc:
         raise OpError(f"{name}: bad parameters: {exc}") from None
     except apsw.Error as exc:
