@@ -41,6 +41,7 @@ from linkband_historyd.processes.skeleton import Child
 from linkband_historyd.security import curve_auth
 from linkband_historyd.security.sockets import bind
 from linkband_historyd.storage import schema, write_ops
+from linkband_historyd.storage.conversion import Converter
 from linkband_historyd.storage.datalock import DataDirLock
 from linkband_historyd.storage.fts_merger import FtsMerger
 from linkband_historyd.storage.ingest_batch import Batch, ClientState, Limits, json_problem
@@ -106,6 +107,7 @@ class Writer(Child):
         self.poller.register(self.control, zmq.POLLIN)
         self.pid = os.getpid()
         self.merger = FtsMerger(self.conn)
+        self.converter = Converter(self, write_ops.run)   # schema 6's rows, if any are left
         self._stop_checkpoints = threading.Event()
         self._catch_up = threading.Event()
         self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpointer",
@@ -133,6 +135,7 @@ class Writer(Child):
         if self.control in ready:
             self.control_once()                   # one bounded operation between batches
         self.merger.step()                        # paced: a few ms at most, now and then
+        self.converter.step()                     # paced too, while old rows are left
         self.finish_checkpoint()
         if not ready:
             self.events.flush()

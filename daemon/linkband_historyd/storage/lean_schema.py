@@ -16,7 +16,10 @@ and an FTS5 trigram index that kept the position of every trigram. Now:
 - ``logs_fts``: ``detail=none`` (which rows hold a trigram, not where), and
   ``columnsize=0``; a search rechecks its candidates on the message.
 - The views ``system_logs`` and ``system_metrics`` have the columns of the old
-  tables, so every reader reads as before.
+  tables, so every reader reads as before. Their joins are LEFT JOINs on unique
+  ids (every id has its row): SQLite leaves out a join whose columns a query does
+  not use, so an aggregate of values reads the covering index alone, and a filter
+  on a name still turns its join inner and starts from the name.
 
 On an existing database the old tables are renamed (``legacy_logs``,
 ``legacy_metrics``, ``legacy_logs_fts``), nothing else: the migration itself
@@ -86,13 +89,13 @@ VIEWS = [
                l.message AS message, s.module AS module, s.function_name AS function_name,
                s.line_number AS line_number, s.thread_id AS thread_id,
                s.process_id AS process_id, l.extra_data AS extra_data
-        FROM log_lines l JOIN log_levels v ON v.id = l.level
-        JOIN log_loggers g ON g.id = l.logger JOIN log_sources s ON s.id = l.source""",
+        FROM log_lines l LEFT JOIN log_levels v ON v.id = l.level
+        LEFT JOIN log_loggers g ON g.id = l.logger LEFT JOIN log_sources s ON s.id = l.source""",
     """CREATE VIEW system_metrics AS
         SELECT p.id AS id, p.timestamp AS timestamp, s.metric_type AS metric_type,
                n.name AS metric_name, p.value AS value, s.unit AS unit, s.tags AS tags
-        FROM metric_points p JOIN metric_names n ON n.id = p.name
-        JOIN metric_series s ON s.id = p.series""",
+        FROM metric_points p LEFT JOIN metric_names n ON n.id = p.name
+        LEFT JOIN metric_series s ON s.id = p.series""",
 ]
 
 # Rows inserted into a view by SQL (tests, tools, the conversion of old rows) go

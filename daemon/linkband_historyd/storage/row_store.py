@@ -17,15 +17,17 @@ The cache is only ever a copy of committed or pending rows: after a rollback
 """
 from __future__ import annotations
 
+from itertools import repeat
+
 from linkband_history.protocol import LOG_LEVELS
 from linkband_historyd.storage import schema
 
 LEVEL_IDS = {name: i for i, name in enumerate(LOG_LEVELS)}
 MAX_CACHED = 50_000          # names per dictionary held in memory; past it, start over
 
-INSERT_LINES = ("INSERT INTO log_lines (timestamp, level, logger, source, message, extra_data) "
-                "VALUES (?, ?, ?, ?, ?, ?)")
-INSERT_POINTS = "INSERT INTO metric_points (timestamp, name, series, value) VALUES (?, ?, ?, ?)"
+INSERT_LINES = ("INSERT INTO log_lines (id, timestamp, level, logger, source, message, "
+                "extra_data) VALUES (?, ?, ?, ?, ?, ?, ?)")
+INSERT_POINTS = "INSERT INTO metric_points (id, timestamp, name, series, value) VALUES (?, ?, ?, ?, ?)"
 
 
 class Dictionary(dict):
@@ -85,18 +87,20 @@ class RowStore:
         table = schema.BASE_TABLES[kind]
         return self.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
 
-    def insert(self, kind: str, rows: list) -> None:
-        """``rows``: positional, in ``FIELDS[kind]`` order. Raises what SQLite
-        raises for a bad value, KeyError for a bad level, TypeError for a bad shape."""
+    def insert(self, kind: str, rows: list, ids=None) -> None:
+        """``rows``: positional, in ``FIELDS[kind]`` order; ``ids``: theirs (logs and
+        metrics only; default: new ones). Raises what SQLite raises for a bad value,
+        KeyError for a bad level, TypeError for a bad shape."""
         if kind == "log":
             ts, level, logger, message, module, func, line, thread, pid, extra = zip(*rows)
-            out = list(zip(ts, map(LEVEL_IDS.__getitem__, level), map(self.loggers.__getitem__, logger),
+            out = list(zip(ids or repeat(None), ts, map(LEVEL_IDS.__getitem__, level),
+                           map(self.loggers.__getitem__, logger),
                            map(self.sources.__getitem__, zip(module, func, line, thread, pid)),
                            message, extra))
             self.conn.executemany(INSERT_LINES, out)
         elif kind == "metric":
             ts, mtype, name, value, unit, tags = zip(*rows)
-            out = list(zip(ts, map(self.names.__getitem__, name),
+            out = list(zip(ids or repeat(None), ts, map(self.names.__getitem__, name),
                            map(self.series.__getitem__, zip(mtype, unit, tags)), value))
             self.conn.executemany(INSERT_POINTS, out)
         else:

@@ -19,7 +19,7 @@ import apsw
 
 from linkband_history.protocol import FIELDS, row_from_record
 from linkband_history.rpc import RpcError
-from linkband_historyd.storage import restored_ranges, schema
+from linkband_historyd.storage import conversion, restored_ranges, schema
 
 OPS: dict[str, tuple] = {}               # name -> (function, runs in a transaction)
 MAX_CHUNK = 20_000                       # rows one operation may touch
@@ -121,6 +121,12 @@ def op_import(w, p):
     if kind == "log":
         w.merger.wrote()
     return {"imported": len(rows), "first_id": before + 1, "last_id": last}
+
+
+@op("convert")
+def op_convert(w, p):
+    """One paced step of the conversion of schema 6's rows (conversion.py)."""
+    return conversion.step(w.store)
 
 
 @op("summaries.upsert")
