@@ -259,6 +259,7 @@ class Writer(Child):
             with conn:                                   # a savepoint
                 self.store.insert(kind, rows)
         except (apsw.Error, TypeError, ValueError, OverflowError, KeyError) as exc:
+            self.store.rolled_back()                     # names it added went with the savepoint
             if _caused_by(exc, apsw.FullError) or conn.getautocommit():
                 # Storage full, or SQLite rolled the whole transaction back: the
                 # batch cannot go on (inserting row by row now would autocommit).

@@ -385,6 +385,9 @@ def run_aggregate(conn, agg: Aggregate, max_rows: int):
     if seeks_per_bucket(agg):
         return run_per_bucket(conn, agg, max_rows)
     table = SPECS[agg.kind].table
+    if (agg.kind == "metric" and set(agg.filters) <= {"metric_name", "since", "until"}
+            and set(agg.group_by) <= {"metric_name"}):
+        table = "metric_values"              # no join to the series per row
     keys, key_args = group_sql(agg)
     n = len(keys)
     aliases = [f"k{i}" for i in range(n)]
