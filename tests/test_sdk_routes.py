@@ -1,7 +1,7 @@
 """sdk_routes(): the SDK router's 14 routes, mounted in a FastAPI app, over a real daemon.
 
-The manager is ``linkband_history.sdk.HistoryDatabaseManager`` on a database file in
-the test's directory (it runs a real daemon for it); the records are stored with the
+The manager is ``linkband_history.sdk.HistoryDatabaseManager`` connected to a real
+daemon serving a database file in the test's directory; the records are stored with the
 SDK-shaped pydantic models of ``sdk_models``; every reply is validated against
 pydantic models of the SDK's reply shapes that refuse unknown fields. Bad parameters
 are judged against FastAPI itself: a FastAPI router declared like the SDK's answers
@@ -10,7 +10,6 @@ the same requests, and the two ``detail`` lists must agree.
 from __future__ import annotations
 
 import os
-import time
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional
 
@@ -25,6 +24,7 @@ from starlette.testclient import TestClient  # noqa: E402
 
 import sdk_models as sdk  # noqa: E402
 from linkband_history.sdk import HistoryDatabaseManager  # noqa: E402
+from linkband_historyd.harness import DaemonProcess  # noqa: E402
 from linkband_historyd.http.sdk_routes import sdk_routes  # noqa: E402
 
 TOKEN = "sdk-token-" + "y" * 24
@@ -143,13 +143,20 @@ def _records(m) -> None:
     m.force_flush()
 
 
+def _manager(daemon) -> HistoryDatabaseManager:
+    return HistoryDatabaseManager(str(daemon.db_path), ingest=daemon.ingest, query=daemon.query)
+
+
 @pytest.fixture(scope="module")
 def manager(tmp_path_factory):
-    os.environ.setdefault("LINKBAND_HISTORY_COLLECTOR", "false")   # no metrics of its own
-    m = HistoryDatabaseManager(db_path=str(tmp_path_factory.mktemp("sdk") / "database" / "history.db"))
+    """One daemon and manager for the tests that only read."""
+    d = DaemonProcess(tmp_path_factory.mktemp("sdk-routes"),
+                      env={"LINKBAND_HISTORY_COLLECTOR": "false"}).start()
+    m = _manager(d)
     _records(m)
     yield m
     m.close()
+    d.close()
 
 
 def _client(app) -> TestClient:
@@ -259,9 +266,9 @@ def test_mounted_at_history_the_routes_answer_at_the_front_ends_urls(manager):
 # -- the routes that change the store (each on a database of its own) ------------------
 
 @pytest.fixture
-def fresh(tmp_path):
-    """(api, manager) on a new database holding the records of ``_records``."""
-    m = HistoryDatabaseManager(db_path=str(tmp_path / "database" / "history.db"))
+def fresh(daemon):
+    """(api, manager) on a daemon of its own holding the records of ``_records``."""
+    m = _manager(daemon)
     _records(m)
     host = FastAPI()
     host.mount(SDK, sdk_routes(m, token=TOKEN))
