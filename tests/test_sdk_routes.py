@@ -307,6 +307,33 @@ def test_cleanup_is_a_dry_run_by_default_and_deletes_only_when_told(fresh):
     assert Stats.model_validate(get(api, "/stats")).total_records == 20
 
 
+def test_cleanup_data_types_limit_a_dry_run_and_a_partial_deletion_is_refused(fresh):
+    api, _ = fresh
+    r = api.post(SDK + "/cleanup", json={"data_types": ["logs", "system_metrics"]})
+    assert Cleanup.model_validate(r.json()).deleted_counts == {"system_logs": 1, "system_metrics": 1}
+    for body in ({"data_types": ["logs"], "dry_run": False}, {"data_types": ["eeg"]}):
+        r = api.post(SDK + "/cleanup", json=body)
+        assert r.status_code == 422, r.text
+        assert r.json()["detail"][0]["loc"] == ["body", "data_types"]
+    assert len(get(api, "/logs", limit=1000)) == 13                  # nothing deleted
+
+
+def test_a_store_that_does_not_answer_is_a_500_detail_and_health_stays_200(tmp_path):
+    down = DaemonProcess(tmp_path / "down")                            # never started
+    m = HistoryDatabaseManager(str(down.db_path), ingest=down.ingest, query=down.query,
+                               query_timeout=0.5, flush_timeout=0.5)
+    host = FastAPI()
+    host.mount(SDK, sdk_routes(m, allow_unauthenticated=True))
+    try:
+        with _client(host) as c:
+            r = c.get(SDK + "/stats")
+            assert r.status_code == 500 and isinstance(r.json()["detail"], str) and r.json()["detail"]
+            r = c.get(SDK + "/health")
+            assert r.status_code == 200 and r.json()["status"] == "unhealthy" and r.json()["error"]
+    finally:
+        m.close()
+
+
 # -- auth and errors ---------------------------------------------------------------------
 
 def _call(c, method, path, **kw):

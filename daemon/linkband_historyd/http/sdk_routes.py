@@ -14,6 +14,8 @@ bare arrays and objects, naive ISO datetimes (local time, as the SDK stores them
 ``sdk_params``), ``{"detail": "..."}`` with 500 when the store fails, and
 ``GET /health`` 200 always. ``POST /cleanup`` is a dry run unless the body says
 ``"dry_run": false``; it and ``POST /optimize`` take no body as every default.
+Its ``data_types`` (ignored by the SDK) limits a dry run's counts; a deletion of
+only some kinds is refused (422), never done to all of them.
 
 The data comes from ``linkband_history.sdk.HistoryDatabaseManager`` (``manager``;
 by default one on the SDK's ``database/history.db``, made at the first request):
@@ -61,6 +63,8 @@ METRICS = (*SPAN, TYPES, Field("metric_names", many=True), LIMIT, OFFSET)
 CUSTOM_LOG = (Field("level", "enum", required=True, choices=LOG_LEVELS),
               Field("message", required=True), Field("logger_name", default="api"),
               Field("module"))
+TABLES = {"metrics": "system_metrics", "performance": "performance_data", "logs": "system_logs",
+          "alerts": "alert_history", "summaries": "data_summaries"}
 CLEANUP = (Field("retention_days", "int", 30, ge=1, le=365), Field("data_types", many=True),
            Field("dry_run", "bool", True))
 
@@ -89,6 +93,24 @@ def _levels(values):
 
 def _metric_types(values):
     return None if values is None else [models.MetricType(v) for v in values]
+
+
+def _tables(data_types, dry_run: bool) -> set | None:
+    """The tables ``data_types`` names (None: all). The SDK ignores the field and
+    cleans every table; here a dry run counts only the named ones, and a deletion
+    limited to some kinds is refused rather than done to all of them."""
+    if not data_types:
+        return None
+    unknown = [t for t in data_types if t not in TABLES and t not in TABLES.values()]
+    tables = {TABLES.get(t, t) for t in data_types}
+    why = (f"unknown data type(s) {', '.join(map(repr, unknown))}; known: {', '.join(TABLES)}"
+           if unknown else None if dry_run or tables == set(TABLES.values()) else
+           "only a dry run can be limited to some data types; a cleanup deletes from all of "
+           "them (leave data_types out)")
+    if why:
+        raise Invalid([{"type": "value_error", "loc": ["body", "data_types"],
+                        "msg": f"Value error, {why}", "input": data_types, "ctx": {"error": why}}])
+    return tables
 
 
 def _recent(limit: int) -> dict:
@@ -183,9 +205,11 @@ class SdkRoutes:
     # -- management -----------------------------------------------------------------
     async def cleanup(self, request: Request) -> JSON:
         b = body_values(await _body(request, "model_attributes_type"), CLEANUP)
+        tables = _tables(b["data_types"], b["dry_run"])
 
         def clean(m):
             counts = m.cleanup_old_data(retention_days=b["retention_days"], dry_run=b["dry_run"])
+            counts = {t: n for t, n in counts.items() if tables is None or t in tables}
             return {"status": "success", "action": "would delete" if b["dry_run"] else "deleted",
                     "deleted_counts": counts, "dry_run": b["dry_run"]}
         return await self.call("cleanup", clean)
