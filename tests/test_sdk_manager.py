@@ -161,3 +161,44 @@ def test_a_bad_record_is_logged_and_the_others_are_stored(manager, caplog):
     manager.force_flush()
     assert [log.message for log in logs_of(manager)] == ["also kept"]
     assert "not stored" in caplog.text
+
+
+SECOND_PROCESS = """
+import sys
+from linkband_history.sdk import HistoryDatabaseManager, SystemLog
+m = HistoryDatabaseManager(sys.argv[1])
+m.store_log(SystemLog(level="INFO", logger_name="app.services", message="from the second process"))
+m.force_flush()
+print(m.daemon.started)
+m.close()
+"""
+
+
+def test_two_managers_on_one_path_share_one_daemon_and_the_last_close_stops_it(tmp_path):
+    import os
+    import subprocess
+    import sys
+    from linkband_history.embed import daemon_status
+    path = str(tmp_path / "database" / "history.db")
+    first = HistoryDatabaseManager(path)                 # starts the daemon: none runs
+    second = HistoryDatabaseManager(path)
+    try:
+        assert first.daemon.started and first.daemon.pid == second.daemon.pid
+        assert first.daemon.endpoints == second.daemon.endpoints
+        first.store_log(sdk.SystemLog(level="INFO", logger_name="app.core", message="from the first"))
+        first.force_flush()
+        out = subprocess.run([sys.executable, "-c", SECOND_PROCESS, path], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        assert out.stdout.split() == ["False"]           # it reused ours, started none
+        assert sorted(log.message for log in logs_of(second)) == ["from the first",
+                                                                  "from the second process"]
+        assert os.path.exists(path)
+        pid = first.daemon.pid
+        first.close()
+        assert [log.message for log in logs_of(second, search_text="FIRST")] == ["from the first"]
+    finally:
+        second.close()
+    assert not daemon_status(str(tmp_path / "database"))["running"]
+    with pytest.raises(OSError):
+        os.kill(pid, 0)

@@ -6,9 +6,12 @@ record to :class:`HistoryClient`'s queue; ``force_flush()`` returns once the
 daemon has committed everything stored before it; the query methods return
 the SDK's model objects with naive local datetimes.
 
-The database is the file at ``db_path``: the manager talks to the daemon
-serving that file's directory (the default endpoints of that data directory,
-``endpoints.runtime_dir_for``), unless endpoints or a client are given.
+The database is the file at ``db_path``: the manager uses the daemon serving
+that file (data directory = the file's directory, database file = its name),
+started as a child by :func:`linkband_history.embed.ensure_daemon` when none
+runs, and stopped at ``close()`` or the interpreter's exit when it started it.
+Two managers on one path share one daemon (counted per process; another
+process reuses the running one). Given endpoints or a client, it uses those.
 
 The SDK's summaries have no ingest kind of their own: ``store_summary`` queues
 them and a background thread hands them to the writer (``sdk.store``), so it
@@ -16,6 +19,7 @@ does not block either; ``force_flush()`` sends what is queued first.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -39,23 +43,30 @@ class HistoryDatabaseManager:
 
     def __init__(self, db_path: str = "database/history.db", *, client: HistoryClient | None = None,
                  ingest: str | None = None, query: str | None = None, flush_timeout: float = 30.0,
-                 **client_options):
+                 daemon_options: dict | None = None, **client_options):
         self.db_path = db_path
         self.data_dir = os.path.dirname(os.path.abspath(db_path))
         self.flush_timeout = flush_timeout
+        self.daemon = None                  # the embed handle, when no endpoints were given
         self._own_client = client is None
-        if client is None:
-            from ..endpoints import resolve_endpoint
-            client = HistoryClient(resolve_endpoint("ingest", ingest, self.data_dir),
-                                   resolve_endpoint("query", query, self.data_dir), **client_options)
+        if client is None and ingest is None and query is None:
+            from ..embed import ensure_daemon
+            os.makedirs(self.data_dir, exist_ok=True)
+            self.daemon = ensure_daemon(self.data_dir, database_file=os.path.basename(db_path),
+                                        **(daemon_options or {}))
+            client = self.daemon.client(**client_options)
+        elif client is None:
+            client = HistoryClient(ingest, query, **client_options)
         self.client = client
         self._summaries: deque = deque(maxlen=SUMMARY_QUEUE)
         self._summary_lock = threading.Lock()      # one sender of summaries at a time
         self._summary_wake = threading.Event()
         self._summary_thread: threading.Thread | None = None
         self._closed = False
-        # at interpreter exit (weakref.finalize runs then), what is stored is committed
+        # at interpreter exit what is stored is committed; registered after ensure_daemon's
+        # own exit hook, so it runs before that one stops the daemon (atexit is LIFO)
         self._finalizer = weakref.finalize(self, _close_at_exit, weakref.ref(self))
+        atexit.register(self._finalizer)
 
     # -- storing (never blocks) ----------------------------------------------------
     def _store(self, kind: str, send, obj) -> None:
@@ -148,7 +159,10 @@ class HistoryDatabaseManager:
         self._summary_wake.set()
         if self._own_client:
             self.client.close()
+        if self.daemon is not None:
+            self.daemon.stop()              # the last handle stops a daemon started here
         self._finalizer.detach()
+        atexit.unregister(self._finalizer)
 
     def __enter__(self) -> "HistoryDatabaseManager":
         return self
