@@ -318,6 +318,11 @@ def main(config_file, print_config, **cli):
             click.echo("linkband-historyd: http.enabled needs the HTTP gateway's packages: "
                        "pip install 'linkband-history[http]'", err=True)
             sys.exit(2)
+    if cfg.dataset.dir:
+        from linkband_historyd.dataset import missing_dependency
+        if (why := missing_dependency()) is not None:
+            click.echo(f"linkband-historyd: dataset.dir is set, but {why}", err=True)
+            sys.exit(2)
     setup_logging(cfg.daemon.log_level)
     # a reload (SIGHUP, or the reload command in the query process) reads the file and
     # command line again
