@@ -136,7 +136,7 @@ def cmd_summarize(ctx, p):
 @command("dataset.export", "write the rows new since the last export into a Parquet dataset "
          "now: the configured dataset.dir, or dir (since: where a new dataset starts); "
          "returns a job id", since=P.time_value, dir=P.text, kind=kind, admin=True,
-         route="POST /dataset/export")
+         route="POST /dataset")
 def cmd_dataset_export(ctx, p):
     if not (p.get("dir") or ctx.cfg.dataset.dir):
         raise P.BadParam("dir", "dataset.dir is not set: give the dataset's directory")
