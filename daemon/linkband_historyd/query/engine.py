@@ -164,11 +164,12 @@ def where(kind: str, p: dict, prefix: str = "") -> P.Where:
 def contains(w: P.Where, text: str, prefix: str = "") -> None:
     """The message holds ``text`` as it is (spaces and all), case-insensitively: the
     SDK's ``LIKE %text%``. The trigram index narrows the rows when the text is
-    long enough for it (three characters); the row check decides."""
+    long enough for it (three characters: the lines holding all its trigrams); the
+    row check decides."""
     folded = search.fold(text)
     if len(folded) >= 3:
         w.add(f"{prefix}id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)",
-              search.quote(folded))
+              " AND ".join(search.quote(g) for g in search.trigrams(folded)))
     w.add(f"instr(lbh_fold({prefix}message), ?) > 0", folded)
 
 

@@ -308,7 +308,8 @@ def op_sdk_store(w, p):
     if any(k is not None for k in keys):
         conn.execute(SDK_KEYS)
     table = schema.TABLES.get(kind, "data_summaries")
-    first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
+    stored_in = schema.BASE_TABLES.get(kind, "data_summaries")
+    first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {stored_in}").fetchall()[0][0]
     now = time.time()
     stored, duplicates, refused = 0, 0, []
     for i, (record, key) in enumerate(zip(records, keys)):
@@ -323,10 +324,9 @@ def op_sdk_store(w, p):
             stored += 1
         except (apsw.ConstraintError, ValueError, TypeError, KeyError) as exc:
             refused.append([i, _sdk_reason(exc)])
-    last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-    after = w.AFTER_INSERT.get(kind)
-    if after and last >= first:
-        conn.execute(after, (first, last))
+    last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {stored_in}").fetchall()[0][0]
+    if kind != "summary":
+        w.store.after(kind, first, last)             # FTS rows, latest values
     if table in schema.COUNTED_TABLES and last >= first:
         conn.execute(schema.ADD_COUNT, (table, stored))
     if kind == "log" and stored:
