@@ -32,6 +32,12 @@ __all__ = ["HistoryClient"]
 
 log = logging.getLogger("linkband_history")
 
+# How long the sender sleeps between two batches when more is queued. A thread
+# waiting for the GIL gets it only when the holder blocks (or after the
+# interpreter's switch interval, 5 ms), so a sender encoding batch after batch
+# would make every caller of store_* wait for all of them.
+YIELD_SECONDS = 0.0001
+
 
 class HistoryClient:
     def __init__(self, ingest: str | None = None, query: str | None = None, *,
@@ -100,6 +106,25 @@ class HistoryClient:
     def store_alerts(self, records) -> None:
         self._store("alert", records)
 
+    def store_row(self, kind: str, row: list) -> None:
+        """Queue one row already in ``FIELDS[kind]`` order, as
+        ``protocol.row_from_record`` makes it (timestamp a float, JSON field as
+        text); it is not checked here. The logging handlers' path: one append
+        under a lock the sender holds only to pop, no conversion, and a wake-up
+        only when the queue was empty or reaches a batch (the sender then
+        gathers for ``batch_interval``), never one per record."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("HistoryClient is closed")
+            q = self._queue
+            q.append((kind, row))
+            n = len(q)
+            if n > self.max_queue:              # keep the newest, count the rest
+                self._dropped += 1
+                q.popleft()
+        if n == 1 or n == self.batch_size:
+            self._wake.set()
+
     def _store(self, kind: str, records) -> None:
         if isinstance(records, dict):
             records = (records,)
@@ -156,6 +181,11 @@ class HistoryClient:
                     except zmq.Again:
                         break                 # daemon away: keep them, retry later
                     pending.popleft()
+                    if not pending and not closing and 0 < len(self._queue) < self.max_queue // 2:
+                        # Another batch is waiting: let a thread that wants the GIL
+                        # (a caller of store_*) have it before encoding that one,
+                        # unless the queue is filling up.
+                        time.sleep(YIELD_SECONDS)
                 if closing:
                     while pending:
                         try:
