@@ -1,9 +1,9 @@
 """What one ``logger.info`` costs the SDK thread that calls it, through our handler.
 
-Run: ``.venv/bin/python bench/logging.py [--calls N] [--rate R] [--rounds K]
+Run: ``.venv/bin/python bench/logging_cost.py [--calls N] [--rate R] [--rounds K]
 [--sdk PATH]``. One thread calls ``logger.info`` with an SDK-shaped message
 (``"[STREAM:EEG] batch %d: %d samples, %.1f ms"``) N times (default 200,000)
-and times each call with ``perf_counter_ns``; the table shows p50, p99, p99.9
+and times each call with ``perf_counter_ns``; the table shows p50, p99, p99.9,
 the max and the number of calls over 1 ms per handler, each beside the floor
 of the same run (on a loaded machine the floor's own max shows what the
 scheduler alone costs):
@@ -27,29 +27,24 @@ handlers take turns in ``--rounds`` rounds (default 4) of N/K calls each, so a
 change in the machine's load falls on all of them; the daemon's writer flushes
 between turns, outside the timed calls.
 
-This file shares its name with the standard ``logging`` module: the lines
-before the imports take this directory off ``sys.path`` so that ``import
-logging`` finds the standard one, then put it back at the end for ``common``.
+The file is not called ``logging.py``: the scripts here run with this
+directory first on ``sys.path``, so such a file would stand in for the
+standard ``logging`` module in every one of them.
 """
+import argparse
+import contextlib
+import gc
+import logging
 import os
 import sys
+import tempfile
+import threading
+import time
+import types
+from array import array
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-import logging  # noqa: E402  (the standard one, see above)
-sys.path.append(_HERE)
-
-import argparse  # noqa: E402
-import contextlib  # noqa: E402
-import gc  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-import types  # noqa: E402
-from array import array  # noqa: E402
-
-import common  # noqa: E402
-from linkband_history import HistoryClient  # noqa: E402
+import common
+from linkband_history import HistoryClient
 
 MESSAGE = "[STREAM:EEG] batch %d: %d samples, %.1f ms"
 
