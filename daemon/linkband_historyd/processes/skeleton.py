@@ -17,6 +17,7 @@ the supervisor reading it.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import time
@@ -84,7 +85,12 @@ class Child:
             hb.value = time.monotonic()
 
     def parent_gone(self) -> bool:
-        return os.getppid() != self._parent
+        if os.getppid() != self._parent:
+            return True
+        # Windows never reparents an orphan (getppid goes on naming the dead parent):
+        # multiprocessing's sentinel of the parent process tells on every platform
+        parent = multiprocessing.parent_process()
+        return parent is not None and not parent.is_alive()
 
     def _on_term(self, signum, frame) -> None:
         self.stop_requested = True
