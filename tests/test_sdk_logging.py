@@ -1,9 +1,5 @@
-"""linkband_history.sdk's log module, driven the way the SDK's logging_config drives its own.
-
-The manager under the handler is :class:`ClientManager`: the part of
-``HistoryDatabaseManager`` the log module uses (``.client``, ``force_flush()``,
-``close()``) over a real ``HistoryClient`` of a real daemon.
-"""
+"""linkband_history.sdk's log module, driven the way the SDK's logging_config drives its own,
+over a ``HistoryDatabaseManager`` on the test's daemon."""
 from __future__ import annotations
 
 import inspect
@@ -14,26 +10,15 @@ import pytest
 
 import sdk_models as sdk
 from conftest import all_rows
-from linkband_history.sdk import log_handler
+from linkband_history.sdk import HistoryDatabaseManager, log_handler
 from linkband_history.sdk.log_handler import (HistoryLogHandler, HistoryLogManager,
                                               get_history_log_manager, setup_history_logging)
 
 SDK_LOGGERS = ("app.core", "app.api", "app.services", "app.main", "uvicorn", "fastapi")
 
 
-class ClientManager:
-    """What the log module needs of its db_manager, over a daemon's client."""
-
-    def __init__(self, daemon):
-        self.client = daemon.client()
-        self.closed = False
-
-    def force_flush(self):
-        assert self.client.flush(timeout=10)
-
-    def close(self):
-        self.closed = True
-        self.client.close()
+def db_manager(daemon) -> HistoryDatabaseManager:
+    return HistoryDatabaseManager(str(daemon.db_path), ingest=daemon.ingest, query=daemon.query)
 
 
 @pytest.fixture(autouse=True)
@@ -54,7 +39,7 @@ def restore_logging():
 
 @pytest.fixture
 def manager(daemon):
-    m = HistoryLogManager(ClientManager(daemon))
+    m = HistoryLogManager(db_manager(daemon))
     yield m
     m.close()
 
@@ -64,7 +49,7 @@ def logs(daemon, **params):
 
 
 def test_setup_history_logging_stores_each_record_once_whichever_loggers_it_passes(daemon):
-    log_handler._manager = HistoryLogManager(ClientManager(daemon))
+    log_handler._manager = HistoryLogManager(db_manager(daemon))
     manager = setup_history_logging()
     try:
         assert manager is get_history_log_manager()
@@ -159,12 +144,12 @@ def test_add_custom_log_takes_the_sdk_enum_a_name_or_a_number(daemon, manager):
 
 
 def test_close_flushes_detaches_the_handler_and_closes_the_manager(daemon, capsys):
-    db = ClientManager(daemon)
+    db = db_manager(daemon)
     manager = HistoryLogManager(db)
     manager.setup_logging()
     logging.getLogger("app.main").info("last words")
     manager.close()
-    assert db.closed
+    assert db._closed
     assert manager.handler not in logging.getLogger().handlers
     assert manager.handler not in logging.getLogger("app.main").handlers
     logging.getLogger("app.main").warning("after close: goes nowhere, raises nothing")
@@ -173,7 +158,7 @@ def test_close_flushes_detaches_the_handler_and_closes_the_manager(daemon, capsy
 
 
 def test_a_handler_closed_by_logging_shutdown_has_committed_what_it_got(daemon):
-    db = ClientManager(daemon)
+    db = db_manager(daemon)
     handler = HistoryLogHandler(db)
     logger = logging.getLogger("app.core")
     logger.addHandler(handler)
@@ -213,3 +198,19 @@ def test_the_sdk_package_exports_the_log_module():
     assert package.setup_history_logging is setup_history_logging
     assert package.get_history_log_manager is get_history_log_manager
     assert package.HistoryLogManager is HistoryLogManager
+
+
+def test_with_no_manager_given_it_logs_into_database_history_db_through_a_daemon_it_started(
+        tmp_path, monkeypatch):
+    from linkband_history.sdk import LogQuery
+    monkeypatch.chdir(tmp_path)
+    manager = setup_history_logging(["app.api"])
+    try:
+        assert manager.db_manager.db_path == "database/history.db"
+        logging.getLogger("app.api").info("[API] GET /history/logs")
+        manager.flush()
+        (row,) = manager.db_manager.query_logs(LogQuery(logger_names=["app.api"]))
+        assert row.message == "[API] GET /history/logs"
+    finally:
+        manager.close()
+    assert (tmp_path / "database" / "history.db").exists()
