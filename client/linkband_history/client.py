@@ -106,8 +106,8 @@ class HistoryClient:
     def store_alerts(self, records) -> None:
         self._store("alert", records)
 
-    def store_row(self, kind: str, row: list) -> None:
-        """Queue one row already in ``FIELDS[kind]`` order, as
+    def store_row(self, kind: str, row: list | tuple) -> None:
+        """Queue one row (a list or tuple) already in ``FIELDS[kind]`` order, as
         ``protocol.row_from_record`` makes it (timestamp a float, JSON field as
         text); it is not checked here. The logging handlers' path: one append
         under a lock the sender holds only to pop, no conversion, and a wake-up

@@ -67,15 +67,16 @@ def extra_of(record: logging.LogRecord, sdk_shape: bool = False) -> dict | None:
     return extra or None
 
 
-def log_row(record: logging.LogRecord, sdk_shape: bool = False) -> list:
+def log_row(record: logging.LogRecord, sdk_shape: bool = False) -> tuple:
     """The record as a row in ``protocol.FIELDS["log"]`` order, ready for
-    :meth:`HistoryClient.store_row`."""
+    :meth:`HistoryClient.store_row`. A tuple of plain values: the garbage
+    collector stops tracking it, so a long queue costs full collections nothing."""
     extra = None
     if len(vars(record)) > _BASE_LEN or record.exc_info or record.exc_text or record.stack_info:
         extra = extra_of(record, sdk_shape)
-    return [record.created, level_name(record), record.name, record.getMessage(),
+    return (record.created, level_name(record), record.name, record.getMessage(),
             record.module, record.funcName, record.lineno, record.thread, record.process,
-            None if extra is None else protocol.dumps_json(extra)]
+            None if extra is None else protocol.dumps_json(extra))
 
 
 class HistoryLogHandler(logging.Handler):

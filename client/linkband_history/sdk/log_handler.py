@@ -94,9 +94,9 @@ class HistoryLogManager:
         name = protocol.normalize_level(getattr(level, "value", level))
         if name not in protocol.LOG_LEVELS:
             raise ValueError(f"level must be one of {', '.join(protocol.LOG_LEVELS)}, not {level!r}")
-        self.db_manager.client.store_row("log", [
+        self.db_manager.client.store_row("log", (
             time.time(), name, logger_name, str(message), module, None, None,
-            threading.get_ident(), os.getpid(), protocol.dumps_json(extra_data or None)])
+            threading.get_ident(), os.getpid(), protocol.dumps_json(extra_data or None)))
 
     def flush(self):
         """Return once everything logged so far is committed."""
