@@ -2,8 +2,13 @@
 over a ``HistoryDatabaseManager`` on the test's daemon."""
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
+import sqlite3
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -214,3 +219,26 @@ def test_with_no_manager_given_it_logs_into_database_history_db_through_a_daemon
     finally:
         manager.close()
     assert (tmp_path / "database" / "history.db").exists()
+
+
+def test_a_process_that_only_calls_setup_history_logging_exits_cleanly_with_its_records_stored(
+        tmp_path):
+    code = textwrap.dedent("""
+        import logging
+        logging.basicConfig(level=logging.WARNING)
+        from linkband_history.sdk import setup_history_logging
+        setup_history_logging()
+        logging.getLogger("app.api").info("[API] GET /device/status")
+        logging.getLogger("app.core").warning("[DEVICE_MGR:CONNECT] 재연결 시도 중")
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    # the console handler's two lines, nothing else: no warning, no traceback at exit
+    assert proc.stderr.splitlines() == ["INFO:app.api:[API] GET /device/status",
+                                        "WARNING:app.core:[DEVICE_MGR:CONNECT] 재연결 시도 중"]
+    db = tmp_path / "database" / "history.db"
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
+        rows = conn.execute("SELECT logger_name, message FROM system_logs ORDER BY id").fetchall()
+    assert rows == [("app.api", "[API] GET /device/status"),
+                    ("app.core", "[DEVICE_MGR:CONNECT] 재연결 시도 중")]

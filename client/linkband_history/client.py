@@ -353,6 +353,10 @@ class HistoryClient:
         return out
 
     # -- lifetime ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:
             if self._closed:

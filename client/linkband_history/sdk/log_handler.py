@@ -51,10 +51,13 @@ class HistoryLogHandler(loghandler.HistoryLogHandler):
             super().emit(record)
 
     def close(self) -> None:
+        """Commit what was logged, as the SDK's does; a manager closed first
+        (at exit the managers close before ``logging.shutdown`` runs) has done so."""
         if not self._closed:
             self._closed = True
             try:
-                self.db_manager.force_flush()
+                if not self.client.closed:
+                    self.db_manager.force_flush()
             finally:
                 super().close()
 
