@@ -32,10 +32,12 @@ __all__ = ["HistoryClient"]
 
 log = logging.getLogger("linkband_history")
 
-# How long the sender sleeps between two batches when more is queued. A thread
-# waiting for the GIL gets it only when the holder blocks (or after the
-# interpreter's switch interval, 5 ms), so a sender encoding batch after batch
-# would make every caller of store_* wait for all of them.
+# A thread waiting for the GIL gets it only when the holder blocks (or after
+# the interpreter's switch interval, 5 ms), so a sender encoding batch after
+# batch would make every caller of store_* wait for all of them: after
+# YIELD_AFTER seconds of work, while more is queued, the sender sleeps
+# YIELD_SECONDS between two batches.
+YIELD_AFTER = 0.0003
 YIELD_SECONDS = 0.0001
 
 
@@ -171,6 +173,7 @@ class HistoryClient:
                         short = len(self._queue) < self.batch_size and not self._marker_wanted
                     if short:
                         time.sleep(self.batch_interval)
+                run_start = time.monotonic()  # holding the GIL since (it was let go above)
                 while True:
                     if not pending:
                         pending.extend(self._next_messages())
@@ -181,11 +184,13 @@ class HistoryClient:
                     except zmq.Again:
                         break                 # daemon away: keep them, retry later
                     pending.popleft()
-                    if not pending and not closing and 0 < len(self._queue) < self.max_queue // 2:
-                        # Another batch is waiting: let a thread that wants the GIL
-                        # (a caller of store_*) have it before encoding that one,
+                    if (not pending and not closing and 0 < len(self._queue) < self.max_queue // 2
+                            and time.monotonic() - run_start > YIELD_AFTER):
+                        # More is queued: let a thread that wants the GIL (a caller
+                        # of store_*) have it before encoding the next batch,
                         # unless the queue is filling up.
                         time.sleep(YIELD_SECONDS)
+                        run_start = time.monotonic()
                 if closing:
                     while pending:
                         try:
