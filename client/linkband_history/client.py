@@ -32,11 +32,8 @@ __all__ = ["HistoryClient"]
 
 log = logging.getLogger("linkband_history")
 
-# A thread waiting for the GIL gets it only when the holder blocks (or after
-# the interpreter's switch interval, 5 ms), so a sender encoding batch after
-# batch would make every caller of store_* wait for all of them: after
-# YIELD_AFTER seconds of work, while more is queued, the sender sleeps
-# YIELD_SECONDS between two batches.
+# A thread waiting for the GIL gets it when the holder blocks (or after 5 ms): after
+# YIELD_AFTER s of encoding with more queued, the sender sleeps YIELD_SECONDS.
 YIELD_AFTER = 0.0003
 YIELD_SECONDS = 0.0001
 
@@ -109,12 +106,9 @@ class HistoryClient:
         self._store("alert", records)
 
     def store_row(self, kind: str, row: list | tuple) -> None:
-        """Queue one row (a list or tuple) already in ``FIELDS[kind]`` order, as
-        ``protocol.row_from_record`` makes it (timestamp a float, JSON field as
-        text); it is not checked here. The logging handlers' path: one append
-        under a lock the sender holds only to pop, no conversion, and a wake-up
-        only when the queue was empty or reaches a batch (the sender then
-        gathers for ``batch_interval``), never one per record."""
+        """Queue one row in ``FIELDS[kind]`` order as ``protocol.row_from_record``
+        makes it, unchecked: the logging handlers' path. One append, no conversion;
+        the sender is woken when the queue was empty or reaches a batch, not per record."""
         with self._lock:
             if self._closed:
                 raise RuntimeError("HistoryClient is closed")
@@ -186,9 +180,7 @@ class HistoryClient:
                     pending.popleft()
                     if (not pending and not closing and 0 < len(self._queue) < self.max_queue // 2
                             and time.monotonic() - run_start > YIELD_AFTER):
-                        # More is queued: let a thread that wants the GIL (a caller
-                        # of store_*) have it before encoding the next batch,
-                        # unless the queue is filling up.
+                        # let a caller of store_* that wants the GIL have it (see YIELD_AFTER)
                         time.sleep(YIELD_SECONDS)
                         run_start = time.monotonic()
                 if closing:
