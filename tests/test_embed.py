@@ -238,3 +238,25 @@ def test_the_daemon_of_a_data_directory_stops_when_its_standard_input_ends(tmp_p
         assert "end of standard input" in d.log()
     finally:
         d.close()
+
+
+def test_after_the_starting_process_leaves_a_reuser_starts_the_daemon_again_and_loses_nothing(tmp_path):
+    starter = holder(tmp_path / "data", 10)
+    try:
+        assert json.loads(starter.stdout.readline())["started"]
+        reuser = embed.ensure_daemon(tmp_path / "data")
+        assert not reuser.started
+        client = reuser.client()
+        starter.communicate("\n", timeout=120)      # the daemon goes with the process that started it
+        wait_for(lambda: not embed.daemon_status(tmp_path / "data")["running"], timeout=60)
+        client.store_logs(logs(7, "while away"))    # queued in the client meanwhile
+        again = embed.ensure_daemon(tmp_path / "data", **QUIET)
+        assert again.started
+        assert client.flush(timeout=30)
+        client.close()
+        assert count_logs(again) == 17
+        reuser.stop()
+        again.stop()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
