@@ -78,7 +78,7 @@ def test_ensure_daemon_starts_one_serving_the_named_file_and_stop_ends_it(tmp_pa
     assert os.path.exists(d.database_path)
     assert not os.path.exists(tmp_path / "database" / "history.db")
     d.stop()
-    assert gone(procs)
+    wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
     assert embed.daemon_status(tmp_path / "database")["running"] is False
 
 
@@ -95,7 +95,7 @@ def test_two_callers_in_one_process_share_one_daemon_until_the_last_stops(tmp_pa
         assert c.flush(timeout=30)
     assert count_logs(b) == 5
     b.stop()
-    assert gone(procs)
+    wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
 
 
 def test_a_daemon_already_running_is_reused_and_left_running(tmp_path, daemon_factory):
@@ -183,7 +183,7 @@ def test_two_processes_calling_ensure_daemon_at_once_end_with_one_daemon(tmp_pat
         status = embed.daemon_status(tmp_path / "data")
         assert status["running"] and status["tables"]["system_logs"] == 20
         starter.communicate("\n", timeout=120)       # the one that started it: it stops
-        assert gone(procs)
+        wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
     finally:
         for p in (a, b):
             if p.poll() is None:
@@ -234,7 +234,7 @@ def test_the_daemon_of_a_data_directory_stops_when_its_standard_input_ends(tmp_p
         procs = tree(d.proc.pid)
         d.proc.stdin.close()
         assert d.proc.wait(60) == 0
-        assert gone(procs)
+        wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
         assert "end of standard input" in d.log()
     finally:
         d.close()
