@@ -236,6 +236,12 @@ def test_the_daemon_of_a_data_directory_stops_when_its_standard_input_ends(tmp_p
         assert d.proc.wait(60) == 0
         wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
         assert "end of standard input" in d.log()
+        # stopped otherwise while the pipe is open, it exits cleanly all the same
+        d.proc = subprocess.Popen(d.argv(), stdin=subprocess.PIPE, stdout=open(d.log_path, "ab"),
+                                  stderr=subprocess.STDOUT)
+        d.wait_ready(60)
+        assert d.stop() == 0
+        assert "Fatal Python error" not in d.log()
     finally:
         d.close()
 
@@ -260,3 +266,43 @@ def test_after_the_starting_process_leaves_a_reuser_starts_the_daemon_again_and_
     finally:
         if starter.poll() is None:
             starter.kill()
+
+
+def test_a_start_that_loses_to_another_daemon_waits_for_it_and_reuses_it(tmp_path):
+    """Another daemon (a service, a manual start) holds the data directory's writer lock
+    while it opens a large database: ours is refused and must connect to that one."""
+    import fcntl
+    import threading
+    other = DaemonProcess(tmp_path / "o")
+    other.data_dir.mkdir(parents=True)
+    held = os.open(other.data_dir / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(d=embed.ensure_daemon(
+        other.data_dir, runtime_dir=other.run_dir, timeout=120, **QUIET)))
+    t.start()
+    log = other.data_dir / embed.LOG_NAME
+    wait_for(lambda: log.exists() and "another linkband-historyd writer" in log.read_text(),
+             timeout=60)
+    os.close(held)                                   # the other daemon comes up after all
+    try:
+        other.start()
+        t.join(120)
+        d = got["d"]
+        assert not d.started and d.endpoints["query"] == other.query
+        with d.client() as c:
+            c.store_logs(logs(4))
+            assert c.flush(timeout=30)
+        assert other.stats()["tables"]["system_logs"] == 4
+        d.stop()
+        assert other.proc.poll() is None
+    finally:
+        other.close()
+
+
+def test_a_daemon_that_cannot_start_is_reported_at_once_with_its_log(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "history.db").mkdir()       # the database path is a directory
+    with pytest.raises(embed.DaemonError, match="exited with code 1") as err:
+        embed.ensure_daemon(tmp_path / "data", timeout=120, **QUIET)
+    assert "history.db" in str(err.value)
