@@ -125,7 +125,7 @@ def test_daemon_options_reach_a_daemon_started_here(tmp_path):
                             **{"query.workers": 1, "scheduler.enabled": False})
     with d.client() as c:
         assert c.query("stats")["rows"][0]["query"]["workers"] == 1
-    children = [p for p in tree(d.pid)[1:] if "--multiprocessing-fork" in p.cmdline()]
+    children = [p for p in tree(d.pid)[1:] if "resource_tracker" not in " ".join(p.cmdline())]
     assert len(children) == 3                       # writer, query, one worker: no scheduler
     d.stop()
     with pytest.raises(embed.DaemonError, match="no_such"):

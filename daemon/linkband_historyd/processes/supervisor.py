@@ -33,6 +33,7 @@ import click
 
 from linkband_history.curve_keys import ensure_own_keys
 from linkband_historyd import config as config_mod
+from linkband_historyd.processes.proctitle import set_title
 from linkband_historyd.processes.query_server import QueryServer
 from linkband_historyd.processes.scheduler import Scheduler
 from linkband_historyd.processes.skeleton import ReadyFlag, run_child, setup_logging
@@ -343,6 +344,7 @@ def main(config_file, print_config, stop_with_parent=False, **cli):
                        "pip install 'linkband-history[http]'", err=True)
             sys.exit(2)
     setup_logging(cfg.daemon.log_level)
+    set_title("supervisor")          # here, not in Supervisor: an embedding program keeps its own
     # a reload (SIGHUP, or the reload command in the query process) reads the file and
     # command line again
     cfg = cfg.updated({"daemon.started_at": time.time(), "daemon.config_file": config_file,
