@@ -306,3 +306,24 @@ def test_a_daemon_that_cannot_start_is_reported_at_once_with_its_log(tmp_path):
     with pytest.raises(embed.DaemonError, match="exited with code 1") as err:
         embed.ensure_daemon(tmp_path / "data", timeout=120, **QUIET)
     assert "history.db" in str(err.value)
+
+
+def test_a_daemon_started_with_stop_at_exit_false_outlives_its_program(tmp_path):
+    code = ("import sys, json; from linkband_history.embed import ensure_daemon; "
+            "d = ensure_daemon(sys.argv[1], stop_at_exit=False, collector_enabled=False, "
+            "query_workers=1); print(json.dumps({'started': d.started, 'pid': d.pid}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], capture_output=True,
+                         text=True, timeout=120)
+    got = json.loads(out.stdout)
+    assert got["started"]
+    procs = tree(got["pid"])
+    try:
+        status = embed.daemon_status(tmp_path / "data")
+        assert status["running"] and status["pid"] == got["pid"]
+        d = embed.ensure_daemon(tmp_path / "data")
+        assert not d.started
+        d.stop()
+        assert embed.daemon_status(tmp_path / "data")["running"]
+    finally:
+        procs[0].terminate()
+        wait_for(lambda: gone(procs), timeout=60)

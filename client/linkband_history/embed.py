@@ -76,6 +76,7 @@ class _Shared:
     refs: int = 0
     log_path: str = ""
     log_start: int = 0                         # where the output of the daemon started last begins
+    stop_at_exit: bool = True
 
 
 _daemons: dict[tuple, _Shared] = {}
@@ -402,9 +403,7 @@ def _bring_up(s: _Shared, options: dict, timeout: float, stop_at_exit: bool) -> 
             raise DaemonError(f"linkband-historyd for {s.database_path} {why} (its log: "
                               f"{s.log_path}):\n{_log_since(s.log_path, s.log_start)}")
         if proc.poll() is None:
-            s.proc = proc
-            if stop_at_exit:
-                _register_atexit()
+            s.proc, s.stop_at_exit = proc, stop_at_exit
         # else: ours lost to a daemon started meanwhile, which answers: reuse it
     finally:
         lock.release()
@@ -435,8 +434,9 @@ def _register_atexit() -> None:
 
 
 def _stop_all() -> None:
+    """At exit: stop every daemon started here (but one started with stop_at_exit=False)."""
     with _registry_lock:
-        procs = [s.proc for s in _daemons.values() if s.proc is not None]
+        procs = [s.proc for s in _daemons.values() if s.proc is not None and s.stop_at_exit]
         for s in _daemons.values():
             s.proc = None
         _daemons.clear()
@@ -462,6 +462,9 @@ def ensure_daemon(data_dir=None, *, database_file=None, runtime_dir=None, timeou
     """
     d, db, run, endpoints = _place(data_dir, database_file, runtime_dir)
     key = _key(d, run)
+    # at the first call, whatever it finds: so a caller's own exit hook, registered after
+    # this call, runs before this one stops the daemon (atexit is last in, first out)
+    _register_atexit()
     with _registry_lock:
         s = _daemons.get(key)
         if s is not None and not _same_file(s.database_path, db):
