@@ -481,6 +481,13 @@ class GatewaySettings:
                    curve=tuple(self_client_options(s).items()))
 
 
+def ws_protocol() -> str:
+    """uvicorn's WebSocket protocol on websockets' sans-I/O core where uvicorn has it
+    (0.35 on); the SDK pins uvicorn 0.34.2, whose "websockets" protocol serves the same."""
+    from uvicorn.config import WS_PROTOCOLS
+    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
+
+
 def main(argv=None, ready=None) -> int:
     """The command line (``linkband-history-http``)."""
     return serve(GatewaySettings.from_arguments(argv), ready)
@@ -527,7 +534,7 @@ def serve(gs: GatewaySettings, ready=None) -> int:
 
     server = Server(uvicorn.Config(app, host=gs.host, port=gs.port, access_log=False,
                                    log_level=gs.log_level.lower(), lifespan="on",
-                                   ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE))
+                                   ws=ws_protocol(), ws_max_size=WS_MAX_MESSAGE))
     # uvicorn re-raises a stop signal after its shutdown: with these handlers SIGTERM and
     # SIGINT end in exit code 0 (and one that comes before uvicorn listens is not lost)
     for sig in (signal.SIGTERM, signal.SIGINT):
