@@ -459,7 +459,7 @@ def _arguments(argv):
     add("--timeout", type=float, default=15.0, help="seconds to wait for a reply of the daemon")
     add("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
     add("--log-level", default=_DEFAULT["daemon.log_level"], choices=LOG_LEVELS)
-    add("--metrics-path", default=Exposition().path,
+    add("--metrics-path", default=Exposition().path, type=BY_KEY["http.metrics_path"].parse,
         help="path of the Prometheus exposition ('' for none)")
     return ap.parse_args(argv)
 
