@@ -116,6 +116,15 @@ def _clock(v):
     return f"{h:02d}:{m:02d}"
 
 
+def _file_name(v):
+    """A plain file name: the data directory holds the daemon's lock and archives too,
+    so the database lives in it, never elsewhere."""
+    s = values.string(v).strip()
+    if not s or s in (".", "..") or os.path.basename(s) != s or (os.altsep and os.altsep in s):
+        raise ValueError("must be a file name in daemon.data_dir, not a path")
+    return s
+
+
 def _endpoint(v):
     s = values.string(v)
     if not s:
@@ -170,6 +179,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("daemon.log_level", "INFO", values.choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
            "--log-level", "level of the daemon's own log (stderr); on reload the supervisor "
            "and the writer apply it live, the other children restart", applies=CHILD),
+    Option("daemon.database_file", "history.db", _file_name, "LINKBAND_HISTORY_DATABASE_FILE",
+           "--database-file", "name of the database file in the data directory", applies=RESTART),
     Option("ingest.endpoint", "", _endpoint, "LINKBAND_HISTORY_INGEST", "--ingest",
            "PULL socket for records; empty: ipc://<runtime_dir>/ingest.sock", applies=RESTART),
     Option("ingest.batch_size", 5000, values.integer(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",
@@ -427,7 +438,7 @@ def finish(cfg: dict) -> dict:
             raise ConfigError(f"{key}: must differ from {seen[cfg[key]]}")
         seen[cfg[key]] = key
     _check_ipc_paths(cfg)
-    cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], "history.db")
+    cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], cfg["daemon.database_file"])
     if not cfg["archive.dir"]:
         cfg["archive.dir"] = os.path.join(cfg["daemon.data_dir"], "archives")
     return cfg
