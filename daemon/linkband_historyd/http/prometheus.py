@@ -19,8 +19,8 @@ Cardinality is bounded: at most ``max_series_per_metric`` series per metric name
 and ``max_series`` in all (the daemon leaves out the rest, in name and tags
 order, so the same series are kept from one scrape to the next). A series left
 out for those bounds, for a name that would start with the daemon's own
-``linkband_history_``, or because another series has the same name and labels after sanitizing (the
-newest of those is kept), is counted in
+``linkband_history_``, or because another series has the same name and labels
+after sanitizing (the newest of those is kept), is counted in
 ``linkband_history_exposition_series_dropped_total{reason}`` (since the gateway
 started).
 
@@ -262,12 +262,13 @@ class PrometheusEndpoint:
         counters, latest = await asyncio.gather(self.gw.ask("counters", {}),
                                                 self.gw.ask("metrics.latest", latest_params),
                                                 return_exceptions=True)
+        for reply in (counters, latest):
+            if isinstance(reply, BaseException) and not isinstance(reply, HTTPError):
+                raise reply                        # a bug, not the daemon's answer
         if isinstance(counters, HTTPError) or not counters.get("ok"):
-            err = counters if isinstance(counters, HTTPError) else None
-            message = err.message if err else str((counters.get("error") or {}).get("message"))
+            message = counters.message if isinstance(counters, HTTPError) else \
+                str((counters.get("error") or {}).get("message"))
             return error_response(503, "unavailable", f"the daemon's counters: {message}")
-        if isinstance(latest, BaseException) and not isinstance(latest, HTTPError):
-            raise latest
         t = Text()
         daemon_health(t, counters["rows"][0])
         ok = isinstance(latest, dict) and latest.get("ok")
