@@ -94,7 +94,7 @@ def test_the_readme_command_table_names_every_command_and_nothing_else():
 
 def test_jobs_are_the_methods_they_name_and_say_whether_they_are_exclusive():
     assert {n for n, exclusive in JOBS.items() if exclusive} == {
-        "retention", "optimize", "archive", "restore", "budget", "vacuum"}
+        "retention", "optimize", "archive", "restore", "budget", "vacuum", "dataset"}
     assert set(JOBS) >= {"summarize", "trend_watch"}
     assert all(callable(getattr(Jobs, n)) for n in JOBS)
 

@@ -342,6 +342,11 @@ def main(config_file, print_config, stop_with_parent=False, **cli):
             click.echo("linkband-historyd: http.enabled needs the HTTP gateway's packages: "
                        "pip install 'linkband-history[http]'", err=True)
             sys.exit(2)
+    if cfg.dataset.dir:
+        from linkband_historyd.dataset import missing_dependency
+        if (why := missing_dependency()) is not None:
+            click.echo(f"linkband-historyd: dataset.dir is set, but {why}", err=True)
+            sys.exit(2)
     setup_logging(cfg.daemon.log_level)
     set_title("supervisor")          # here, not in Supervisor: an embedding program keeps its own
     # a reload (SIGHUP, or the reload command in the query process) reads the file and
