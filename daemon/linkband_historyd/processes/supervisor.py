@@ -96,11 +96,12 @@ class Supervisor:
     def watch_stdin(self) -> None:
         """Stop once standard input ends: the embedding program is gone."""
         def watch():
-            stream = sys.stdin.buffer if sys.stdin is not None else None
+            # os.read on the descriptor, not sys.stdin: a thread blocked inside a buffered
+            # reader's lock aborts the interpreter's shutdown (_enter_buffered_busy)
             try:
-                while stream is not None and stream.read(4096):
+                while os.read(0, 4096):
                     pass
-            except (OSError, ValueError):
+            except OSError:
                 pass
             log.info("the program that started the daemon is gone (end of standard input); stopping")
             self.stop_requested = True
