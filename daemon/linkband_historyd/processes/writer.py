@@ -45,6 +45,7 @@ from linkband_historyd.storage.datalock import DataDirLock
 from linkband_historyd.storage.fts_merger import FtsMerger
 from linkband_historyd.storage.ingest_batch import Batch, ClientState, Limits, json_problem
 from linkband_historyd.storage.ingest_latency import LatencyHistogram
+from linkband_historyd.storage.pacing import HeldTimes
 
 PROGRESS_STEPS = 100_000   # SQLite VM steps between two heartbeats inside one long statement
 FULL_QUIET_S = 2.0         # a full-storage episode ends after this long without a failure
@@ -111,6 +112,7 @@ class Writer(Child):
         self._checkpointer.start()
         self.commits = 0
         self.latency = LatencyHistogram()
+        self.held = HeldTimes()
         self.started_at = time.time()
         self._state_saved = 0.0
         self._last_commit = 0.0
@@ -130,13 +132,19 @@ class Writer(Child):
                 self.commit(self.receive())
         if self.control in ready:
             self.control_once()                   # one bounded operation between batches
-        self.merger.step()                        # paced: a few ms at most, now and then
-        self.finish_checkpoint()
+        with self.held.timing("fts_merge") as t:
+            t.ran = self.merger.step()            # paced: a few ms at most, now and then
+        with self.held.timing("checkpoint") as t:
+            t.ran = self.finish_checkpoint()
         if not ready:
             self.events.flush()
             if self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
                 with self.conn:                  # idle: publish the last commits' latencies
                     self._save_state()
+
+    def ingest_waiting(self) -> bool:
+        """Whether an ingest message waits: paced work stops between two steps for it."""
+        return bool(self.sock.poll(0, zmq.POLLIN))
 
     def control_once(self) -> None:
         """Run one write operation asked for by another process of the daemon."""
@@ -145,7 +153,11 @@ class Writer(Child):
         except zmq.Again:
             return
         envelope, body = frames[:-1], frames[-1]
-        reply = rpc.answer(body, lambda name, params: ok([write_ops.run(self, name, params)]))
+
+        def run(name, params):
+            with self.held.timing(f"op.{name}"):
+                return ok([write_ops.run(self, name, params)])
+        reply = rpc.answer(body, run)
         self.control.send_multipart(envelope + [reply])
 
     def receive(self) -> Batch:
@@ -242,7 +254,7 @@ class Writer(Child):
         doc = {"since": self.started_at, "commits": self.commits, **self.latency.to_dict()}
         writer = {"pid": os.getpid(), "started_at": self.started_at, "commits": self.commits,
                   "received_records": self.received, "committed_records": self.committed,
-                  "not_stored_while_full": self.full_records}
+                  "not_stored_while_full": self.full_records, "held": self.held.to_dict()}
         self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
                                                         ("writer", json.dumps(writer))])
 
@@ -330,14 +342,17 @@ class Writer(Child):
         finally:
             conn.close()
 
-    def finish_checkpoint(self) -> None:
-        """Between two batches: copy what was committed since the checkpointer's pass."""
-        if self._catch_up.is_set():
-            self._catch_up.clear()
-            try:
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except apsw.Error as exc:
-                self.log.warning("checkpoint failed: %s", exc)
+    def finish_checkpoint(self) -> bool:
+        """Between two batches: copy what was committed since the checkpointer's pass
+        (whether it ran)."""
+        if not self._catch_up.is_set():
+            return False
+        self._catch_up.clear()
+        try:
+            self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except apsw.Error as exc:
+            self.log.warning("checkpoint failed: %s", exc)
+        return True
 
     def shutdown(self) -> None:
         # Drain: everything ZeroMQ has already received is committed before exit.
