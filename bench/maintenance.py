@@ -485,7 +485,9 @@ def maintenance_case(big: str, case: str, baseline_s: float, mp, lines: list) ->
     keep = {f"LINKBAND_HISTORY_{k}_DAYS": "0" for k in ("METRIC", "LOG", "PERFORMANCE", "ALERT")}
     with busy_core(mp, busy):
         with daemon(big, keep) as d:
+            held0 = writer_held(d.db_path)
             base_lat, _ = paced_phase(f"{case} baseline", d, mp, baseline_s)
+            base_held = held_between(held0, writer_held(d.db_path))
         with daemon(big, {}) as d:
             lat, jobs = paced_phase(f"{case} maintenance", d, mp, 3600.0, maintenance_jobs)
     print(f"\n[{case}] maintenance jobs, one after the other, while 5,000 records/s were "
@@ -505,7 +507,8 @@ def maintenance_case(big: str, case: str, baseline_s: float, mp, lines: list) ->
                 [(r["job"], kind, f"{h['steps']:,}", f"{h['seconds']:.2f}",
                   "-" if h["max_ms"] is None else f"{h['max_ms']:.1f}",
                   f"{h.get('over_5ms', 0):,}", f"{h.get('over_10ms', 0):,}")
-                 for r in jobs for kind, h in sorted(r["held"].items())])
+                 for r in [{"job": "baseline", "held": base_held}] + jobs
+                 for kind, h in sorted(r["held"].items())])
     if busy:
         for r in jobs:
             p99 = r["latency"]["p99"]
