@@ -3,9 +3,11 @@ optimize run on a big database, archive compression, summary-tier queries -- eac
 figure beside a baseline measured in the same run.
 
 Run: ``.venv/bin/python bench/maintenance.py [--quick] [--rows N] [--baseline-seconds S]
-[--runs N] [--only maintenance|tiers] [--cases quiet,busy]``: about 7 minutes on a
-2-core machine (build times are printed); ``--quick`` (1M rows, a lighter tier
-database) about 2.5, but the targets are for the full size. Tables to stdout, progress (``..``, with the CPU seconds of the client, the
+[--runs N] [--only maintenance|tiers] [--cases quiet,busy]``: about 4.5 minutes on a
+2-core machine before the busy case was added, which adds its own baseline and jobs
+(build times are printed; ``--quick --only maintenance --cases busy``: about 1.5
+minutes); ``--quick`` (1M rows, a lighter tier database), but the targets are for
+the full size. ``TMPDIR`` places the databases (a tmpfs leaves the disk out). Tables to stdout, progress (``..``, with the CPU seconds of the client, the
 writer, the rest of the daemon and *other* processes: the machine is shared) to stderr;
 exit code 1 on any WARNING. Databases are built with APSW through
 ``schema.open_writer`` before their daemon starts (as ``bench/query.py``); daemons run
