@@ -13,6 +13,8 @@ from __future__ import annotations
 import glob
 import ipaddress
 import os
+import re
+import socket
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from linkband_historyd.settings import Settings, make_sections
 from linkband_historyd.trends.anomaly_detector import SCORE_THRESHOLD
 
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -48,7 +51,7 @@ APPLIES = (LIVE, CHILD, RESTART)
 # which child a CHILD option belongs to, by section, or by key where it is several
 CHILD_OF_SECTION = {"query": "query", "scheduler": "scheduler", "collector": "scheduler",
                     "trends": "scheduler", "retention": "scheduler", "archive": "scheduler",
-                    "http": "http", "security": "http"}
+                    "http": "http", "security": "http", "dataset": "scheduler"}
 CHILDREN_OF_KEY = {"daemon.log_level": ("query", "scheduler", "http"),
                    # the supervisor applies these live; the query process passes them to its
                    # pool of workers when it starts
@@ -116,6 +119,15 @@ def _clock(v):
     return f"{h:02d}:{m:02d}"
 
 
+def _file_name(v):
+    """A plain file name: the data directory holds the daemon's lock and archives too,
+    so the database lives in it, never elsewhere."""
+    s = values.string(v).strip()
+    if not s or s in (".", "..") or os.path.basename(s) != s or (os.altsep and os.altsep in s):
+        raise ValueError("must be a file name in daemon.data_dir, not a path")
+    return s
+
+
 def _endpoint(v):
     s = values.string(v)
     if not s:
@@ -141,6 +153,14 @@ def _endpoint(v):
     raise ValueError(f"must be an ipc:// or tcp:// endpoint, got {s!r}")
 
 
+def _host_name(v):
+    """A dataset host name: a path segment every engine reads back as it is."""
+    s = values.string(v)
+    if s and not HOST_NAME.fullmatch(s):
+        raise ValueError("must be letters, digits, '.', '_' or '-' (at most 64)")
+    return s
+
+
 def is_loopback(endpoint: str) -> bool:
     parts = urlsplit(endpoint)
     if parts.scheme == "ipc":
@@ -163,6 +183,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("daemon.log_level", "INFO", values.choice(LOG_LEVELS), "LINKBAND_HISTORY_LOG_LEVEL",
            "--log-level", "level of the daemon's own log (stderr); on reload the supervisor "
            "and the writer apply it live, the other children restart", applies=CHILD),
+    Option("daemon.database_file", "history.db", _file_name, "LINKBAND_HISTORY_DATABASE_FILE",
+           "--database-file", "name of the database file in the data directory", applies=RESTART),
     Option("ingest.endpoint", "", _endpoint, "LINKBAND_HISTORY_INGEST", "--ingest",
            "PULL socket for records; empty: ipc://<runtime_dir>/ingest.sock", applies=RESTART),
     Option("ingest.batch_size", 5000, values.integer(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",
@@ -318,6 +340,15 @@ OPTIONS: tuple[Option, ...] = (
            "a writer without a heartbeat this long is hung: killed (SIGKILL) and restarted; 0: never", applies=LIVE),
     Option("supervisor.child_hang_s", 120.0, values.number(0, 86400), "LINKBAND_HISTORY_CHILD_HANG_S", None,
            "the same for the query process and the scheduler; 0: never", applies=CHILD),
+    Option("dataset.dir", "", values.string, "LINKBAND_HISTORY_DATASET_DIR", None,
+           "root of the Parquet dataset the scheduler writes every kind into (shared by many "
+           "machines); empty: no dataset. Needs the [dataset] extra", applies=CHILD),
+    Option("dataset.host", "", _host_name, "LINKBAND_HISTORY_DATASET_HOST", None,
+           "this machine's name in the dataset (host=<name>); empty: the host name", applies=CHILD),
+    Option("dataset.interval_s", 3600.0, values.number(10, 7 * 86400), "LINKBAND_HISTORY_DATASET_INTERVAL_S",
+           None, "how often new rows go into the dataset", applies=CHILD),
+    Option("dataset.rows_per_part", 1_000_000, values.integer(1000, 100_000_000),
+           "LINKBAND_HISTORY_DATASET_ROWS_PER_PART", None, "most rows in one part file", applies=CHILD),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 # the typed sections (settings.py), bound here so a spawned child can unpickle them
@@ -409,9 +440,15 @@ def finish(cfg: dict) -> dict:
             raise ConfigError(f"{key}: must differ from {seen[cfg[key]]}")
         seen[cfg[key]] = key
     _check_ipc_paths(cfg)
-    cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], "history.db")
+    cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], cfg["daemon.database_file"])
     if not cfg["archive.dir"]:
         cfg["archive.dir"] = os.path.join(cfg["daemon.data_dir"], "archives")
+    if cfg["dataset.dir"]:
+        cfg["dataset.dir"] = os.path.abspath(cfg["dataset.dir"])
+    if not cfg["dataset.host"]:
+        # a host name with other characters (spaces, unicode) keeps its safe ones
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-._")[:64]
+        cfg["dataset.host"] = name or "host"
     return cfg
 
 

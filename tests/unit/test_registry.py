@@ -22,7 +22,8 @@ GATEWAY_PATHS = {"/openapi.json", "/ui", "/ui/", "/ws"} | {f"/{r}/export" for r 
 def test_every_command_declares_a_route_or_says_it_has_none():
     for c in COMMANDS.values():
         assert c.route is None or (c.route[0] in METHODS and c.route[1].startswith("/")), c.name
-    assert {c.name for c in COMMANDS.values() if c.route is None} == {"client.ack", "reload", "stop"}
+    assert {c.name for c in COMMANDS.values() if c.route is None} == {"client.ack", "reload", "stop",
+                                                                         "sdk.stats", "sdk.store"}
 
 
 def test_a_command_without_a_route_declaration_is_refused():
@@ -93,7 +94,7 @@ def test_the_readme_command_table_names_every_command_and_nothing_else():
 
 def test_jobs_are_the_methods_they_name_and_say_whether_they_are_exclusive():
     assert {n for n, exclusive in JOBS.items() if exclusive} == {
-        "retention", "optimize", "archive", "restore", "budget", "vacuum"}
+        "retention", "optimize", "archive", "restore", "budget", "vacuum", "dataset"}
     assert set(JOBS) >= {"summarize", "trend_watch"}
     assert all(callable(getattr(Jobs, n)) for n in JOBS)
 

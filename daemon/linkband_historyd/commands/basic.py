@@ -89,6 +89,7 @@ def cmd_stats(ctx, p):
         "writer": json.loads(state.get("writer", "{}")),
         "uptime_s": time.time() - ctx.started_at,
         "pid": ctx.query_pid,                     # the query process (its workers' parent)
+        "supervisor_pid": ctx.supervisor_pid,     # the daemon (linkband_history.embed stops it)
         "query_worker_pid": os.getpid(),
         "security": {"curve": bool(ctx.cfg.security.curve_server_key),
                      "admin_endpoint": bool(ctx.cfg.security.admin_endpoint),

@@ -62,7 +62,8 @@ from linkband_history.protocol import FIELDS, LOG_LEVELS
 from linkband_historyd.commands import routes as command_routes
 from linkband_historyd.config import BY_KEY
 from linkband_historyd.http import token_auth
-from linkband_historyd.http.guard import MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host
+from linkband_historyd.http.guard import (MAX_BODY_BYTES, GuardMiddleware, deny, is_loopback_host,
+                                         request_check)
 from linkband_historyd.http.openapi import openapi_document
 from linkband_historyd.http.params import HTTPError, Params, parse_json
 from linkband_historyd.http.responses import JSON, dumps, error_response, reply_response
@@ -361,22 +362,6 @@ def _jsonl_chunk(rows, columns, header: bool) -> bytes:
     return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("utf-8")
 
 
-def _checker(token, auth, allow_unauthenticated: bool):
-    if token is not None and auth is not None:
-        raise ValueError("create_app: give token= or auth=, not both")
-    if token is not None:
-        return token_auth.TokenAuth(token)
-    if auth is not None:
-        if not callable(auth):
-            raise ValueError("create_app: auth= must be a callable (HTTPConnection) -> bool")
-        return auth
-    if allow_unauthenticated:
-        return None
-    raise ValueError("create_app: give token= (Bearer header or cookie), auth= (a callable "
-                     "deciding each request) or, when the host app authenticates every "
-                     "request itself, allow_unauthenticated=True")
-
-
 def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: str = "/history",
                *, token: str | None = None, auth=None, allow_unauthenticated: bool = False,
                allowed_hosts=LOOPBACK_HOSTS, allowed_origins=(), timeout: float = 15.0,
@@ -388,7 +373,7 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
     builds it (the host app answers for every request). ``allowed_hosts=None`` accepts
     any Host header (remote use); ``allowed_origins`` are browser origins beyond the
     gateway's own that may change state and open WebSockets."""
-    checker = _checker(token, auth, allow_unauthenticated)
+    checker = request_check(token, auth, allow_unauthenticated, "create_app")
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets, curve)
     routes = [Route(prefix + path, gw.endpoint(cmd), methods=[method])
@@ -496,6 +481,13 @@ class GatewaySettings:
                    curve=tuple(self_client_options(s).items()))
 
 
+def ws_protocol() -> str:
+    """uvicorn's WebSocket protocol on websockets' sans-I/O core where uvicorn has it
+    (0.35 on); the SDK pins uvicorn 0.34.2, whose "websockets" protocol serves the same."""
+    from uvicorn.config import WS_PROTOCOLS
+    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
+
+
 def main(argv=None, ready=None) -> int:
     """The command line (``linkband-history-http``)."""
     return serve(GatewaySettings.from_arguments(argv), ready)
@@ -542,7 +534,7 @@ def serve(gs: GatewaySettings, ready=None) -> int:
 
     server = Server(uvicorn.Config(app, host=gs.host, port=gs.port, access_log=False,
                                    log_level=gs.log_level.lower(), lifespan="on",
-                                   ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE))
+                                   ws=ws_protocol(), ws_max_size=WS_MAX_MESSAGE))
     # uvicorn re-raises a stop signal after its shutdown: with these handlers SIGTERM and
     # SIGINT end in exit code 0 (and one that comes before uvicorn listens is not lost)
     for sig in (signal.SIGTERM, signal.SIGINT):

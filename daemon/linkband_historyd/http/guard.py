@@ -62,6 +62,25 @@ def own_origin(scope, host: str) -> str:
     return normal_origin(f"{scheme}://{host}")
 
 
+def request_check(token, auth, allow_unauthenticated: bool, owner: str):
+    """The ``auth`` of :class:`GuardMiddleware` from an app factory's arguments
+    (``owner``: the factory's name, for the error): a ``TokenAuth`` for ``token``,
+    the host's callable ``auth``, or None only with ``allow_unauthenticated``."""
+    if token is not None and auth is not None:
+        raise ValueError(f"{owner}: give token= or auth=, not both")
+    if token is not None:
+        return TokenAuth(token)
+    if auth is not None:
+        if not callable(auth):
+            raise ValueError(f"{owner}: auth= must be a callable (HTTPConnection) -> bool")
+        return auth
+    if allow_unauthenticated:
+        return None
+    raise ValueError(f"{owner}: give token= (Bearer header or cookie), auth= (a callable "
+                     "deciding each request) or, when the host app authenticates every "
+                     "request itself, allow_unauthenticated=True")
+
+
 async def deny(scope, receive, send, status: int, code: str, message: str,
                headers: dict | None = None, ws_close: int = 1008) -> None:
     """The JSON error; for a WebSocket without the ASGI denial-response extension,

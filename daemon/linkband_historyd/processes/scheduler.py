@@ -1,4 +1,4 @@
-"""The scheduler process: summaries, retention, archives, budget and optimize.
+"""The scheduler process: summaries, retention, archives, budget, optimize, dataset.
 
 An APScheduler 3 ``BlockingScheduler`` in its own process, in-memory job store,
 ``coalesce=True, max_instances=1``. It reads the database freely (WAL, its own
@@ -7,7 +7,7 @@ read-only connections) and hands every write to the writer, in bounded chunks
 
 It also answers the query process on an internal REP socket
 (``daemon.scheduler_endpoint``, over ``linkband_history.rpc``): ``run`` starts a
-job now (cleanup with a policy, archive, restore, optimize, summarize) and
+job now (cleanup with a policy, archive, restore, optimize, summarize, dataset) and
 returns its id; ``jobs`` reports the state and progress of recent runs. A short
 internal job serves that socket and watches the stop flag, so signals still
 only set a flag.
@@ -120,6 +120,21 @@ class Jobs:
         params = params or {}
         return arch.restore(params["kind"], params["month"], now, progress=progress)
 
+    @job("dataset", exclusive=True)     # never beside a restore, whose rows it leaves out
+    def dataset(self, conn, writer, now, params=None, progress=None):
+        params = params or {}
+        root = params.get("dir") or self.cfg.dataset.dir
+        if not root:
+            raise RuntimeError("no dataset directory: set dataset.dir, or give dir")
+        try:        # pyarrow only where a dataset is written
+            from linkband_historyd.dataset import exporter
+        except ImportError:
+            from linkband_historyd.dataset import missing_dependency
+            raise RuntimeError(missing_dependency()) from None
+        kinds = [params["kind"]] if params.get("kind") else None
+        return exporter.export(conn, writer, root, self.cfg.dataset.host,
+                               self.cfg.dataset.rows_per_part, params.get("since"), kinds, progress)
+
 
 class Scheduler(Child):
     name = "scheduler"
@@ -152,6 +167,9 @@ class Scheduler(Child):
         if cfg.trends.watch:
             s.add_job(self.run_job, "interval", seconds=cfg.trends.bucket_s, args=["trend_watch"],
                       id="trend_watch", next_run_time=_soon(5))
+        if cfg.dataset.dir:
+            s.add_job(self.run_job, "interval", seconds=cfg.dataset.interval_s, args=["dataset"],
+                      id="dataset", next_run_time=_soon(60))
         hour, minute = (int(x) for x in cfg.scheduler.optimize_at.split(":"))
         from tzlocal import get_localzone  # apscheduler's own dependency
         s.add_job(self.run_job, "cron", hour=hour, minute=minute, timezone=get_localzone(),

@@ -17,10 +17,12 @@ the supervisor reading it.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 import signal
 import time
 
+from linkband_historyd.processes.proctitle import role_of_this_child, set_title
 from linkband_historyd.security import curve_auth
 from linkband_historyd.settings import Settings
 
@@ -84,7 +86,12 @@ class Child:
             hb.value = time.monotonic()
 
     def parent_gone(self) -> bool:
-        return os.getppid() != self._parent
+        if os.getppid() != self._parent:
+            return True
+        # Windows never reparents an orphan (getppid goes on naming the dead parent):
+        # multiprocessing's sentinel of the parent process tells on every platform
+        parent = multiprocessing.parent_process()
+        return parent is not None and not parent.is_alive()
 
     def _on_term(self, signum, frame) -> None:
         self.stop_requested = True
@@ -120,6 +127,7 @@ def run_child(cls, cfg: Settings, ready=None, heartbeat=None, parent: int | None
     ``parent``: the supervisor's pid, given by the supervisor itself: a child whose
     supervisor was killed while starting it would otherwise take init for its parent
     and never notice (bench/faults.py --kills 200 found such an orphan)."""
+    set_title(role_of_this_child())
     child = cls(cfg, ready)
     if parent is not None:
         child._parent = parent

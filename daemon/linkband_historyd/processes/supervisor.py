@@ -5,11 +5,18 @@ starts the writer and waits until it has the database open and its socket
 bound, then starts the query process; it restarts a child that dies
 unexpectedly, with back-off, kills and restarts one whose heartbeat stopped
 (hung: ``supervisor.writer_hang_s``, ``supervisor.child_hang_s``), and on
-SIGTERM or SIGINT stops them in order:
+SIGTERM or SIGINT (or, with ``--stop-with-parent``, the end of its standard input)
+stops them in order:
 first the query process, then the writer, which drains everything already
 received and commits. Signal handlers only set a flag; the one shutdown path
 runs in the main loop. No double fork, no pid file: run it in the foreground
 under systemd, launchd or the SDK's process manager.
+
+``--stop-with-parent`` is for a daemon started by the program embedding it
+(``linkband_history.embed``): that program holds the write end of the daemon's
+standard input, so when it exits or dies, even by SIGKILL, the pipe reaches its
+end and the daemon stops in order. A pipe, rather than a parent pid or Linux's
+PR_SET_PDEATHSIG, because it works the same on Windows and macOS.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +33,7 @@ import click
 
 from linkband_history.curve_keys import ensure_own_keys
 from linkband_historyd import config as config_mod
+from linkband_historyd.processes.proctitle import set_title
 from linkband_historyd.processes.query_server import QueryServer
 from linkband_historyd.processes.scheduler import Scheduler
 from linkband_historyd.processes.skeleton import ReadyFlag, run_child, setup_logging
@@ -83,6 +92,20 @@ class Supervisor:
 
     def _on_hup(self, signum, frame) -> None:
         self.reload_requested = True
+
+    def watch_stdin(self) -> None:
+        """Stop once standard input ends: the embedding program is gone."""
+        def watch():
+            # os.read on the descriptor, not sys.stdin: a thread blocked inside a buffered
+            # reader's lock aborts the interpreter's shutdown (_enter_buffered_busy)
+            try:
+                while os.read(0, 4096):
+                    pass
+            except OSError:
+                pass
+            log.info("the program that started the daemon is gone (end of standard input); stopping")
+            self.stop_requested = True
+        threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
     def install_signals(self) -> None:
         signal.signal(signal.SIGTERM, self._on_signal)
@@ -298,8 +321,10 @@ def _cli_options(fn):
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="TOML configuration file (see config/linkband-history.toml)")
 @click.option("--print-config", is_flag=True, help="print the resolved configuration and exit")
+@click.option("--stop-with-parent", is_flag=True, hidden=True,
+              help="stop when standard input ends (the embedding program holds its other end)")
 @_cli_options
-def main(config_file, print_config, **cli):
+def main(config_file, print_config, stop_with_parent=False, **cli):
     """Run the linkband-history daemon in the foreground."""
     try:
         cfg = config_mod.load(config_file, cli={k.replace("__", "."): v for k, v in cli.items()})
@@ -318,13 +343,22 @@ def main(config_file, print_config, **cli):
             click.echo("linkband-historyd: http.enabled needs the HTTP gateway's packages: "
                        "pip install 'linkband-history[http]'", err=True)
             sys.exit(2)
+    if cfg.dataset.dir:
+        from linkband_historyd.dataset import missing_dependency
+        if (why := missing_dependency()) is not None:
+            click.echo(f"linkband-historyd: dataset.dir is set, but {why}", err=True)
+            sys.exit(2)
     setup_logging(cfg.daemon.log_level)
+    set_title("supervisor")          # here, not in Supervisor: an embedding program keeps its own
     # a reload (SIGHUP, or the reload command in the query process) reads the file and
     # command line again
     cfg = cfg.updated({"daemon.started_at": time.time(), "daemon.config_file": config_file,
                        "daemon.cli": {k.replace("__", "."): v for k, v in cli.items()
                                       if v is not None}})
-    sys.exit(Supervisor(cfg, lambda: config_mod.reload_file(cfg)).run())
+    supervisor = Supervisor(cfg, lambda: config_mod.reload_file(cfg))
+    if stop_with_parent:
+        supervisor.watch_stdin()
+    sys.exit(supervisor.run())
 
 
 if __name__ == "__main__":

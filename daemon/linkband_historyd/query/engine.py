@@ -24,6 +24,7 @@ from operator import itemgetter
 
 from linkband_history.protocol import FIELDS
 from linkband_historyd.query import params as P
+from linkband_historyd.query import search
 from linkband_historyd.rollups import quantiles
 from linkband_historyd.rollups.quantiles import PERCENTILES# noqa: F401 - tiers imports it from here
 
@@ -116,6 +117,7 @@ def filter_spec(kind: str) -> dict:
     spec = dict(SPECS[kind].filters, since=P.time_value, until=P.time_value)
     if kind == "log":
         spec["min_level"] = P.min_log_level
+        spec["contains"] = P.text
     if kind == "metric":
         spec["tags"] = P.tags
     if kind == "alert":
@@ -152,8 +154,21 @@ def where(kind: str, p: dict, prefix: str = "") -> P.Where:
         w.add(f"{prefix}resolved_at IS NULL")
     elif p.get("open") is False:
         w.add(f"{prefix}resolved_at IS NOT NULL")
+    if "contains" in p:
+        contains(w, p["contains"], prefix)
     w.time_range(p, prefix + "timestamp")
     return w
+
+
+def contains(w: P.Where, text: str, prefix: str = "") -> None:
+    """The message holds ``text`` as it is (spaces and all), case-insensitively: the
+    SDK's ``LIKE %text%``. The trigram index narrows the rows when the text is
+    long enough for it (three characters); the row check decides."""
+    folded = search.fold(text)
+    if len(folded) >= 3:
+        w.add(f"{prefix}id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)",
+              search.quote(folded))
+    w.add(f"instr(lbh_fold({prefix}message), ?) > 0", folded)
 
 
 def check_fields(kind: str, fields) -> tuple[str, ...]:

@@ -354,3 +354,84 @@ def run(w, name: str, params: dict) -> dict:
         raise OpError(f"{name}: bad parameters: {exc}") from None
     except apsw.Error as exc:
         raise OpError(f"{name}: {exc.__class__.__name__}: {exc}") from None
+
+
+# -- rows of the Link Band SDK's own history (linkband_history.sdk) ----------------
+
+SDK_KEYS = ("CREATE TABLE IF NOT EXISTS sdk_import_keys (key INTEGER PRIMARY KEY) STRICT")
+SDK_SUMMARY_KEY = "sdk"              # data_summaries.summary_key of the SDK's summaries
+SDK_PERIODS = {"hourly": 3600.0, "daily": 86400.0, "weekly": 7 * 86400.0, "monthly": 30 * 86400.0}
+SDK_KINDS = ("metric", "performance", "log", "alert", "summary")
+
+
+@op("sdk.store")
+def op_sdk_store(w, p):
+    """Store records of one ``kind`` handed over whole (an SDK database being
+    imported, the SDK's summaries): each row in a savepoint of its own, so a
+    refused row is named with its reason and the others are kept. ``keys`` (one
+    64-bit integer or None per row) are source keys: a row whose key was stored
+    before is skipped as a duplicate, and the key is kept in the same transaction
+    as the row, so importing the same file again stores nothing."""
+    kind, records = p["kind"], p["rows"]
+    if kind not in SDK_KINDS:
+        raise OpError(f"kind must be one of {', '.join(SDK_KINDS)}")
+    if len(records) > MAX_CHUNK:
+        raise OpError(f"at most {MAX_CHUNK} rows per call")
+    keys = p.get("keys") or [None] * len(records)
+    if len(keys) != len(records):
+        raise OpError("keys: one per row")
+    conn = w.conn
+    if any(k is not None for k in keys):
+        conn.execute(SDK_KEYS)
+    table = schema.TABLES.get(kind, "data_summaries")
+    first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
+    now = time.time()
+    stored, duplicates, refused = 0, 0, []
+    for i, (record, key) in enumerate(zip(records, keys)):
+        try:
+            with conn:                                  # a savepoint per row
+                if key is not None:
+                    conn.execute("INSERT OR IGNORE INTO sdk_import_keys (key) VALUES (?)", (int(key),))
+                    if not conn.changes():
+                        duplicates += 1
+                        continue
+                _sdk_insert(conn, kind, record, now)
+            stored += 1
+        except (apsw.ConstraintError, ValueError, TypeError, KeyError) as exc:
+            refused.append([i, _sdk_reason(exc)])
+    last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
+    after = w.AFTER_INSERT.get(kind)
+    if after and last >= first:
+        conn.execute(after, (first, last))
+    if table in schema.COUNTED_TABLES and last >= first:
+        conn.execute(schema.ADD_COUNT, (table, stored))
+    if kind == "log" and stored:
+        w.merger.wrote()
+    return {"stored": stored, "duplicates": duplicates, "refused": refused}
+
+
+def _sdk_insert(conn, kind: str, record: dict, now: float) -> None:
+    if kind != "summary":
+        conn.execute(schema.INSERT[kind], row_from_record(kind, record, now))
+        return
+    period = SDK_PERIODS.get(record["summary_type"])
+    if period is None:
+        raise ValueError(f"summary_type must be one of {', '.join(SDK_PERIODS)}")
+    start = float(record.get("timestamp") or now)
+    data = record["summary_data"]
+    conn.execute(schema.UPSERT_SUMMARY, (record["summary_type"], str(record["data_type"]),
+                                         SDK_SUMMARY_KEY, start, start + period,
+                                         data if isinstance(data, str) else json.dumps(data),
+                                         now))
+
+
+def _sdk_reason(exc: Exception) -> str:
+    """A refusal as a short reason: ``duration_ms is required``, ``alert_id is taken``."""
+    text = str(exc)
+    if "NOT NULL constraint failed" in text:
+        return f"{text.rsplit('.', 1)[-1]} is required"
+    if "UNIQUE constraint failed" in text:
+        return f"{text.rsplit('.', 1)[-1]} is taken"
+    if isinstance(exc, KeyError):
+        return f"{exc.args[0]} is required"
+    return text
