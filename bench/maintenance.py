@@ -492,6 +492,9 @@ def maintenance_case(big: str, case: str, baseline_s: float, mp, lines: list) ->
             base_held = held_between(held0, writer_held(d.db_path))
         with daemon(big, {}) as d:
             lat, jobs = paced_phase(f"{case} maintenance", d, mp, 3600.0, maintenance_jobs)
+            with contextlib.closing(schema.open_reader(str(d.db_path))) as conn:
+                copies = (schema.read_state(conn, "writer") or {}).get("wal_copies")
+            note(f"{case}: the writer's copies that let the WAL start over: {copies}")
     print(f"\n[{case}] maintenance jobs, one after the other, while 5,000 records/s were "
           f"ingested" + (" and a second process kept one core busy:" if busy else ":"))
     print_table(("job", "seconds", "rows moved", "detail"),

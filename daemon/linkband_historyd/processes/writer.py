@@ -13,7 +13,7 @@ in a thread, off the commit path (``storage.checkpointer``).
 Between two batches it does one piece of other work: a write operation of
 another process, an FTS merge step, the copy that lets the WAL start over. Each
 is paced on the clock and gives way to an ingest message that waits
-(``storage.pacing``), or bounded (the pause for the WAL's restart); how long each kind held the writer is published in its
+(``storage.pacing``); how long each kind held the writer is published in its
 state (``writer``, ``held``).
 
 A bad frame or record is counted by reason and skipped; the good records of
@@ -138,7 +138,7 @@ class Writer(Child):
         with self.held.timing("fts_merge") as t:
             t.ran = self.merger.step(self.ingest_waiting)   # paced, gives way to ingest
         with self.held.timing("checkpoint") as t:
-            t.ran = self.checkpointer.pause_point(self.conn, self.ingest_waiting)
+            t.ran = self.checkpointer.finish(self.conn, self.ingest_waiting)
         if not ready:
             self.events.flush()
             if self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
@@ -259,7 +259,7 @@ class Writer(Child):
         writer = {"pid": os.getpid(), "started_at": self.started_at, "commits": self.commits,
                   "received_records": self.received, "committed_records": self.committed,
                   "not_stored_while_full": self.full_records, "held": self.held.to_dict(),
-                  "wal_restarts": self.checkpointer.counts()}
+                  "wal_copies": self.checkpointer.counts()}
         self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
                                                         ("writer", json.dumps(writer))])
 

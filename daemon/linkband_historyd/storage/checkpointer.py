@@ -1,24 +1,23 @@
-"""WAL checkpoints off the commit path, and the short pauses that let the WAL start over.
+"""WAL checkpoints off the commit path, and the one short copy that lets the WAL start over.
 
 A thread copies the WAL into the database with PASSIVE checkpoints on its own
 connection, beside the writer's commits. But SQLite starts the WAL over only
 when a write transaction begins after a checkpoint that copied *everything*,
 and with a commit every millisecond the copy never catches up: under a steady
 stream the WAL grew without end (``tests/test_wal.py``). So once the WAL is
-past ``storage.wal_max_mb`` and the thread has copied the bulk, it asks the
-writer for a pause: between two batches the writer stops committing for at
-most ``HOLD_S`` while the thread copies the few pages committed meanwhile, and
-the writer's next transaction starts the WAL over. The copy includes two
-fsyncs (WAL, then database); on a disk that other programs keep busy they may
-take far longer than the hold: then the writer goes on (the copy finishes
-beside its commits, but the WAL cannot start over) and a later round tries
-again. Only when the WAL has grown to ``FORCED_TIMES`` its limit does the
-writer copy the rest itself, however long that takes (the WAL stays bounded).
-The writer gives way to waiting ingest for up to ``DEFER_S`` first.
+past ``storage.wal_max_mb`` and the thread has copied the bulk (until a pass is
+short), the writer itself copies the few pages committed meanwhile, between two
+batches, and its next transaction starts the WAL over. It gives way to waiting
+ingest for up to ``DEFER_S`` first. While maintenance writes fast the passes
+may not get short: then the copy waits for a later round, up to a WAL of
+``FORCED_TIMES`` its limit.
 
-(A RESTART checkpoint from the thread would take the write lock, and a
-transaction that began with a read gets SQLITE_BUSY at once, without its busy
-handler.)
+(Handing that last copy to the thread while the writer paused for at most a
+few ms was tried: on a busy disk its fsyncs outlast the pause, the WAL grew to
+``FORCED_TIMES`` its limit, and ingest commits stalled more, not less --
+``bench/README.md``, issue 16. A RESTART checkpoint from the thread would take
+the write lock, and a transaction that began with a read gets SQLITE_BUSY at
+once, without its busy handler.)
 """
 from __future__ import annotations
 
@@ -30,11 +29,10 @@ import apsw
 
 from linkband_historyd.storage import schema
 
-CATCH_UP_PASSES = 20       # passes in a row before asking for a pause
+CATCH_UP_PASSES = 20       # passes in a row before the writer copies the rest
 CATCH_UP_SHORT_S = 0.003   # ... stopping once a pass took less than this
-HOLD_S = 0.004             # the writer pauses at most this long for the thread's copy
-DEFER_S = 0.25             # ... and gives way to waiting ingest at most this long first
-FORCED_TIMES = 4           # WAL at this many times its limit: the writer copies the rest itself
+DEFER_S = 0.25             # the writer's copy gives way to waiting ingest at most this long
+FORCED_TIMES = 4           # WAL at this many times its limit: the writer copies even after long passes
 
 log = logging.getLogger("linkband_historyd.storage.checkpointer")
 
@@ -44,13 +42,11 @@ class Checkpointer:
         self.db_path = db_path
         self.interval = interval_s
         self.wal_max = wal_max_bytes
-        self.want = threading.Event()       # the thread asks the writer for a pause
-        self.forced = False                 # ... to copy the rest itself (WAL far too big)
-        self.paused = threading.Event()     # the writer is pausing
-        self.copied = threading.Event()     # the thread's copy in the pause is done
+        self.want = threading.Event()       # the thread asks the writer to copy the rest
         self._stop = threading.Event()
         self._since = 0.0
-        self.holds = self.timeouts = self.forced_copies = 0
+        self.copies = self.forced_copies = 0
+        self.forced = False
         self._thread = threading.Thread(target=self._loop, name="checkpointer", daemon=True)
 
     def start(self) -> None:
@@ -78,33 +74,24 @@ class Checkpointer:
         if wal_pages * page_size < self.wal_max:
             return
         # each pass copies what was committed during the one before: go on until a
-        # pass is short, then ask for the pause
+        # pass is short, then the writer copies the rest
         for _ in range(CATCH_UP_PASSES):
             t = time.perf_counter()
             wal_pages = _passive(conn)
             short = time.perf_counter() - t < CATCH_UP_SHORT_S
             if short:
                 break
-        # while maintenance writes fast the passes may not get short: then the last
-        # copy would be long, so it waits for a later round, up to FORCED_TIMES the limit
+        # while maintenance writes fast the passes may not get short: then the
+        # writer's copy would be long, so it waits for a later round
         forced = wal_pages * page_size >= FORCED_TIMES * self.wal_max
-        if not (short or forced):
-            return
-        self.forced = forced
-        self.copied.clear()
-        self.want.set()
-        if forced:
-            return                          # the writer copies the rest itself
-        while not self.paused.wait(0.2):
-            if self._stop.is_set() or not self.want.is_set():
-                return                      # stopping, or the writer's pause came and went
-        _passive(conn)
-        self.copied.set()
+        if short or forced:
+            self.forced = forced
+            self.want.set()
 
     # -- the writer, between two batches -----------------------------------------
-    def pause_point(self, conn, ingest_waiting) -> bool:
-        """Pause for the thread's copy if it asked (whether it did); ``conn``: the
-        writer's connection, for a forced copy."""
+    def finish(self, conn, ingest_waiting) -> bool:
+        """Copy what was committed since the thread's pass, on the writer's ``conn``,
+        if the thread asked (whether it did)."""
         if not self.want.is_set():
             self._since = 0.0
             return False
@@ -113,27 +100,17 @@ class Checkpointer:
         if now - self._since < DEFER_S and ingest_waiting():
             return False
         self._since = 0.0
-        if self.forced:
-            self.want.clear()
-            self.forced_copies += 1
-            try:
-                _passive(conn)
-            except apsw.Error as exc:
-                log.warning("checkpoint failed: %s", exc)
-            return True
-        self.paused.set()
         self.want.clear()
+        self.copies += 1
+        self.forced_copies += self.forced
         try:
-            self.holds += 1
-            if not self.copied.wait(HOLD_S):
-                self.timeouts += 1
-        finally:
-            self.paused.clear()
+            _passive(conn)
+        except apsw.Error as exc:
+            log.warning("checkpoint failed: %s", exc)
         return True
 
     def counts(self) -> dict:
-        return {"holds": self.holds, "hold_timeouts": self.timeouts,
-                "forced_copies": self.forced_copies}
+        return {"copies": self.copies, "after_long_passes": self.forced_copies}
 
 
 def _passive(conn) -> int:
