@@ -153,6 +153,13 @@ def _endpoint(v):
     raise ValueError(f"must be an ipc:// or tcp:// endpoint, got {s!r}")
 
 
+def _url_path(v):
+    s = values.string(v)
+    if s and (not s.startswith("/") or any(c in s for c in "?# ") or "//" in s):
+        raise ValueError(f"must be an absolute URL path like /history/prometheus, or empty, not {s!r}")
+    return s.rstrip("/") or s
+
+
 def _host_name(v):
     """A dataset host name: a path segment every engine reads back as it is."""
     s = values.string(v)
@@ -318,6 +325,17 @@ OPTIONS: tuple[Option, ...] = (
            "change state and open WebSockets", applies=CHILD),
     Option("http.max_websockets", 32, values.integer(1, 10_000), "LINKBAND_HISTORY_HTTP_MAX_WEBSOCKETS", None,
            "open WebSocket connections at most; past it a handshake is refused (503)", applies=CHILD),
+    Option("http.metrics_path", "/history/prometheus", _url_path, "LINKBAND_HISTORY_HTTP_METRICS_PATH", None,
+           "path of the Prometheus exposition on the gateway; empty: none", applies=CHILD),
+    Option("http.metrics_window_s", 600.0, values.number(1, 86_400), "LINKBAND_HISTORY_HTTP_METRICS_WINDOW_S",
+           None, "an SDK metric series is exposed with its newest value of this window", applies=CHILD),
+    Option("http.metrics_max_series_per_metric", 100, values.integer(1, 100_000),
+           "LINKBAND_HISTORY_HTTP_METRICS_MAX_SERIES_PER_METRIC", None,
+           "series (tag sets) exposed per SDK metric at most; the rest are counted as dropped",
+           applies=CHILD),
+    Option("http.metrics_max_series", 2000, values.integer(1, 1_000_000),
+           "LINKBAND_HISTORY_HTTP_METRICS_MAX_SERIES", None,
+           "SDK metric series exposed in all at most; the rest are counted as dropped", applies=CHILD),
     Option("security.allow_remote", False, values.boolean, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
            "allow the HTTP gateway on a non-loopback http.host (it needs its token, but "
            "plain HTTP carries the token in clear)", applies=CHILD),

@@ -16,7 +16,7 @@ from linkband_historyd.storage.write_ops import OPS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # paths the gateway serves itself, beside the commands' routes
-GATEWAY_PATHS = {"/openapi.json", "/ui", "/ui/", "/ws"} | {f"/{r}/export" for r in EXPORTS}
+GATEWAY_PATHS = {"/openapi.json", "/ui", "/ui/", "/ws", "/prometheus"} | {f"/{r}/export" for r in EXPORTS}
 
 
 def test_every_command_declares_a_route_or_says_it_has_none():

@@ -147,7 +147,8 @@ def cmd_dataset_export(ctx, p):
          route="GET /jobs", columns=("id", "state", "queued", "finished", "result"))
 def cmd_jobs(ctx, p):
     reply = _scheduler(ctx, "jobs", {"id": p.get("id")})
-    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"))
+    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"),
+              totals=reply.get("totals", {}))
 
 
 @command("archives", "the archive files, per kind and month", kind=kind, month=month,

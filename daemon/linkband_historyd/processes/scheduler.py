@@ -8,7 +8,8 @@ read-only connections) and hands every write to the writer, in bounded chunks
 It also answers the query process on an internal REP socket
 (``daemon.scheduler_endpoint``, over ``linkband_history.rpc``): ``run`` starts a
 job now (cleanup with a policy, archive, restore, optimize, summarize, dataset) and
-returns its id; ``jobs`` reports the state and progress of recent runs. A short
+returns its id; ``jobs`` reports the state and progress of recent runs, and the
+runs of each job finished and failed since the scheduler started. A short
 internal job serves that socket and watches the stop flag, so signals still
 only set a flag.
 """
@@ -19,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from datetime import timezone
 
 import zmq
@@ -147,6 +149,7 @@ class Scheduler(Child):
         from linkband_historyd.archive.archiver import Archiver  # zstandard only where archives are made
         self.jobs = Jobs(cfg, Archiver)
         self.runs: dict[str, dict] = {}
+        self.finished: Counter = Counter()       # (job, "done" | "failed") -> runs
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._exclusive = threading.Lock()        # archive/retention/... never overlap
@@ -217,6 +220,7 @@ class Scheduler(Child):
             run.update(state="failed", error=f"{exc.__class__.__name__}: {exc}")
         finally:
             run["finished"] = time.time()
+            self.finished[name, run["state"]] += 1
             writer.close()
             conn.close()
         return run.get("result")
@@ -252,13 +256,16 @@ class Scheduler(Child):
 
     def list_runs(self, params: dict) -> dict:
         """``jobs``: recent runs (or the one ``params["id"]``), newest first, and the
-        next scheduled time of each job."""
+        next scheduled time of each job; ``totals``: per job, the runs done and failed
+        since this process started."""
         wanted = params.get("id")
         rows = [r for r in self.runs.values() if wanted in (None, r["id"])]
         scheduled = [{"id": j.id, "next_run": j.next_run_time.timestamp()
                       if j.next_run_time else None} for j in self.sched.get_jobs()
                      if j.id in JOBS]
-        return ok(rows[::-1], None, scheduled=scheduled, pid=os.getpid())
+        totals = {n: {"done": self.finished[n, "done"], "failed": self.finished[n, "failed"]}
+                  for n in JOBS}
+        return ok(rows[::-1], None, scheduled=scheduled, totals=totals, pid=os.getpid())
 
     def shutdown(self) -> None:
         if self.collector_client is not None:
