@@ -104,7 +104,9 @@ def op_delete(w, p):
     # for this operation. A log line also deletes its FTS entries: its own step size.
     limit = _chunk(p.get("limit", 5000))
     size = _step_size(w, "delete.log" if kind == "log" else "delete")
-    select = f"SELECT id FROM {table} WHERE {' AND '.join(clauses)} ORDER BY timestamp LIMIT ?"
+    # the stored table itself: its time index covers (timestamp, id), the view's would not
+    select = (f"SELECT id FROM {schema.BASE_TABLES[kind]} WHERE {' AND '.join(clauses)} "
+              "ORDER BY timestamp LIMIT ?")
     deleted = 0
     pace = _pace(w)
     while deleted < limit and pace.go_on():
