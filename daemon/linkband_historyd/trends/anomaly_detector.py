@@ -70,7 +70,7 @@ class AnomalyDetector:
     MINN = 100               # points scored 0 while the tails form,
     WARM_S = 3 * 86_400      # ... and three days: the first daily rises are not anomalies
     HLEARN = 50              # points before the tails learn (the spread is forming)
-    ON = 0.2                 # an episode is open while the raw score is at least this
+    ON = 0.25                # an episode is open while the raw score is at least this
     HOLD = 144               # ... and until this many points in a row fall below it
     DELTA = 0.025            # in an episode, a score only where it beats the peak by this
     SHAPE_FLOOR = 20         # shapes are compared on a range of at least this many spread
