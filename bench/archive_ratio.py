@@ -89,7 +89,7 @@ def run(kind: str, columns, rows, levels, threads, tmp) -> list[tuple]:
     [json.loads(line) for line in back.splitlines()]
     r_ref = time.perf_counter() - t
     lines = [(kind, "JSON lines", f"{len(text) / n:.1f}", "-", "-", "-"),
-             (kind, "JSON lines + zstd-19", f"{len(ref) / n:.2f}", _pct(len(ref), len(text)),
+             (kind, "JSON lines + zstd-19", f"{len(ref) / n:.2f}", common.saved_pct(len(ref), len(text)),
               f"{n / t_ref:,.0f}", f"{n / r_ref:,.0f}")]
     for level in levels:
         base = os.path.join(tmp, f"{kind}-{level}")
@@ -103,13 +103,9 @@ def run(kind: str, columns, rows, levels, threads, tmp) -> list[tuple]:
         if got != rows or not af.verify(base + ".lbha"):
             common.warn(f"{kind} level {level}: rows read back differ from the rows written")
         lines.append((kind, f"archive, zstd-{level}", f"{m['data_bytes'] / n:.2f}",
-                      _pct(m["data_bytes"], len(text)), f"{n / t_w:,.0f}", f"{n / t_r:,.0f}"))
+                      common.saved_pct(m["data_bytes"], len(text)), f"{n / t_w:,.0f}", f"{n / t_r:,.0f}"))
         common.note(f"{kind} zstd-{level}: {m['data_bytes']:,} bytes, {t_w:.1f} s write")
     return lines
-
-
-def _pct(small: int, big: int) -> str:
-    return f"{100 * (1 - small / big):.2f} %"
 
 
 def main() -> int:

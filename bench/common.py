@@ -353,6 +353,11 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def saved_pct(small: int, big: int) -> str:
+    """How much smaller ``small`` is than ``big``, as a percentage."""
+    return f"{100 * (1 - small / big):.2f} %"
+
+
 def print_table(head: tuple, lines: list[tuple]) -> None:
     """Columns padded to their widest cell: the first left-aligned, the others right."""
     widths = [max(len(str(x[i])) for x in lines + [head]) for i in range(len(head))]

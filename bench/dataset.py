@@ -81,20 +81,16 @@ def run(kind: str, table: str, columns, rows, rows_per_part: int, tmp: str) -> l
                              for a, b in zip(back, want)):
         common.warn(f"{kind}: rows read back from the dataset differ from the rows written")
     lines.append((kind, f"dataset (Parquet zstd, parts of {rows_per_part:,})", f"{size / n:.2f}",
-                  _pct(size, len(text)), f"{n / t_w:,.0f}"))
+                  common.saved_pct(size, len(text)), f"{n / t_w:,.0f}"))
     base = os.path.join(tmp, f"{kind}-archive")
     t = time.perf_counter()
     m = af.write_archive(base, {table: (list(columns), iter(rows))}, {"bench": kind},
                          level=af.LEVEL, threads=None)
     t_a = time.perf_counter() - t
     lines.append((kind, f"archive .lbha, zstd-{af.LEVEL}", f"{m['data_bytes'] / n:.2f}",
-                  _pct(m["data_bytes"], len(text)), f"{n / t_a:,.0f}"))
+                  common.saved_pct(m["data_bytes"], len(text)), f"{n / t_a:,.0f}"))
     common.note(f"{kind}: dataset {size:,} B, archive {m['data_bytes']:,} B for {n:,} rows")
     return lines
-
-
-def _pct(small: int, big: int) -> str:
-    return f"{100 * (1 - small / big):.2f} %"
 
 
 def main() -> int:

@@ -19,6 +19,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
+from ..protocol import FIELDS
 from ..times import to_epoch
 
 __all__ = ["MetricType", "ComponentType", "LogLevel", "AlertCategory", "SummaryType",
@@ -255,13 +256,7 @@ SDK_MODELS = _sdk_classes()      # True: the classes above are the SDK's own
 # -- conversions ---------------------------------------------------------------
 
 FIELDS_OF: dict[str, tuple[str, ...]] = {
-    "metric": ("timestamp", "metric_type", "metric_name", "value", "unit", "tags"),
-    "performance": ("timestamp", "component", "operation", "duration_ms", "throughput",
-                    "efficiency_percent", "error_count", "metadata"),
-    "log": ("timestamp", "level", "logger_name", "message", "module", "function_name",
-            "line_number", "thread_id", "process_id", "extra_data"),
-    "alert": ("timestamp", "alert_id", "level", "category", "title", "description",
-              "source_component", "acknowledged_at", "resolved_at", "metadata"),
+    **FIELDS,                          # the wire's fields of the four record kinds
     "summary": ("timestamp", "summary_type", "data_type", "summary_data"),
 }
 _TIMES = ("timestamp", "acknowledged_at", "resolved_at")
