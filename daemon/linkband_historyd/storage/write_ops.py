@@ -68,7 +68,9 @@ def _step_size(w, key: str) -> StepSize:
     sizes = w.step_sizes
     if key not in sizes:
         start, hi = STEPS[key]
-        sizes[key] = StepSize(STEP_S, start, hi=hi)
+        # a floor: a step's fixed cost (its SELECT) must not shrink steps to one row,
+        # which would turn a delete of a million rows into hours of round trips
+        sizes[key] = StepSize(STEP_S, start, lo=max(1, start // 4), hi=hi)
     return sizes[key]
 
 
