@@ -79,11 +79,17 @@ from linkband_history import HistoryClient, protocol
 from linkband_historyd.archive import file_format
 from linkband_historyd.archive.archiver import list_parts
 from linkband_historyd.commands import analysis# noqa: F401
+from linkband_historyd import config
 from linkband_historyd.commands.base import COMMANDS, QueryContext
+from linkband_historyd.settings import Settings
 from linkband_historyd.harness import DaemonProcess
 from linkband_historyd.query import rollup_reader
 from linkband_historyd.query.params import parse
 from linkband_historyd.storage import schema
+
+# what a query worker runs with, for running a command here to capture its SQL
+BENCH_SETTINGS = Settings.from_flat(
+    {**config.defaults(), "query.max_limit": 100_000, "query.default_limit": 1000}, config.SECTIONS)
 
 TX = 50_000                 # rows per build transaction
 DAYS = 60                   # the big database spans the last 60 days
@@ -374,7 +380,7 @@ def compression(archive_dir: str) -> dict:
 def traced(conn, params: dict) -> list:
     """(sql, bindings) of the statements ``metrics.aggregate`` runs on metric_rollups."""
     seen, cmd = [], COMMANDS["metrics.aggregate"]
-    ctx = QueryContext(conn, {"query.max_limit": 100_000, "query.default_limit": 1000}, time.time())
+    ctx = QueryContext(conn, BENCH_SETTINGS, time.time())
     conn.exec_trace = lambda cursor, sql, bindings: seen.append((sql, bindings)) or True
     try:
         cmd.run(ctx, parse(cmd.spec, params))

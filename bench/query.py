@@ -91,11 +91,17 @@ from common import (
 
 from linkband_history import protocol
 from linkband_historyd.commands import logs# the package registers every command
+from linkband_historyd import config
 from linkband_historyd.commands.base import COMMANDS, QueryContext
+from linkband_historyd.settings import Settings
 from linkband_historyd.processes.scheduler import Jobs
 from linkband_historyd.query import search
 from linkband_historyd.query.params import parse
 from linkband_historyd.storage import schema, write_ops
+
+# what a query worker runs with, for running a command here to capture its SQL
+BENCH_SETTINGS = Settings.from_flat(
+    {**config.defaults(), "query.max_limit": 100_000, "query.default_limit": 1000}, config.SECTIONS)
 
 TX = 50_000                  # rows per build transaction
 POOL = 4099                  # pre-drawn values per metric (drawing 10M values would be slow)
@@ -239,7 +245,7 @@ def traced(conn, command: str, params: dict) -> list:
         seen.append((sql, bindings))
         return True
     cmd = COMMANDS[command]
-    ctx = QueryContext(conn, {"query.max_limit": 100_000, "query.default_limit": 1000}, time.time())
+    ctx = QueryContext(conn, BENCH_SETTINGS, time.time())
     conn.exec_trace = tracer
     try:
         cmd.run(ctx, parse(cmd.spec, params))
