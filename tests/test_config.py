@@ -1,6 +1,7 @@
 """Configuration layers, clear errors before binding, and the documented defaults."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
