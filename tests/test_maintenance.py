@@ -11,12 +11,12 @@ import math
 import random
 
 import pytest
-from conftest import all_rows
+from conftest import all_rows, calendar_bucket
 
 from linkband_historyd import config
 from linkband_historyd.archive.archiver import Archiver, list_parts
 from linkband_historyd.archive.file_format import read_archive
-from linkband_historyd.rollups.summarizer import TIERS, Summarizer, bucket_start
+from linkband_historyd.rollups.summarizer import TIERS, Summarizer
 from linkband_historyd.storage import maintenance, schema
 from linkband_historyd.writer_client import WriterClient
 
@@ -54,7 +54,7 @@ def _expected_rollups(records, tier):
     out = {}
     for r in records:
         key = (r["metric_name"], json.dumps(r["tags"], separators=(",", ":")),
-               bucket_start(tier, r["timestamp"]))
+               calendar_bucket(tier, r["timestamp"]))
         o = out.setdefault(key, {"count": 0, "sum": [], "min": math.inf, "max": -math.inf,
                                  "last_ts": -1, "last": None})
         o["count"] += 1
@@ -91,7 +91,7 @@ def test_summaries_equal_the_raw_rows_and_late_rows_update_them(env):
             g = got[k]
             assert (g["count"], g["min"], g["max"], g["last"]) == (w["count"], w["min"], w["max"], w["last"])
             assert g["sum"] == pytest.approx(math.fsum(w["sum"]), rel=1e-12)
-    hour = bucket_start("hourly", NOW - 3600)
+    hour = calendar_bucket("hourly", NOW - 3600)
     perf = json.loads(conn.execute("SELECT summary_data FROM data_summaries WHERE summary_type = "
                                    "'hourly' AND data_type = 'performance' AND period_start = ?",
                                    (hour,)).fetchall()[0][0])
@@ -109,7 +109,7 @@ def test_summaries_equal_the_raw_rows_and_late_rows_update_them(env):
     Summarizer(conn, writer).run(NOW)
     want = _expected_rollups(records + [late], "hourly")
     key = (late["metric_name"], json.dumps(late["tags"], separators=(",", ":")),
-           bucket_start("hourly", late["timestamp"]))
+           calendar_bucket("hourly", late["timestamp"]))
     assert _stored_rollups(conn, "hourly")[key]["max"] == 1000.0 == want[key]["max"]
     assert _stored_rollups(conn, "hourly")[key]["count"] == want[key]["count"]
 
