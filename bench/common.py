@@ -213,9 +213,12 @@ def daemon_cpu(d: DaemonProcess) -> dict:
     out = {"writer": 0.0, "other": 0.0}
     try:
         sup = psutil.Process(d.proc.pid)
-        kids = sorted((k for k in sup.children(recursive=True)
-                       if "spawn_main" in " ".join(k.cmdline())), key=lambda k: k.create_time())
-        writer = kids[0].pid if kids else None
+        kids = sup.children(recursive=True)
+        titled = [k.pid for k in kids if "linkband-historyd: writer" in " ".join(k.cmdline())]
+        # without setproctitle the writer is the first child spawned
+        spawned = sorted((k for k in kids if "spawn_main" in " ".join(k.cmdline())),
+                         key=lambda k: k.create_time())
+        writer = titled[0] if titled else (spawned[0].pid if spawned else None)
         for proc in [sup] + sup.children(recursive=True):
             t = proc.cpu_times()
             out["writer" if proc.pid == writer else "other"] += t.user + t.system

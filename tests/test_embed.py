@@ -78,7 +78,7 @@ def test_ensure_daemon_starts_one_serving_the_named_file_and_stop_ends_it(tmp_pa
     assert os.path.exists(d.database_path)
     assert not os.path.exists(tmp_path / "database" / "history.db")
     d.stop()
-    assert gone(procs)
+    wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
     assert embed.daemon_status(tmp_path / "database")["running"] is False
 
 
@@ -95,7 +95,7 @@ def test_two_callers_in_one_process_share_one_daemon_until_the_last_stops(tmp_pa
         assert c.flush(timeout=30)
     assert count_logs(b) == 5
     b.stop()
-    assert gone(procs)
+    wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
 
 
 def test_a_daemon_already_running_is_reused_and_left_running(tmp_path, daemon_factory):
@@ -125,7 +125,7 @@ def test_daemon_options_reach_a_daemon_started_here(tmp_path):
                             **{"query.workers": 1, "scheduler.enabled": False})
     with d.client() as c:
         assert c.query("stats")["rows"][0]["query"]["workers"] == 1
-    children = [p for p in tree(d.pid)[1:] if "--multiprocessing-fork" in p.cmdline()]
+    children = [p for p in tree(d.pid)[1:] if "resource_tracker" not in " ".join(p.cmdline())]
     assert len(children) == 3                       # writer, query, one worker: no scheduler
     d.stop()
     with pytest.raises(embed.DaemonError, match="no_such"):
@@ -183,7 +183,7 @@ def test_two_processes_calling_ensure_daemon_at_once_end_with_one_daemon(tmp_pat
         status = embed.daemon_status(tmp_path / "data")
         assert status["running"] and status["tables"]["system_logs"] == 20
         starter.communicate("\n", timeout=120)       # the one that started it: it stops
-        assert gone(procs)
+        wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
     finally:
         for p in (a, b):
             if p.poll() is None:
@@ -234,7 +234,96 @@ def test_the_daemon_of_a_data_directory_stops_when_its_standard_input_ends(tmp_p
         procs = tree(d.proc.pid)
         d.proc.stdin.close()
         assert d.proc.wait(60) == 0
-        assert gone(procs)
+        wait_for(lambda: gone(procs), timeout=30)   # the resource tracker ends just after
         assert "end of standard input" in d.log()
+        # stopped otherwise while the pipe is open, it exits cleanly all the same
+        d.proc = subprocess.Popen(d.argv(), stdin=subprocess.PIPE, stdout=open(d.log_path, "ab"),
+                                  stderr=subprocess.STDOUT)
+        d.wait_ready(60)
+        assert d.stop() == 0
+        assert "Fatal Python error" not in d.log()
     finally:
         d.close()
+
+
+def test_after_the_starting_process_leaves_a_reuser_starts_the_daemon_again_and_loses_nothing(tmp_path):
+    starter = holder(tmp_path / "data", 10)
+    try:
+        assert json.loads(starter.stdout.readline())["started"]
+        reuser = embed.ensure_daemon(tmp_path / "data")
+        assert not reuser.started
+        client = reuser.client()
+        starter.communicate("\n", timeout=120)      # the daemon goes with the process that started it
+        wait_for(lambda: not embed.daemon_status(tmp_path / "data")["running"], timeout=60)
+        client.store_logs(logs(7, "while away"))    # queued in the client meanwhile
+        again = embed.ensure_daemon(tmp_path / "data", **QUIET)
+        assert again.started
+        assert client.flush(timeout=30)
+        client.close()
+        assert count_logs(again) == 17
+        reuser.stop()
+        again.stop()
+    finally:
+        if starter.poll() is None:
+            starter.kill()
+
+
+def test_a_start_that_loses_to_another_daemon_waits_for_it_and_reuses_it(tmp_path):
+    """Another daemon (a service, a manual start) holds the data directory's writer lock
+    while it opens a large database: ours is refused and must connect to that one."""
+    import fcntl
+    import threading
+    other = DaemonProcess(tmp_path / "o")
+    other.data_dir.mkdir(parents=True)
+    held = os.open(other.data_dir / "writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(held, fcntl.LOCK_EX)
+    got = {}
+    t = threading.Thread(target=lambda: got.update(d=embed.ensure_daemon(
+        other.data_dir, runtime_dir=other.run_dir, timeout=120, **QUIET)))
+    t.start()
+    log = other.data_dir / embed.LOG_NAME
+    wait_for(lambda: log.exists() and "another linkband-historyd writer" in log.read_text(),
+             timeout=60)
+    os.close(held)                                   # the other daemon comes up after all
+    try:
+        other.start()
+        t.join(120)
+        d = got["d"]
+        assert not d.started and d.endpoints["query"] == other.query
+        with d.client() as c:
+            c.store_logs(logs(4))
+            assert c.flush(timeout=30)
+        assert other.stats()["tables"]["system_logs"] == 4
+        d.stop()
+        assert other.proc.poll() is None
+    finally:
+        other.close()
+
+
+def test_a_daemon_that_cannot_start_is_reported_at_once_with_its_log(tmp_path):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "history.db").mkdir()       # the database path is a directory
+    with pytest.raises(embed.DaemonError, match="exited with code 1") as err:
+        embed.ensure_daemon(tmp_path / "data", timeout=120, **QUIET)
+    assert "history.db" in str(err.value)
+
+
+def test_a_daemon_started_with_stop_at_exit_false_outlives_its_program(tmp_path):
+    code = ("import sys, json; from linkband_history.embed import ensure_daemon; "
+            "d = ensure_daemon(sys.argv[1], stop_at_exit=False, collector_enabled=False, "
+            "query_workers=1); print(json.dumps({'started': d.started, 'pid': d.pid}))")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "data")], capture_output=True,
+                         text=True, timeout=120)
+    got = json.loads(out.stdout)
+    assert got["started"]
+    procs = tree(got["pid"])
+    try:
+        status = embed.daemon_status(tmp_path / "data")
+        assert status["running"] and status["pid"] == got["pid"]
+        d = embed.ensure_daemon(tmp_path / "data")
+        assert not d.started
+        d.stop()
+        assert embed.daemon_status(tmp_path / "data")["running"]
+    finally:
+        procs[0].terminate()
+        wait_for(lambda: gone(procs), timeout=60)

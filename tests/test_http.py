@@ -37,7 +37,7 @@ class GatewayServer:
     def __init__(self, app):
         self.app = app
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on",
-                                                    log_level="warning", ws="websockets-sansio"))
+                                                    log_level="warning", ws=hg.ws_protocol()))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def start(self) -> "GatewayServer":

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import math
 import os
+import random
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
-import msgpack
 import pytest
-import zmq
 
 pytest.importorskip("starlette", reason="the HTTP gateway needs the [http] extra")
 pytest.importorskip("uvicorn", reason="the HTTP gateway needs the [http] extra")
@@ -27,7 +27,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 from test_http import TOKEN, GatewayServer  # noqa: E402
 
-from linkband_historyd.http import app as hg# noqa: E402
+from linkband_history.humanize import format_value  # noqa: E402
+from linkband_historyd.http import app as hg  # noqa: E402
 
 PACKAGES = ["chromium", "chromium-driver", "fonts-noto-cjk"]
 INSTALL = "apt-get update && apt-get install -y " + " ".join(PACKAGES)
@@ -35,6 +36,8 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--disable-dev-shm-usage", "--window-size=1400,1000", "--lang=ko-KR"]
 XSS = '<img src=x onerror="window.__xss=1">연결 <b>bold</b>'
+ARTIFACTS = Path(__file__).parent / "artifacts"
+CORES = 4
 
 
 def _which():
@@ -89,6 +92,16 @@ def fill(daemon, now):
         c.store_metrics([{"timestamp": now - 3500 + i * 10, "metric_type": "stream",
                           "metric_name": "eeg_sample_rate", "unit": "Hz",
                           "value": 250 - (i % 7) * 0.4} for i in range(350)])
+        c.store_metrics([{"timestamp": now - 3500 + i * 10, "metric_type": "cpu",
+                          "metric_name": "cpu_core_percent", "unit": "%",
+                          "tags": {"host": "lab-1", "core": str(k)},
+                          "value": 10 + 20 * k + 5 * math.sin(i / 30.0)}
+                         for i in range(350) for k in range(CORES)])
+        c.store_metrics([{"timestamp": now - 60, "metric_type": "disk", "metric_name": "disk_used_gb",
+                          "unit": "GB", "value": 74.67426681518555},
+                         {"timestamp": now - 60, "metric_type": "network",
+                          "metric_name": "network_recv_bytes_per_s", "unit": "bytes/s",
+                          "value": 8.84e7}])
         c.store_logs([{"timestamp": now - 3000 + i * 20, "level": lv, "logger_name": lg,
                        "message": msg} for i, (lv, lg, msg) in enumerate([
                            ("WARNING", "DEVICE.manager", "디바이스 연결이 끊어졌습니다"),
@@ -113,17 +126,52 @@ for (let i = 0; i < d.length; i += 4)
   if (d[i + 3] > 200 && d[i] < 90 && d[i + 1] > 60 && d[i + 1] < 140 && d[i + 2] > 190) n++;
 return n;
 """
+# pixels of each line colour of a chart: [blue #2563eb, red #dc2626, green #16a34a, amber #d97706]
+LINE_PIXELS = """
+const c = document.querySelector(`canvas.chart[data-metric="${arguments[0]}"]`);
+if (!c || !c.width) return null;
+const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+const want = [[37, 99, 235], [220, 38, 38], [22, 163, 74], [217, 119, 6]], n = [0, 0, 0, 0];
+for (let i = 0; i < d.length; i += 4)
+  want.forEach(([r, g, b], k) => {
+    if (d[i + 3] > 200 && Math.abs(d[i] - r) < 30 && Math.abs(d[i + 1] - g) < 30 && Math.abs(d[i + 2] - b) < 30) n[k]++;
+  });
+return n;
+"""
+
+
+def number_cases(n=400):
+    """Values and units for the page's fmtValue against the tool's format_value."""
+    rnd = random.Random(18)
+    units = [None, "", "%", "ms", "Hz", "B", "bytes", "KB", "MB", "GB", "bytes/s", "MB/s", "count",
+             "ops/s", "uV"]
+    fixed = [74.67426681518555, 2540794.780281628, 8.84e7, 1234, 0.25, 0.125, 2.5, 1023.95, 1024,
+             0.005, -0.004, 999.995, 1e16, 0.0, -2.5]
+    values = fixed + [rnd.choice((1, -1)) * 10 ** rnd.uniform(-8, 17) for _ in range(n)]
+    return [[v, units[i % len(units)]] for i, v in enumerate(values)] + [[v, "GB"] for v in fixed]
+
+
+def push_until(daemon, browser, store, seen, timeout=30):
+    """Store through the daemon (``store(client)``) until ``seen(browser)``: the page
+    refreshes on the daemon's own events over /history/ws, nothing else prompts it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with daemon.client() as c:
+            store(c)
+            assert c.flush(10)
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            if seen(browser):
+                return
+            time.sleep(0.1)
+        assert time.monotonic() < deadline, "the page did not refresh on the daemon's events"
 
 
 def test_dashboard_in_chromium(daemon, browser, tmp_path):
     now = time.time()
     fill(daemon, now)
-    ctx = zmq.Context()
-    pub = ctx.socket(zmq.PUB)
-    pub.setsockopt(zmq.LINGER, 0)
-    events = f"ipc://{tmp_path}/ev.sock"
-    pub.bind(events)
-    srv = GatewayServer(hg.create_app(daemon.query, events, token=TOKEN)).start()
+    # the gateway forwards the daemon's own events socket: no test-owned publisher
+    srv = GatewayServer(hg.create_app(daemon.query, daemon.events, token=TOKEN)).start()
     wait = WebDriverWait(browser, 20, poll_frequency=0.1)
     try:
         browser.get(srv.url + "/ui")                  # without the token: refused
@@ -143,6 +191,18 @@ def test_dashboard_in_chromium(daemon, browser, tmp_path):
         assert "배터리 부족" in alerts and "EEG stream stalled" in alerts
         assert browser.find_element(By.ID, "storage").text.startswith("DB ")
 
+        # numbers as the tool prints them: the page's fmtValue is the tool's format_value
+        tiles = {t.find_element(By.CLASS_NAME, "name").text: t.find_element(By.CLASS_NAME, "val").text
+                 for t in browser.find_elements(By.CSS_SELECTOR, "#latest .tile")}
+        assert tiles["disk_used_gb"] == "74.7 GB" and tiles["network_recv_bytes_per_s"] == "84.3 MB/s"
+        assert tiles["eeg_sample_rate"].endswith(" Hz") and tiles["cpu_percent"].endswith("%")
+        cases = number_cases()
+        page = browser.execute_script(
+            "return arguments[0].map(([v, u]) => window.lbhFormat.fmtValue(v, u))", cases)
+        assert page == [format_value(v, u) for v, u in cases]
+        assert browser.find_element(By.ID, "storage").text == \
+            "DB " + format_value(daemon.ask("dashboard")["rows"][0]["storage"]["size_bytes"], "B")
+
         # search for a Korean term: the matches are <mark>ed, log text never becomes HTML
         browser.find_element(By.ID, "q").send_keys("연결")
         browser.find_element(By.CSS_SELECTOR, "#search-form button[type=submit]").click()
@@ -158,31 +218,42 @@ def test_dashboard_in_chromium(daemon, browser, tmp_path):
         assert not browser.find_elements(By.CSS_SELECTOR, "#results img, #results b")
         assert browser.execute_script("return window.__xss") is None
 
-        # live: new data + a history_data_updated event -> the page refreshes by itself
-        with daemon.client() as c:
-            c.store_metrics([{"metric_name": "battery_level", "value": 87.0, "unit": "%"}])
-            assert c.flush(10)
+        # live: a record pushed through the daemon -> its history_data_updated event ->
+        # /history/ws -> the page refreshes by itself
         picker = "#metric-picker option[value=battery_level]"
-        deadline = time.monotonic() + 20
-        while not browser.find_elements(By.CSS_SELECTOR, picker):
-            assert time.monotonic() < deadline, "the page did not refresh on the event"
-            pub.send_multipart([b"history_data_updated",
-                                msgpack.packb({"counts": {"metric": 1}}, use_bin_type=True)])
-            time.sleep(0.3)
-        # choosing it from the picker adds its chart
-        browser.execute_script("const s = document.getElementById('metric-picker');"
-                               "s.value = 'battery_level'; s.dispatchEvent(new Event('change'));")
-        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, 'canvas[data-metric="battery_level"]'))
+        push_until(daemon, browser,
+                   lambda c: c.store_metrics([{"metric_name": "battery_level", "value": 87.0,
+                                               "unit": "%"}]),
+                   lambda b: b.find_elements(By.CSS_SELECTOR, picker))
+        # and a stored alert (alert_stored) shows up among the open alerts
+        push_until(daemon, browser,
+                   lambda c: c.store_alerts([{"alert_id": "live-1", "level": "CRITICAL",
+                                              "category": "DEVICE", "title": "전극 접촉 불량"}]),
+                   lambda b: "전극 접촉 불량" in b.find_element(By.ID, "alerts").text)
+        assert browser.find_element(By.ID, "alert-count").text == "3"
+
+        # choosing from the picker adds a chart; per-core CPU is one line per core
+        for name in ("battery_level", "cpu_core_percent"):
+            browser.execute_script("const s = document.getElementById('metric-picker');"
+                                   f"s.value = '{name}'; s.dispatchEvent(new Event('change'));")
+            wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, f'canvas[data-metric="{name}"]'))
+        cores = browser.find_element(By.CSS_SELECTOR, 'canvas[data-metric="cpu_core_percent"]')
+        assert cores.get_attribute("data-series") == str(CORES)
+        legend = cores.find_element(By.XPATH, "following-sibling::div[@class='legend']").text
+        assert legend.split() == [f"core={k}" for k in range(CORES)]
+        lines = wait.until(lambda d: (n := d.execute_script(LINE_PIXELS, "cpu_core_percent"))
+                           and min(n) > 100 and n)
+        assert min(lines) > 100, lines                       # every core's colour is drawn
         browser.find_element(By.CSS_SELECTOR, "#ranges button[data-range='6h']").click()
         wait.until(lambda d: d.execute_script(ACCENT_PIXELS) > 300)
 
-        shot = tmp_path / "dashboard.png"
+        ARTIFACTS.mkdir(exist_ok=True)
+        shot = ARTIFACTS / "dashboard.png"
         if os.environ.get("LINKBAND_SCREENSHOT"):
             browser.save_screenshot(os.environ["LINKBAND_SCREENSHOT"])
         assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 20_000
+        print(f"dashboard screenshot: {shot}")
         errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
-        assert not errors, errors
+        assert not errors, [e["message"] for e in errors]
     finally:
         srv.stop()
-        pub.close(0)
-        ctx.term()

@@ -32,6 +32,11 @@ __all__ = ["HistoryClient"]
 
 log = logging.getLogger("linkband_history")
 
+# A thread waiting for the GIL gets it when the holder blocks (or after 5 ms): after
+# YIELD_AFTER s of encoding with more queued, the sender sleeps YIELD_SECONDS.
+YIELD_AFTER = 0.0003
+YIELD_SECONDS = 0.0001
+
 
 class HistoryClient:
     def __init__(self, ingest: str | None = None, query: str | None = None, *,
@@ -100,6 +105,22 @@ class HistoryClient:
     def store_alerts(self, records) -> None:
         self._store("alert", records)
 
+    def store_row(self, kind: str, row: list | tuple) -> None:
+        """Queue one row in ``FIELDS[kind]`` order as ``protocol.row_from_record``
+        makes it, unchecked: the logging handlers' path. One append, no conversion;
+        the sender is woken when the queue was empty or reaches a batch, not per record."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("HistoryClient is closed")
+            q = self._queue
+            q.append((kind, row))
+            n = len(q)
+            if n > self.max_queue:              # keep the newest, count the rest
+                self._dropped += 1
+                q.popleft()
+        if n == 1 or n == self.batch_size:
+            self._wake.set()
+
     def _store(self, kind: str, records) -> None:
         if isinstance(records, dict):
             records = (records,)
@@ -146,6 +167,7 @@ class HistoryClient:
                         short = len(self._queue) < self.batch_size and not self._marker_wanted
                     if short:
                         time.sleep(self.batch_interval)
+                run_start = time.monotonic()  # holding the GIL since (it was let go above)
                 while True:
                     if not pending:
                         pending.extend(self._next_messages())
@@ -156,6 +178,11 @@ class HistoryClient:
                     except zmq.Again:
                         break                 # daemon away: keep them, retry later
                     pending.popleft()
+                    if (not pending and not closing and 0 < len(self._queue) < self.max_queue // 2
+                            and time.monotonic() - run_start > YIELD_AFTER):
+                        # let a caller of store_* that wants the GIL have it (see YIELD_AFTER)
+                        time.sleep(YIELD_SECONDS)
+                        run_start = time.monotonic()
                 if closing:
                     while pending:
                         try:
@@ -323,6 +350,10 @@ class HistoryClient:
         return out
 
     # -- lifetime ------------------------------------------------------------
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self, timeout: float = 5.0) -> None:
         with self._lock:
             if self._closed:

@@ -75,6 +75,8 @@ class _Shared:
     proc: subprocess.Popen | None = None      # set when this process started it
     refs: int = 0
     log_path: str = ""
+    log_start: int = 0                         # where the output of the daemon started last begins
+    stop_at_exit: bool = True
 
 
 _daemons: dict[tuple, _Shared] = {}
@@ -287,10 +289,11 @@ def _open_log(path: str):
     return os.fdopen(fd, "ab")
 
 
-def _log_tail(path: str, n: int = 4000) -> str:
+def _log_since(path: str, start: int, n: int = 4000) -> str:
+    """The last ``n`` bytes the daemon wrote to its log from offset ``start`` on."""
     try:
         with open(path, "rb") as f:
-            f.seek(max(0, os.path.getsize(path) - n))
+            f.seek(max(start, os.path.getsize(path) - n))
             return f.read().decode("utf-8", "replace")
     except OSError:
         return ""
@@ -319,21 +322,25 @@ def _spawn(s: _Shared, options: dict, stop_at_exit: bool) -> subprocess.Popen:
     s.log_path = os.path.join(s.data_dir, LOG_NAME)
     with _open_log(s.log_path) as log:
         kw["stdout"] = log
+        s.log_start = log.tell()
         return subprocess.Popen(daemon_command(args), **kw)
 
 
 def _wait_ready(s: _Shared, proc: subprocess.Popen, deadline: float) -> dict | None:
     """Until a daemon answers: ours, or the one that beat ours to the data directory.
-    Returns its stats, or None when ours exited and nothing else is there."""
+    Returns its stats, or None when ours failed and no other one is there."""
     while True:
         stats = _probe(s.endpoints, s.database_path, max(0.2, min(1.0, deadline - time.monotonic())))
         if stats is not None:
             return stats
         code = proc.poll()
         if code == 2:
-            raise DaemonError(f"linkband-historyd refused its configuration:\n{_log_tail(s.log_path)}")
-        if code is not None and all(_socket_state(e) in ("absent", "stale")
-                                    for e in s.endpoints.values()):
+            raise DaemonError("linkband-historyd refused its configuration:\n"
+                              + _log_since(s.log_path, s.log_start))
+        # ours found another daemon's writer lock or live sockets (DataDirLocked,
+        # SocketInUse: "another linkband-historyd ..."): that one may still be opening
+        # the database, so wait for it; any other failure is final
+        if code is not None and "another linkband-historyd" not in _log_since(s.log_path, s.log_start):
             return None
         if time.monotonic() > deadline:
             return None
@@ -389,13 +396,14 @@ def _bring_up(s: _Shared, options: dict, timeout: float, stop_at_exit: bool) -> 
             return                             # started by whoever held the lock before us
         proc = _spawn(s, options, stop_at_exit)
         if _wait_ready(s, proc, deadline) is None:
+            code = proc.poll()
             _terminate(proc, 5.0)
-            raise DaemonError(f"linkband-historyd did not answer within {timeout:g}s (exit code "
-                              f"{proc.returncode}):\n{_log_tail(s.log_path)}")
+            why = (f"exited with code {code}" if code is not None
+                   else f"did not answer within {timeout:g}s")
+            raise DaemonError(f"linkband-historyd for {s.database_path} {why} (its log: "
+                              f"{s.log_path}):\n{_log_since(s.log_path, s.log_start)}")
         if proc.poll() is None:
-            s.proc = proc
-            if stop_at_exit:
-                _register_atexit()
+            s.proc, s.stop_at_exit = proc, stop_at_exit
         # else: ours lost to a daemon started meanwhile, which answers: reuse it
     finally:
         lock.release()
@@ -426,8 +434,9 @@ def _register_atexit() -> None:
 
 
 def _stop_all() -> None:
+    """At exit: stop every daemon started here (but one started with stop_at_exit=False)."""
     with _registry_lock:
-        procs = [s.proc for s in _daemons.values() if s.proc is not None]
+        procs = [s.proc for s in _daemons.values() if s.proc is not None and s.stop_at_exit]
         for s in _daemons.values():
             s.proc = None
         _daemons.clear()
@@ -453,6 +462,9 @@ def ensure_daemon(data_dir=None, *, database_file=None, runtime_dir=None, timeou
     """
     d, db, run, endpoints = _place(data_dir, database_file, runtime_dir)
     key = _key(d, run)
+    # at the first call, whatever it finds: so a caller's own exit hook, registered after
+    # this call, runs before this one stops the daemon (atexit is last in, first out)
+    _register_atexit()
     with _registry_lock:
         s = _daemons.get(key)
         if s is not None and not _same_file(s.database_path, db):

@@ -13,6 +13,8 @@ from __future__ import annotations
 import glob
 import ipaddress
 import os
+import re
+import socket
 import stat
 import tomllib
 from dataclasses import dataclass
@@ -34,6 +36,7 @@ from linkband_historyd.settings import Settings, make_sections
 from linkband_historyd.trends.anomaly_detector import SCORE_THRESHOLD
 
 SYNC_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
+HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 class ConfigError(ValueError):
@@ -48,7 +51,7 @@ APPLIES = (LIVE, CHILD, RESTART)
 # which child a CHILD option belongs to, by section, or by key where it is several
 CHILD_OF_SECTION = {"query": "query", "scheduler": "scheduler", "collector": "scheduler",
                     "trends": "scheduler", "retention": "scheduler", "archive": "scheduler",
-                    "http": "http", "security": "http"}
+                    "http": "http", "security": "http", "dataset": "scheduler"}
 CHILDREN_OF_KEY = {"daemon.log_level": ("query", "scheduler", "http"),
                    # the supervisor applies these live; the query process passes them to its
                    # pool of workers when it starts
@@ -148,6 +151,21 @@ def _endpoint(v):
             raise ValueError(f"must be tcp://HOST:PORT, got {s!r}")
         return s
     raise ValueError(f"must be an ipc:// or tcp:// endpoint, got {s!r}")
+
+
+def _url_path(v):
+    s = values.string(v)
+    if s and (not s.startswith("/") or any(c in s for c in "?# ") or "//" in s):
+        raise ValueError(f"must be an absolute URL path like /history/prometheus, or empty, not {s!r}")
+    return s.rstrip("/") or s
+
+
+def _host_name(v):
+    """A dataset host name: a path segment every engine reads back as it is."""
+    s = values.string(v)
+    if s and not HOST_NAME.fullmatch(s):
+        raise ValueError("must be letters, digits, '.', '_' or '-' (at most 64)")
+    return s
 
 
 def is_loopback(endpoint: str) -> bool:
@@ -307,6 +325,17 @@ OPTIONS: tuple[Option, ...] = (
            "change state and open WebSockets", applies=CHILD),
     Option("http.max_websockets", 32, values.integer(1, 10_000), "LINKBAND_HISTORY_HTTP_MAX_WEBSOCKETS", None,
            "open WebSocket connections at most; past it a handshake is refused (503)", applies=CHILD),
+    Option("http.metrics_path", "/history/prometheus", _url_path, "LINKBAND_HISTORY_HTTP_METRICS_PATH", None,
+           "path of the Prometheus exposition on the gateway; empty: none", applies=CHILD),
+    Option("http.metrics_window_s", 600.0, values.number(1, 86_400), "LINKBAND_HISTORY_HTTP_METRICS_WINDOW_S",
+           None, "an SDK metric series is exposed with its newest value of this window", applies=CHILD),
+    Option("http.metrics_max_series_per_metric", 100, values.integer(1, 100_000),
+           "LINKBAND_HISTORY_HTTP_METRICS_MAX_SERIES_PER_METRIC", None,
+           "series (tag sets) exposed per SDK metric at most; the rest are counted as dropped",
+           applies=CHILD),
+    Option("http.metrics_max_series", 2000, values.integer(1, 1_000_000),
+           "LINKBAND_HISTORY_HTTP_METRICS_MAX_SERIES", None,
+           "SDK metric series exposed in all at most; the rest are counted as dropped", applies=CHILD),
     Option("security.allow_remote", False, values.boolean, "LINKBAND_HISTORY_ALLOW_REMOTE", None,
            "allow the HTTP gateway on a non-loopback http.host (it needs its token, but "
            "plain HTTP carries the token in clear)", applies=CHILD),
@@ -329,6 +358,15 @@ OPTIONS: tuple[Option, ...] = (
            "a writer without a heartbeat this long is hung: killed (SIGKILL) and restarted; 0: never", applies=LIVE),
     Option("supervisor.child_hang_s", 120.0, values.number(0, 86400), "LINKBAND_HISTORY_CHILD_HANG_S", None,
            "the same for the query process and the scheduler; 0: never", applies=CHILD),
+    Option("dataset.dir", "", values.string, "LINKBAND_HISTORY_DATASET_DIR", None,
+           "root of the Parquet dataset the scheduler writes every kind into (shared by many "
+           "machines); empty: no dataset. Needs the [dataset] extra", applies=CHILD),
+    Option("dataset.host", "", _host_name, "LINKBAND_HISTORY_DATASET_HOST", None,
+           "this machine's name in the dataset (host=<name>); empty: the host name", applies=CHILD),
+    Option("dataset.interval_s", 3600.0, values.number(10, 7 * 86400), "LINKBAND_HISTORY_DATASET_INTERVAL_S",
+           None, "how often new rows go into the dataset", applies=CHILD),
+    Option("dataset.rows_per_part", 1_000_000, values.integer(1000, 100_000_000),
+           "LINKBAND_HISTORY_DATASET_ROWS_PER_PART", None, "most rows in one part file", applies=CHILD),
 )
 BY_KEY = {o.key: o for o in OPTIONS}
 # the typed sections (settings.py), bound here so a spawned child can unpickle them
@@ -423,6 +461,12 @@ def finish(cfg: dict) -> dict:
     cfg["daemon.db_path"] = os.path.join(cfg["daemon.data_dir"], cfg["daemon.database_file"])
     if not cfg["archive.dir"]:
         cfg["archive.dir"] = os.path.join(cfg["daemon.data_dir"], "archives")
+    if cfg["dataset.dir"]:
+        cfg["dataset.dir"] = os.path.abspath(cfg["dataset.dir"])
+    if not cfg["dataset.host"]:
+        # a host name with other characters (spaces, unicode) keeps its safe ones
+        name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()).strip("-._")[:64]
+        cfg["dataset.host"] = name or "host"
     return cfg
 
 

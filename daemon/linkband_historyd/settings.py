@@ -33,7 +33,7 @@ RUNTIME: dict[str, Any] = {
 }
 
 SECTIONS = ("daemon", "ingest", "query", "events", "storage", "scheduler", "collector",
-            "trends", "retention", "archive", "http", "security", "supervisor")
+            "trends", "retention", "archive", "http", "security", "supervisor", "dataset")
 
 
 def _field(default):
@@ -79,6 +79,7 @@ class Settings:
     http: Any
     security: Any
     supervisor: Any
+    dataset: Any
 
     @classmethod
     def from_flat(cls, values: dict[str, Any], sections: dict[str, type]) -> "Settings":

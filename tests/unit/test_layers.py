@@ -11,7 +11,8 @@ DAEMON = ROOT / "daemon" / "linkband_historyd"
 CLIENT = ROOT / "client" / "linkband_history"
 # higher imports lower, never the reverse
 LAYERS = {"processes": 5, "commands": 4, "trends": 4, "collector": 4, "http": 4, "query": 3,
-          "storage": 2, "rollups": 2, "archive": 2, "security": 1}
+          "storage": 2, "rollups": 2, "archive": 2, "dataset": 2,
+          "security": 1}
 TOP_LEVEL = {"__init__", "__main__", "config", "harness", "settings", "values", "writer_client"}
 
 

@@ -16,7 +16,7 @@ from linkband_historyd.storage.write_ops import OPS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 # paths the gateway serves itself, beside the commands' routes
-GATEWAY_PATHS = {"/openapi.json", "/ui", "/ui/", "/ws"} | {f"/{r}/export" for r in EXPORTS}
+GATEWAY_PATHS = {"/openapi.json", "/ui", "/ui/", "/ws", "/prometheus"} | {f"/{r}/export" for r in EXPORTS}
 
 
 def test_every_command_declares_a_route_or_says_it_has_none():
@@ -94,7 +94,7 @@ def test_the_readme_command_table_names_every_command_and_nothing_else():
 
 def test_jobs_are_the_methods_they_name_and_say_whether_they_are_exclusive():
     assert {n for n, exclusive in JOBS.items() if exclusive} == {
-        "retention", "optimize", "archive", "restore", "budget", "vacuum"}
+        "retention", "optimize", "archive", "restore", "budget", "vacuum", "dataset"}
     assert set(JOBS) >= {"summarize", "trend_watch"}
     assert all(callable(getattr(Jobs, n)) for n in JOBS)
 

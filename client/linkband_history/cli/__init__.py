@@ -6,7 +6,7 @@ registering its own. No module of the tool imports this ``__init__``, so there
 is no import circle. ``linkband-history`` and ``python -m linkband_history.cli``
 run ``main``.
 """
-from linkband_history.cli import admin, query, records, sdk_import, trends  # noqa: F401 - register subcommands
+from linkband_history.cli import admin, dataset, query, records, sdk_import, trends  # noqa: F401 - register subcommands
 from linkband_history.cli.tool import main
 
 __all__ = ["main"]

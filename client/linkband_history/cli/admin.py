@@ -14,7 +14,8 @@ import time
 
 import click
 
-from linkband_history.cli.tool import main, print_table
+from linkband_history.cli.tool import main
+from linkband_history.humanize import format_bytes, format_number, format_value
 
 
 def _run_job(tool, command, **params):
@@ -32,9 +33,9 @@ def _run_job(tool, command, **params):
     if show and last:
         click.echo("", err=True)
     if tool.as_json:
-        click.echo(json.dumps(run, ensure_ascii=False, indent=2, default=str))
+        tool.echo(json.dumps(run, ensure_ascii=False, indent=2, default=str))
     else:
-        click.echo(f"{run['job']} {run['state']}: "
+        tool.echo(f"{run['job']} {run['state']}: "
                    + json.dumps(run.get("result") or run.get("error"), ensure_ascii=False, default=str))
     if run["state"] != "done":
         sys.exit(1)
@@ -58,10 +59,10 @@ def cleanup(tool, days, dry_run, force):
     if dry_run:
         row = tool.ask_admin("cleanup", policy=policy or None, dry_run=True, force=force)["rows"][0]
         if tool.as_json:
-            click.echo(json.dumps(row, ensure_ascii=False, indent=2))
+            tool.echo(json.dumps(row, ensure_ascii=False, indent=2))
             return
         counts = {k: v for k, v in row.items() if k not in ("dry_run", "cutoffs")}
-        print_table([{"what": k, "would delete": v} for k, v in counts.items()],
+        tool.table([{"what": k, "would delete": v} for k, v in counts.items()],
                     ["what", "would delete"])
         return
     _run_job(tool, "cleanup", policy=policy or None, force=force)
@@ -107,11 +108,12 @@ def storage(tool):
     if reply is None:
         return
     s = reply["rows"][0]
-    click.echo(f"database {s['database_bytes'] / 1e6:.1f} MB (used {s['used_bytes'] / 1e6:.1f} MB), "
-               f"free disk {s['free_bytes'] / 1e9:.1f} GB ({s['free_percent']:.1f} %), "
-               f"archives {s['archives']['files']} files {s['archives']['bytes'] / 1e6:.1f} MB")
-    print_table([{"kind": k, **v} for k, v in s["records"].items()], ("kind", "oldest", "newest"))
-    print_table([{"object": k, "bytes": v} for k, v in list(s["objects"].items())[:15]],
+    tool.echo(f"database {format_bytes(s['database_bytes'])} (used {format_bytes(s['used_bytes'])}), "
+              f"free disk {format_bytes(s['free_bytes'])} ({format_value(s['free_percent'], '%')}), "
+              f"archives {format_number(s['archives']['files'])} files "
+              f"{format_bytes(s['archives']['bytes'])}")
+    tool.table([{"kind": k, **v} for k, v in s["records"].items()], ("kind", "oldest", "newest"))
+    tool.table([{"object": k, "bytes": v} for k, v in list(s["objects"].items())[:15]],
                 ("object", "bytes"))
 
 
@@ -127,7 +129,7 @@ def jobs(tool):
 def reload(tool):
     """Reload the daemon's configuration (as SIGHUP does)."""
     tool.ask_admin("reload")
-    click.echo("reloading")
+    tool.echo("reloading")
 
 
 @main.command()
@@ -135,7 +137,7 @@ def reload(tool):
 def stop(tool):
     """Stop the daemon (as SIGTERM does): it drains and exits."""
     tool.ask_admin("stop")
-    click.echo("stopping")
+    tool.echo("stopping")
 
 
 @main.command()
@@ -170,10 +172,10 @@ def keygen(tool, directory, name, force):
         raise click.ClickException(str(exc)) from None
     public_key = zmq.auth.load_certificate(public_file)[0].decode("ascii")
     if tool.as_json:
-        click.echo(json.dumps({"public": public_file, "secret": secret_file,
+        tool.echo(json.dumps({"public": public_file, "secret": secret_file,
                                "public_key": public_key}))
         return
-    click.echo(f"public key  {public_file}  ({public_key})\n"
+    tool.echo(f"public key  {public_file}  ({public_key})\n"
                f"secret key  {secret_file}  (0600: keep it on this machine)\n"
                "A daemon uses its .key_secret as security.curve_server_key; a client's .key "
                "goes into the daemon's security.curve_authorized_dir.")

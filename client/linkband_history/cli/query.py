@@ -14,7 +14,7 @@ import json
 
 import click
 
-from linkband_history.cli.tool import main, print_table
+from linkband_history.cli.tool import main
 
 
 def parse_assignments(items) -> dict:
@@ -44,8 +44,8 @@ def query(tool, command, params):
     reply = ask(command, **p)
     columns = tuple(info.get("columns") or ())
     if tool.as_json or not columns:
-        click.echo(json.dumps(reply, ensure_ascii=False, indent=2, default=str))
+        tool.echo(json.dumps(reply, ensure_ascii=False, indent=2, default=str))
         return
-    print_table(reply.get("rows", []), columns)
+    tool.table(reply.get("rows", []), columns)
     if reply.get("next"):
         click.echo(f"-- more: cursor={reply['next']}", err=True)

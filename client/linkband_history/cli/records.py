@@ -9,10 +9,11 @@ import time
 
 import click
 
-from linkband_history.cli.tool import (_cell, _lists, _time, log_options, main, print_table,
-                                       range_options, window_options)
+from linkband_history.cli.table import stamp
+from linkband_history.cli.tool import _lists, _time, log_options, main, range_options, window_options
 from linkband_history.export import FORMATS, KIND_NAMES
 from linkband_history.export import export as run_export
+from linkband_history.humanize import format_bytes, format_duration, format_number
 
 
 @main.command()
@@ -23,14 +24,16 @@ def status(tool):
     if reply is None:
         return
     s = reply["rows"][0]
-    click.echo(f"database   {s['database']['path']}  ({s['database']['size_bytes'] / 1e6:.1f} MB)")
-    click.echo(f"uptime     {s['uptime_s']:.0f} s")
+    tool.echo(f"database   {s['database']['path']}  ({format_bytes(s['database']['size_bytes'])})")
+    tool.echo(f"uptime     {format_duration(s['uptime_s'])}")
+    width = max(12, *(len(format_number(n)) for n in s["tables"].values()))
     for table, n in s["tables"].items():
-        click.echo(f"{table:<17}{n:>12,}")
-    click.echo(f"clients    {s['client_count']}  stored {s['stored_total']:,}  "
-               f"lost {s['lost_records_total']:,}  dropped by clients {s['client_dropped_total']:,}")
+        tool.echo(f"{table:<17}{format_number(n):>{width}}")
+    tool.echo(f"clients    {format_number(s['client_count'])}  stored {format_number(s['stored_total'])}"
+              f"  lost {format_number(s['lost_records_total'])}  dropped by clients "
+              f"{format_number(s['client_dropped_total'])}")
     if s["rejected"]:
-        click.echo("rejected   " + ", ".join(f"{k} {v:,}" for k, v in s["rejected"].items()))
+        tool.echo("rejected   " + ", ".join(f"{k} {format_number(v)}" for k, v in s["rejected"].items()))
 
 
 @main.command()
@@ -64,17 +67,23 @@ def performance(tool, **params):
 @log_options
 @click.option("-f", "--follow", is_flag=True, help="keep printing new lines as they are committed")
 @click.option("--interval", type=float, default=0.5, show_default=True, help="--follow poll interval")
+@click.option("-g", "--grep", "grep", default=None,
+              help="with --follow: only lines containing every term (as search), highlighted")
 @click.pass_obj
-def logs(tool, follow, interval, **params):
+def logs(tool, follow, interval, grep, **params):
     """Log lines (with --follow: then new ones as they arrive, like journalctl -f)."""
     params = _lists(params)
     if not follow:
+        if grep:
+            raise click.UsageError("--grep goes with --follow; without it use: search TEXT")
         return tool.list("logs", **params)
+    tool.term.no_pager()
+    terms = follow_terms(grep)
     if params.pop("cursor", None) or params.pop("order", None):
         raise click.UsageError("--follow starts from the newest lines: no --cursor or --order")
     limit = params.pop("limit", None) or 10
     first = tool.ask("logs", order="desc", limit=limit, **params)["rows"][::-1]
-    _print_follow(tool, first)
+    _print_follow(tool, first, terms)
     last_id = max([r["id"] for r in first], default=0)
     if not first:
         newest = tool.ask("logs", order="desc", limit=1)["rows"]
@@ -84,7 +93,7 @@ def logs(tool, follow, interval, **params):
         while True:
             rows = tool.ask("logs", after_id=last_id, limit=1000, **params)["rows"]
             if rows:
-                _print_follow(tool, rows)
+                _print_follow(tool, rows, terms)
                 last_id = rows[-1]["id"]
             else:
                 time.sleep(interval)
@@ -92,13 +101,42 @@ def logs(tool, follow, interval, **params):
         pass
 
 
-def _print_follow(tool, rows):
+def follow_terms(text: str | None) -> list[str]:
+    """The terms of ``--grep``: split at spaces, a "quoted phrase" one term, folded."""
+    if not text:
+        return []
+    terms = []
+    for i, part in enumerate(text.split('"')):
+        terms += [part] if i % 2 else part.split()       # odd parts were inside quotes
+    return [t.casefold() for t in terms if t.strip()]
+
+
+def match_spans(message: str, terms: list[str]) -> list[list[int]] | None:
+    """Where each term occurs in ``message`` (any case), or None when one does not."""
+    folded = message.casefold()
+    if len(folded) != len(message):         # folding changed the length: no exact spans
+        return [] if all(t in folded for t in terms) else None
+    spans = []
+    for t in terms:
+        at = folded.find(t)
+        if at < 0:
+            return None
+        while at >= 0:
+            spans.append([at, at + len(t)])
+            at = folded.find(t, at + len(t))
+    return spans
+
+
+def _print_follow(tool, rows, terms=()):
     for r in rows:
+        spans = match_spans(r["message"], terms) if terms else []
+        if spans is None:
+            continue
         if tool.as_json:
-            click.echo(json.dumps(r, ensure_ascii=False))
-        else:
-            click.echo(f"{_cell('timestamp', r['timestamp'])} {r['level']:<8} {r['logger_name']}: "
-                       f"{r['message']}")
+            tool.echo(json.dumps(r, ensure_ascii=False))
+            continue
+        tool.echo(f"{stamp(r['timestamp'])} {tool.term.level(r['level'], 8)} {r['logger_name']}: "
+                  + tool.term.marked(r["message"], spans).shown)
 
 
 @main.command()
@@ -158,11 +196,12 @@ def log_stats(tool, **params):
     if reply is None:
         return
     s = reply["rows"][0]
-    click.echo("total " + f"{s['total']:,}  " + "  ".join(f"{k} {v:,}" for k, v in s["by_level"].items()))
-    click.echo("\ntop loggers")
-    print_table(s["by_logger"][:10], ("logger_name", "count"))
-    click.echo("\ntop error patterns")
-    print_table(s["top_patterns"], ("count", "last_seen", "pattern"))
+    tool.echo(f"total {format_number(s['total'])}  " + "  ".join(
+        f"{tool.term.level(k)} {format_number(v)}" for k, v in s["by_level"].items()))
+    tool.echo("\ntop loggers")
+    tool.table(s["by_logger"][:10], ("logger_name", "count"))
+    tool.echo("\ntop error patterns")
+    tool.table(s["top_patterns"], ("count", "last_seen", "pattern"))
 
 
 @main.command()
@@ -181,8 +220,8 @@ def context(tool, log_id, before, after, both, logger_name):
     if reply is None:
         return
     for r in reply["rows"]:
-        click.echo(("> " if r["match"] else "  ") + f"{_cell('timestamp', r['timestamp'])} "
-                   f"{r['level']:<8} {r['logger_name']}: {r['message']}")
+        tool.echo(("> " if r["match"] else "  ") + f"{stamp(r['timestamp'])} "
+                  f"{tool.term.level(r['level'], 8)} {r['logger_name']}: {r['message']}")
 
 
 @main.command()
@@ -208,7 +247,7 @@ def perf_compare(tool, **params):
     reply = tool.fetch("performance.compare", **_lists(params))
     if reply is None:
         return
-    print_table(reply["rows"], ("component", "operation", "duration_p95_a", "duration_p95_b",
+    tool.table(reply["rows"], ("component", "operation", "duration_p95_a", "duration_p95_b",
                                 "duration_p95_change_pct", "error_rate_a", "error_rate_b"))
 
 
@@ -220,13 +259,14 @@ def dashboard(tool):
     if reply is None:
         return
     d = reply["rows"][0]
-    print_table(d["latest_metrics"], ("metric_name", "value", "unit", "timestamp"))
-    click.echo("\nlast hour: " + ", ".join(f"{k} {v:,}" for k, v in sorted(d["log_levels"].items())))
-    click.echo("\nopen alerts")
-    print_table(d["open_alerts"], ("timestamp", "level", "category", "title"))
-    click.echo("\ntop error patterns")
-    print_table(d["top_patterns"], ("count", "last_seen", "pattern"))
-    click.echo(f"\nstorage {d['storage']['size_bytes'] / 1e6:.1f} MB")
+    tool.table(d["latest_metrics"], ("metric_name", "value", "unit", "timestamp"))
+    tool.echo("\nlast hour: " + ", ".join(f"{tool.term.level(k)} {format_number(v)}"
+                                          for k, v in sorted(d["log_levels"].items())))
+    tool.echo("\nopen alerts")
+    tool.table(d["open_alerts"], ("timestamp", "level", "category", "title"))
+    tool.echo("\ntop error patterns")
+    tool.table(d["top_patterns"], ("count", "last_seen", "pattern"))
+    tool.echo(f"\nstorage {format_bytes(d['storage']['size_bytes'])}")
 
 
 @main.command("export")
@@ -265,8 +305,8 @@ def export_cmd(tool, kind, fmt, output, **params):
     finally:
         if bar is not None:
             bar.__exit__(None, None, None)
-    click.echo(json.dumps({"rows": n, "file": output, "format": fmt}) if tool.as_json
-               else f"{n:,} rows written to {output}")
+    tool.echo(json.dumps({"rows": n, "file": output, "format": fmt}) if tool.as_json
+              else f"{format_number(n)} rows written to {output}")
 
 
 @main.command()
@@ -283,9 +323,10 @@ def events(tool, topics, events_endpoint, count, wait):
         sub = subscribe(list(topics), events_endpoint, wait, **tool.curve)
     except (OSError, ValueError) as exc:
         raise click.ClickException(str(exc)) from None
+    tool.term.no_pager()
     with sub:
         for n, (topic, payload) in enumerate(sub, 1):
-            click.echo(json.dumps({"topic": topic, "data": payload}, ensure_ascii=False, default=str))
+            tool.echo(json.dumps({"topic": topic, "data": payload}, ensure_ascii=False, default=str))
             if count and n >= count:
                 break
 

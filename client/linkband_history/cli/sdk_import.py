@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from linkband_history.cli.tool import main, print_table
+from linkband_history.cli.tool import main
 
 
 @main.command("import-sdk")
@@ -52,4 +52,4 @@ def import_sdk(tool, path, tz):
              "reasons": "; ".join(f"{why} ({n})" for why, n in r["reasons"].items())
                         or ("table missing" if r.get("missing") else "")}
             for t, r in result.items()]
-    print_table(rows, ("table", "read", "stored", "duplicates", "refused", "reasons"))
+    tool.table(rows, ("table", "read", "stored", "duplicates", "refused", "reasons"))

@@ -8,24 +8,23 @@
     linkband-history query alerts.open_count
 
 ``--json`` prints the daemon's reply as JSON; otherwise a readable table, in the
-columns the command declares (the daemon's ``commands`` reply says which).
+columns the command declares (the daemon's ``commands`` reply says which), with
+humanized numbers, coloured levels and highlighted matches on a terminal, and
+long output in a pager (``cli.terminal`` says when; ``--no-pager``).
 ``--since/--until`` take epoch seconds, ISO-8601 or a relative time (15m, 2h, 7d).
 The subcommands live in the modules that ``linkband_history.cli`` imports.
 """
 from __future__ import annotations
 
 import json
-from datetime import datetime
 
 import click
 
+from linkband_history.cli.table import table_lines
+from linkband_history.cli.terminal import Terminal
 from linkband_history.client import HistoryClient
 from linkband_history.protocol import LOG_LEVELS
 from linkband_history.times import parse_time
-
-TIME_COLUMNS = {"timestamp", "acknowledged_at", "resolved_at", "bucket", "first_seen", "last_seen",
-                "oldest", "newest", "queued", "finished"}
-
 
 def _time(ctx, param, value):
     if value is None:
@@ -36,28 +35,10 @@ def _time(ctx, param, value):
         raise click.BadParameter(str(exc)) from None
 
 
-def _cell(col, v, width=60):
-    if v is None:
-        return ""
-    if col in TIME_COLUMNS and isinstance(v, (int, float)) and not isinstance(v, bool):
-        return datetime.fromtimestamp(v).isoformat(sep=" ", timespec="milliseconds")
-    if isinstance(v, (dict, list)):
-        v = json.dumps(v, ensure_ascii=False, separators=(",", ":"))
-    s = str(v).replace("\n", " ")
-    return s if len(s) <= width else s[: width - 1] + "…"
-
-
-def print_table(rows, columns):
-    cells = [[_cell(c, r.get(c)) for c in columns] for r in rows]
-    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
-    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)).rstrip())
-    for row in cells:
-        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
-
-
 class Tool:
     def __init__(self, query, as_json, timeout, admin=None, curve_server_public=None,
-                 curve_secret_key_file=None):
+                 curve_secret_key_file=None, no_pager=False):
+        self.term = Terminal(as_json, no_pager)
         self.query_endpoint = query
         self.admin_endpoint = admin
         self.as_json = as_json
@@ -84,7 +65,7 @@ class Tool:
         if not reply.get("ok"):
             err = reply.get("error", {})
             if self.as_json:
-                click.echo(json.dumps(reply, ensure_ascii=False, indent=2))
+                self.echo(json.dumps(reply, ensure_ascii=False, indent=2))
             hint = ""
             if err.get("code") == "forbidden" and "admin endpoint" in str(err.get("message")) \
                     and not self.admin_endpoint:
@@ -92,12 +73,20 @@ class Tool:
             raise click.ClickException(f"{err.get('code')}: {err.get('message')}{hint}")
         return reply
 
+    def echo(self, text: str = "", nl: bool = True) -> None:
+        """Print to stdout (through the pager when there is one)."""
+        self.term.echo(text, nl)
+
+    def table(self, rows, columns) -> None:
+        for line in table_lines(self.term, rows, columns):
+            self.echo(line)
+
     def show(self, command, reply):
         if self.as_json:
-            click.echo(json.dumps(reply, ensure_ascii=False, indent=2))
+            self.echo(json.dumps(reply, ensure_ascii=False, indent=2))
             return
         rows = reply.get("rows", [])
-        print_table(rows, self.columns(command) or (tuple(rows[0]) if rows else ()))
+        self.table(rows, self.columns(command) or (tuple(rows[0]) if rows else ()))
         if reply.get("next"):
             click.echo(f"-- more: --cursor {reply['next']}", err=True)
 
@@ -128,7 +117,7 @@ class Tool:
         reply = self.fetch(command, **params)
         if reply is not None:
             rows = reply.get("rows", [])
-            print_table(rows, tuple(rows[0]) if rows else ())
+            self.table(rows, tuple(rows[0]) if rows else ())
 
     def client(self):
         if self._client is None:
@@ -149,6 +138,7 @@ class Tool:
             raise click.ClickException(str(exc)) from None
 
     def close(self):
+        self.term.close()
         for c in (self._client, self._admin_client):
             if c is not None:
                 c.close(timeout=0.5)
@@ -181,13 +171,15 @@ def range_options(fn):
               envvar="LINKBAND_HISTORY_CURVE_CLIENT_SECRET", type=click.Path(dir_okay=False),
               help="CURVE: this client's .key_secret file (its .key must be authorized by the daemon)")
 @click.option("--json", "as_json", is_flag=True, help="print the reply as JSON")
+@click.option("--no-pager", is_flag=True, help="never page long output (LINKBAND_HISTORY_PAGER, "
+              "PAGER or less; only on a terminal)")
 @click.option("--timeout", type=float, default=10.0, show_default=True)
 @click.pass_context
 def main(ctx, query_endpoint, admin_endpoint, curve_server_public, curve_secret_key_file,
-         as_json, timeout):
+         as_json, no_pager, timeout):
     """Query the linkband-history daemon."""
     ctx.obj = Tool(query_endpoint, as_json, timeout, admin_endpoint, curve_server_public,
-                   curve_secret_key_file)
+                   curve_secret_key_file, no_pager)
     ctx.call_on_close(ctx.obj.close)
 
 

@@ -5,7 +5,7 @@ import json
 
 import click
 
-from linkband_history.cli.tool import _time, main, print_table
+from linkband_history.cli.tool import _time, main
 
 
 @main.command()
@@ -21,11 +21,11 @@ def trends(tool, metric_names, **params):
     if reply is None:
         return
     for r in reply["rows"]:
-        click.echo(f"{r['metric_name']}: {r['summary']}")
-        print_table(r["anomalies"], ("t", "kind", "value", "expected", "score"))
+        tool.echo(f"{r['metric_name']}: {r['summary']}")
+        tool.table(r["anomalies"], ("t", "kind", "value", "expected", "score"))
     if reply.get("correlation"):
-        click.echo("")
-        print_table(reply["correlation"], ("a", "b", "pearson", "spearman", "n"))
+        tool.echo("")
+        tool.table(reply["correlation"], ("a", "b", "pearson", "spearman", "n"))
 
 
 @main.command()
@@ -36,9 +36,9 @@ def report(tool, period, until):
     """A daily or weekly report (JSON with --json, Markdown otherwise)."""
     reply = tool.ask("reports", period=period, until=until)
     if tool.as_json:
-        return click.echo(json.dumps(reply["rows"][0], ensure_ascii=False, indent=2))
+        return tool.echo(json.dumps(reply["rows"][0], ensure_ascii=False, indent=2))
     from linkband_history.report_format import report_markdown
-    click.echo(report_markdown(reply["rows"][0]))
+    tool.echo(report_markdown(reply["rows"][0]))
 
 
 @main.command()
@@ -47,7 +47,7 @@ def report(tool, period, until):
 def ack(tool, alert_id):
     """Acknowledge an alert."""
     r = tool.ask_admin("alerts.ack", alert_id=alert_id)["rows"][0]
-    click.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"acknowledged {alert_id}")
+    tool.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"acknowledged {alert_id}")
 
 
 @main.command()
@@ -56,4 +56,4 @@ def ack(tool, alert_id):
 def resolve(tool, alert_id):
     """Resolve an alert."""
     r = tool.ask_admin("alerts.resolve", alert_id=alert_id)["rows"][0]
-    click.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"resolved {alert_id}")
+    tool.echo(json.dumps(r, ensure_ascii=False) if tool.as_json else f"resolved {alert_id}")

@@ -5,4 +5,5 @@ that imports the command modules); the dispatcher
 (``dispatch``) runs them for the query workers.
 """
 from linkband_historyd.commands import admin, analysis, basic, logs, sdk, trends# noqa: F401
+from linkband_historyd.commands import monitoring  # noqa: F401
 from linkband_historyd.commands.base import COMMANDS, routes  # noqa: F401

@@ -1,11 +1,12 @@
 """Maintenance and alert commands of the query socket.
 
-``cleanup``, ``archive``, ``restore``, ``optimize`` and ``summarize`` start a
-job in the scheduler process and return its id at once; ``jobs`` reports
-progress (the tool polls it to draw a progress bar). ``storage`` and
-``archives`` read what is there. ``alerts.ack`` and ``alerts.resolve`` go to
-the writer, which is the only one that writes. Everything here that writes,
-starts a job or stops the daemon is registered ``admin=True``.
+``cleanup``, ``archive``, ``restore``, ``optimize``, ``summarize`` and
+``dataset.export`` start a job in the scheduler process and return its id at
+once; ``jobs`` reports progress (the tool polls it to draw a progress bar).
+``storage`` and ``archives`` read what is there. ``alerts.ack`` and
+``alerts.resolve`` go to the writer, which is the only one that writes.
+Everything here that writes, starts a job or stops the daemon is registered
+``admin=True``.
 """
 from __future__ import annotations
 
@@ -132,11 +133,22 @@ def cmd_summarize(ctx, p):
     return _start(ctx, "summarize")
 
 
+@command("dataset.export", "write the rows new since the last export into a Parquet dataset "
+         "now: the configured dataset.dir, or dir (since: where a new dataset starts); "
+         "returns a job id", since=P.time_value, dir=P.text, kind=kind, admin=True,
+         route="POST /dataset")
+def cmd_dataset_export(ctx, p):
+    if not (p.get("dir") or ctx.cfg.dataset.dir):
+        raise P.BadParam("dir", "dataset.dir is not set: give the dataset's directory")
+    return _start(ctx, "dataset", p)
+
+
 @command("jobs", "state and progress of maintenance jobs (id: one of them)", id=P.text,
          route="GET /jobs", columns=("id", "state", "queued", "finished", "result"))
 def cmd_jobs(ctx, p):
     reply = _scheduler(ctx, "jobs", {"id": p.get("id")})
-    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"))
+    return ok(reply["rows"], None, scheduled=reply.get("scheduled", []), pid=reply.get("pid"),
+              totals=reply.get("totals", {}))
 
 
 @command("archives", "the archive files, per kind and month", kind=kind, month=month,

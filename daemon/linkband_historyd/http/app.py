@@ -18,7 +18,8 @@ GET: query string, typed by the command's parsers, lists repeat, tags as
 ``tag.KEY=VALUE``; POST: a JSON object). Replies are the daemon's; errors
 ``{"error": {"code", "message"}}`` with 400 / 401 / 403 / 413 / 501 / 503 / 500.
 Exports stream page by page; ``/openapi.json`` describes it all; ``/ws?topics=a,b`` forwards
-events; ``/ui`` is the dashboard. Queries run in threads on a small pool of
+events; ``/ui`` is the dashboard; ``/prometheus`` (``http.metrics_path``) is the Prometheus
+exposition (``http/prometheus.py``). Queries run in threads on a small pool of
 HistoryClients. Requests without the token, non-loopback Host headers (DNS
 rebinding), state changes and WebSockets from other origins, bodies over 1 MiB
 (``http_guard``), non-JSON POSTs (cross-site forms) and WebSockets past
@@ -66,6 +67,7 @@ from linkband_historyd.http.guard import (MAX_BODY_BYTES, GuardMiddleware, deny,
                                          request_check)
 from linkband_historyd.http.openapi import openapi_document
 from linkband_historyd.http.params import HTTPError, Params, parse_json
+from linkband_historyd.http.prometheus import Exposition, PrometheusEndpoint
 from linkband_historyd.http.responses import JSON, dumps, error_response, reply_response
 from linkband_historyd.settings import Settings
 
@@ -367,12 +369,14 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
                allowed_hosts=LOOPBACK_HOSTS, allowed_origins=(), timeout: float = 15.0,
                pool_size: int = 4, max_websockets: int = MAX_WEBSOCKETS,
                max_body: int = MAX_BODY_BYTES, parent_pid: int | None = None,
-               curve: dict | None = None) -> Starlette:
+               curve: dict | None = None,
+               prometheus: Exposition | None = Exposition()) -> Starlette:
     """The ASGI app. Every request needs ``token`` (Bearer or the ``/ui?token=`` cookie)
     or passes ``auth(HTTPConnection)``; with neither, only ``allow_unauthenticated=True``
     builds it (the host app answers for every request). ``allowed_hosts=None`` accepts
     any Host header (remote use); ``allowed_origins`` are browser origins beyond the
-    gateway's own that may change state and open WebSockets."""
+    gateway's own that may change state and open WebSockets. ``prometheus``: where
+    and how the Prometheus exposition is served (None, or an empty path: not at all)."""
     checker = request_check(token, auth, allow_unauthenticated, "create_app")
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     gw = Gateway(query_endpoint, events_endpoint, prefix, timeout, pool_size, max_websockets, curve)
@@ -386,6 +390,9 @@ def create_app(query_endpoint: str, events_endpoint: str | None = None, prefix: 
         Mount(prefix + "/static", StaticFiles(directory=STATIC_DIR), name="static"),
         WebSocketRoute(prefix + "/ws", gw.websocket_endpoint),
     ]
+    if prometheus is not None and prometheus.path:
+        routes.append(Route(prometheus.path, PrometheusEndpoint(gw, prometheus).serve,
+                            methods=["GET"]))
 
     @asynccontextmanager
     async def lifespan(app):
@@ -437,6 +444,8 @@ def _arguments(argv):
     add("--timeout", type=float, default=15.0, help="seconds to wait for a reply of the daemon")
     add("--exit-with-parent", action="store_true", help="stop when the parent process is gone")
     add("--log-level", default=_DEFAULT["daemon.log_level"], choices=LOG_LEVELS)
+    add("--metrics-path", default=Exposition().path, type=BY_KEY["http.metrics_path"].parse,
+        help="path of the Prometheus exposition ('' for none)")
     return ap.parse_args(argv)
 
 
@@ -459,13 +468,14 @@ class GatewaySettings:
     exit_with_parent: bool = False
     log_level: str = _DEFAULT["daemon.log_level"]
     curve: tuple = ()                 # (("curve_server_public", ...), ...): hashable, picklable
+    prometheus: Exposition = Exposition()
 
     @classmethod
     def from_arguments(cls, argv=None) -> "GatewaySettings":
         a = _arguments(argv)
         return cls(a.query, a.events, a.host, a.port, a.prefix, a.runtime_dir,
                    tuple(a.allowed_origins), a.max_websockets, a.allow_remote, a.timeout,
-                   a.exit_with_parent, a.log_level)
+                   a.exit_with_parent, a.log_level, prometheus=Exposition(a.metrics_path))
 
     @classmethod
     def from_settings(cls, s: Settings) -> "GatewaySettings":
@@ -478,7 +488,17 @@ class GatewaySettings:
                    allowed_origins=tuple(s.http.allowed_origins),
                    max_websockets=s.http.max_websockets, allow_remote=s.security.allow_remote,
                    exit_with_parent=True, log_level=s.daemon.log_level,
-                   curve=tuple(self_client_options(s).items()))
+                   curve=tuple(self_client_options(s).items()),
+                   prometheus=Exposition(s.http.metrics_path, s.http.metrics_window_s,
+                                         s.http.metrics_max_series_per_metric,
+                                         s.http.metrics_max_series))
+
+
+def ws_protocol() -> str:
+    """uvicorn's WebSocket protocol on websockets' sans-I/O core where uvicorn has it
+    (0.35 on); the SDK pins uvicorn 0.34.2, whose "websockets" protocol serves the same."""
+    from uvicorn.config import WS_PROTOCOLS
+    return "websockets-sansio" if "websockets-sansio" in WS_PROTOCOLS else "websockets"
 
 
 def main(argv=None, ready=None) -> int:
@@ -514,7 +534,7 @@ def serve(gs: GatewaySettings, ready=None) -> int:
                      allowed_hosts=None if gs.allow_remote else LOOPBACK_HOSTS,
                      max_websockets=gs.max_websockets, timeout=gs.timeout,
                      parent_pid=os.getppid() if gs.exit_with_parent else None,
-                     curve=dict(gs.curve))
+                     curve=dict(gs.curve), prometheus=gs.prometheus)
 
     class Server(uvicorn.Server):
         async def startup(self, sockets=None):
@@ -527,7 +547,7 @@ def serve(gs: GatewaySettings, ready=None) -> int:
 
     server = Server(uvicorn.Config(app, host=gs.host, port=gs.port, access_log=False,
                                    log_level=gs.log_level.lower(), lifespan="on",
-                                   ws="websockets-sansio", ws_max_size=WS_MAX_MESSAGE))
+                                   ws=ws_protocol(), ws_max_size=WS_MAX_MESSAGE))
     # uvicorn re-raises a stop signal after its shutdown: with these handlers SIGTERM and
     # SIGINT end in exit code 0 (and one that comes before uvicorn listens is not lost)
     for sig in (signal.SIGTERM, signal.SIGINT):

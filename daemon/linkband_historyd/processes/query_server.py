@@ -19,6 +19,9 @@ question occupies one worker while the others answer everyone else.
   it sees the socket and the key, and the decision travels with the request.
 - **Lost workers**: a worker that dies or hangs while answering is replaced and its
   client gets an ``unavailable`` error reply rather than silence.
+- **Latency**: the time from a request's arrival to its reply, per lane, in the
+  writer's kind of histogram; it travels to the worker only with the commands in
+  :data:`WITH_LATENCY` (the ``counters`` command exposes it).
 """
 from __future__ import annotations
 
@@ -36,6 +39,7 @@ from linkband_historyd.processes.query_pool import WorkerPool
 from linkband_historyd.processes.skeleton import Child
 from linkband_historyd.security import curve_auth
 from linkband_historyd.security.sockets import bind
+from linkband_historyd.storage.ingest_latency import LatencyHistogram
 
 MAX_REQUEST_BYTES = 1024 * 1024
 START_WAIT_S = 30.0           # how long initialize waits for the workers' READY
@@ -45,7 +49,8 @@ CHECK_EVERY_S = 0.1           # workers' liveness and heartbeats
 LIGHT = frozenset({"ping", "stats", "client.ack", "commands", "dashboard", "metrics",
                    "performance", "logs", "alerts", "logs.context", "jobs", "archives",
                    "alerts.ack", "alerts.resolve", "reload", "stop", "cleanup", "archive",
-                   "restore", "optimize", "summarize"})
+                   "restore", "optimize", "summarize", "counters"})
+WITH_LATENCY = frozenset({"counters"})     # the requests whose facts carry the histograms
 
 
 @dataclass(eq=False)
@@ -108,6 +113,7 @@ class QueryServer(Child):
         self.heavy_running = 0
         self.next_rid = 0
         self.busy_replies = 0
+        self.latency = {"light": LatencyHistogram(), "heavy": LatencyHistogram()}
         self.wait_s = cfg.query.queue_wait_s
         self.max_queued = cfg.query.max_queued
         self.pool = WorkerPool(cfg, backend_endpoint, self._parent)
@@ -213,6 +219,7 @@ class QueryServer(Child):
                 return
             self._finish(slot)
             req.sock.send_multipart(req.envelope + [frames[3]], copy=False)
+            self.latency["heavy" if req.heavy else "light"].add(time.monotonic() - req.arrived)
             self.idle.append(slot)
         elif kind == b"BYE":
             slot.connected = False
@@ -239,7 +246,10 @@ class QueryServer(Child):
         slot.request = req
         if req.heavy:
             self.heavy_running += 1
-        meta = msgpack.packb([req.admin, self.admin_needs, self._facts()])
+        facts = self._facts()
+        if req.name in WITH_LATENCY:
+            facts["latency"] = {lane: h.to_dict() for lane, h in self.latency.items()}
+        meta = msgpack.packb([req.admin, self.admin_needs, facts])
         self.backend.send_multipart([slot.wid, req.rid, meta, req.body], copy=False)
 
     def _facts(self) -> dict:

@@ -1,4 +1,4 @@
-"""The scheduler process: summaries, retention, archives, budget and optimize.
+"""The scheduler process: summaries, retention, archives, budget, optimize, dataset.
 
 An APScheduler 3 ``BlockingScheduler`` in its own process, in-memory job store,
 ``coalesce=True, max_instances=1``. It reads the database freely (WAL, its own
@@ -7,8 +7,9 @@ read-only connections) and hands every write to the writer, in bounded chunks
 
 It also answers the query process on an internal REP socket
 (``daemon.scheduler_endpoint``, over ``linkband_history.rpc``): ``run`` starts a
-job now (cleanup with a policy, archive, restore, optimize, summarize) and
-returns its id; ``jobs`` reports the state and progress of recent runs. A short
+job now (cleanup with a policy, archive, restore, optimize, summarize, dataset) and
+returns its id; ``jobs`` reports the state and progress of recent runs, and the
+runs of each job finished and failed since the scheduler started. A short
 internal job serves that socket and watches the stop flag, so signals still
 only set a flag.
 """
@@ -19,6 +20,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from datetime import timezone
 
 import zmq
@@ -120,6 +122,21 @@ class Jobs:
         params = params or {}
         return arch.restore(params["kind"], params["month"], now, progress=progress)
 
+    @job("dataset", exclusive=True)     # never beside a restore, whose rows it leaves out
+    def dataset(self, conn, writer, now, params=None, progress=None):
+        params = params or {}
+        root = params.get("dir") or self.cfg.dataset.dir
+        if not root:
+            raise RuntimeError("no dataset directory: set dataset.dir, or give dir")
+        try:        # pyarrow only where a dataset is written
+            from linkband_historyd.dataset import exporter
+        except ImportError:
+            from linkband_historyd.dataset import missing_dependency
+            raise RuntimeError(missing_dependency()) from None
+        kinds = [params["kind"]] if params.get("kind") else None
+        return exporter.export(conn, writer, root, self.cfg.dataset.host,
+                               self.cfg.dataset.rows_per_part, params.get("since"), kinds, progress)
+
 
 class Scheduler(Child):
     name = "scheduler"
@@ -132,6 +149,7 @@ class Scheduler(Child):
         from linkband_historyd.archive.archiver import Archiver  # zstandard only where archives are made
         self.jobs = Jobs(cfg, Archiver)
         self.runs: dict[str, dict] = {}
+        self.finished: Counter = Counter()       # (job, "done" | "failed") -> runs
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
         self._exclusive = threading.Lock()        # archive/retention/... never overlap
@@ -152,6 +170,9 @@ class Scheduler(Child):
         if cfg.trends.watch:
             s.add_job(self.run_job, "interval", seconds=cfg.trends.bucket_s, args=["trend_watch"],
                       id="trend_watch", next_run_time=_soon(5))
+        if cfg.dataset.dir:
+            s.add_job(self.run_job, "interval", seconds=cfg.dataset.interval_s, args=["dataset"],
+                      id="dataset", next_run_time=_soon(60))
         hour, minute = (int(x) for x in cfg.scheduler.optimize_at.split(":"))
         from tzlocal import get_localzone  # apscheduler's own dependency
         s.add_job(self.run_job, "cron", hour=hour, minute=minute, timezone=get_localzone(),
@@ -199,6 +220,7 @@ class Scheduler(Child):
             run.update(state="failed", error=f"{exc.__class__.__name__}: {exc}")
         finally:
             run["finished"] = time.time()
+            self.finished[name, run["state"]] += 1
             writer.close()
             conn.close()
         return run.get("result")
@@ -234,13 +256,16 @@ class Scheduler(Child):
 
     def list_runs(self, params: dict) -> dict:
         """``jobs``: recent runs (or the one ``params["id"]``), newest first, and the
-        next scheduled time of each job."""
+        next scheduled time of each job; ``totals``: per job, the runs done and failed
+        since this process started."""
         wanted = params.get("id")
         rows = [r for r in self.runs.values() if wanted in (None, r["id"])]
         scheduled = [{"id": j.id, "next_run": j.next_run_time.timestamp()
                       if j.next_run_time else None} for j in self.sched.get_jobs()
                      if j.id in JOBS]
-        return ok(rows[::-1], None, scheduled=scheduled, pid=os.getpid())
+        totals = {n: {"done": self.finished[n, "done"], "failed": self.finished[n, "failed"]}
+                  for n in JOBS}
+        return ok(rows[::-1], None, scheduled=scheduled, totals=totals, pid=os.getpid())
 
     def shutdown(self) -> None:
         if self.collector_client is not None:

@@ -22,6 +22,7 @@ import os
 import signal
 import time
 
+from linkband_historyd.processes.proctitle import role_of_this_child, set_title
 from linkband_historyd.security import curve_auth
 from linkband_historyd.settings import Settings
 
@@ -126,6 +127,7 @@ def run_child(cls, cfg: Settings, ready=None, heartbeat=None, parent: int | None
     ``parent``: the supervisor's pid, given by the supervisor itself: a child whose
     supervisor was killed while starting it would otherwise take init for its parent
     and never notice (bench/faults.py --kills 200 found such an orphan)."""
+    set_title(role_of_this_child())
     child = cls(cfg, ready)
     if parent is not None:
         child._parent = parent

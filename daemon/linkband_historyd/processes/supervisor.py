@@ -33,6 +33,7 @@ import click
 
 from linkband_history.curve_keys import ensure_own_keys
 from linkband_historyd import config as config_mod
+from linkband_historyd.processes.proctitle import set_title
 from linkband_historyd.processes.query_server import QueryServer
 from linkband_historyd.processes.scheduler import Scheduler
 from linkband_historyd.processes.skeleton import ReadyFlag, run_child, setup_logging
@@ -95,11 +96,12 @@ class Supervisor:
     def watch_stdin(self) -> None:
         """Stop once standard input ends: the embedding program is gone."""
         def watch():
-            stream = sys.stdin.buffer if sys.stdin is not None else None
+            # os.read on the descriptor, not sys.stdin: a thread blocked inside a buffered
+            # reader's lock aborts the interpreter's shutdown (_enter_buffered_busy)
             try:
-                while stream is not None and stream.read(4096):
+                while os.read(0, 4096):
                     pass
-            except (OSError, ValueError):
+            except OSError:
                 pass
             log.info("the program that started the daemon is gone (end of standard input); stopping")
             self.stop_requested = True
@@ -341,7 +343,13 @@ def main(config_file, print_config, stop_with_parent=False, **cli):
             click.echo("linkband-historyd: http.enabled needs the HTTP gateway's packages: "
                        "pip install 'linkband-history[http]'", err=True)
             sys.exit(2)
+    if cfg.dataset.dir:
+        from linkband_historyd.dataset import missing_dependency
+        if (why := missing_dependency()) is not None:
+            click.echo(f"linkband-historyd: dataset.dir is set, but {why}", err=True)
+            sys.exit(2)
     setup_logging(cfg.daemon.log_level)
+    set_title("supervisor")          # here, not in Supervisor: an embedding program keeps its own
     # a reload (SIGHUP, or the reload command in the query process) reads the file and
     # command line again
     cfg = cfg.updated({"daemon.started_at": time.time(), "daemon.config_file": config_file,

@@ -8,7 +8,13 @@ the FTS rows of the new log lines with one INSERT..SELECT, and each client's
 last sequence number, so ``flush()`` can tell what is durable. It commits as
 soon as the socket is drained (never waiting for a full batch unless
 ``ingest.batch_wait_ms`` says so). WAL checkpoints run on a second connection
-in a thread, off the commit path.
+in a thread, off the commit path (``storage.checkpointer``).
+
+Between two batches it does one piece of other work: a write operation of
+another process, an FTS merge step, the copy that lets the WAL start over. Each
+is paced on the clock and gives way to an ingest message that waits
+(``storage.pacing``); how long each kind held the writer is published in its
+state (``writer``, ``held``).
 
 A bad frame or record is counted by reason and skipped; the good records of
 the same message are kept: when SQLite refuses a batch (STRICT types, NOT NULL
@@ -19,7 +25,6 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import time
 
 import apsw
@@ -41,15 +46,15 @@ from linkband_historyd.processes.skeleton import Child
 from linkband_historyd.security import curve_auth
 from linkband_historyd.security.sockets import bind
 from linkband_historyd.storage import schema, write_ops
+from linkband_historyd.storage.checkpointer import Checkpointer
 from linkband_historyd.storage.datalock import DataDirLock
 from linkband_historyd.storage.fts_merger import FtsMerger
 from linkband_historyd.storage.ingest_batch import Batch, ClientState, Limits, json_problem
 from linkband_historyd.storage.ingest_latency import LatencyHistogram
+from linkband_historyd.storage.pacing import HeldTimes
 
 PROGRESS_STEPS = 100_000   # SQLite VM steps between two heartbeats inside one long statement
 FULL_QUIET_S = 2.0         # a full-storage episode ends after this long without a failure
-CATCH_UP_PASSES = 20       # checkpoint passes in a row before the writer copies the rest
-CATCH_UP_SHORT_S = 0.003   # ... stopping once a pass took less than this
 DRAIN_QUIET_S = 0.05       # on stop: drain until the socket has been quiet this long
 DRAIN_MAX_S = 5.0          # ... or this long has passed (senders may never pause)
 
@@ -104,13 +109,13 @@ class Writer(Child):
         self.poller.register(self.control, zmq.POLLIN)
         self.pid = os.getpid()
         self.merger = FtsMerger(self.conn)
-        self._stop_checkpoints = threading.Event()
-        self._catch_up = threading.Event()
-        self._checkpointer = threading.Thread(target=self._checkpoint_loop, name="checkpointer",
-                                              daemon=True)
-        self._checkpointer.start()
+        self.checkpointer = Checkpointer(self.db_path, cfg.storage.checkpoint_interval_s,
+                                         cfg.storage.wal_max_mb * 1024 * 1024)
+        self.checkpointer.start()
         self.commits = 0
         self.latency = LatencyHistogram()
+        self.held = HeldTimes()
+        self.step_sizes = {}                      # write_ops: paced steps, sized on the clock
         self.started_at = time.time()
         self._state_saved = 0.0
         self._last_commit = 0.0
@@ -126,17 +131,23 @@ class Writer(Child):
     def loop_once(self) -> None:
         ready = dict(self.poller.poll(int(self.tick * 1000)))
         if self.sock in ready:
-            with gc_paused():                     # decoding makes lists by the thousand
+            with gc_paused(), self.held.timing("commit"):   # decoding makes lists by the thousand
                 self.commit(self.receive())
         if self.control in ready:
             self.control_once()                   # one bounded operation between batches
-        self.merger.step()                        # paced: a few ms at most, now and then
-        self.finish_checkpoint()
+        with self.held.timing("fts_merge") as t:
+            t.ran = self.merger.step(self.ingest_waiting)   # paced, gives way to ingest
+        with self.held.timing("checkpoint") as t:
+            t.ran = self.checkpointer.finish(self.conn, self.ingest_waiting)
         if not ready:
             self.events.flush()
             if self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
                 with self.conn:                  # idle: publish the last commits' latencies
                     self._save_state()
+
+    def ingest_waiting(self) -> bool:
+        """Whether an ingest message waits: paced work stops between two steps for it."""
+        return bool(self.sock.poll(0, zmq.POLLIN))
 
     def control_once(self) -> None:
         """Run one write operation asked for by another process of the daemon."""
@@ -145,7 +156,12 @@ class Writer(Child):
         except zmq.Again:
             return
         envelope, body = frames[:-1], frames[-1]
-        reply = rpc.answer(body, lambda name, params: ok([write_ops.run(self, name, params)]))
+
+        def run(name, params):
+            step = params.get("step") if isinstance(params, dict) else None   # maintenance
+            with self.held.timing(f"op.{name}" + (f".{step}" if isinstance(step, str) else "")):
+                return ok([write_ops.run(self, name, params)])
+        reply = rpc.answer(body, run)
         self.control.send_multipart(envelope + [reply])
 
     def receive(self) -> Batch:
@@ -242,7 +258,8 @@ class Writer(Child):
         doc = {"since": self.started_at, "commits": self.commits, **self.latency.to_dict()}
         writer = {"pid": os.getpid(), "started_at": self.started_at, "commits": self.commits,
                   "received_records": self.received, "committed_records": self.committed,
-                  "not_stored_while_full": self.full_records}
+                  "not_stored_while_full": self.full_records, "held": self.held.to_dict(),
+                  "wal_copies": self.checkpointer.counts()}
         self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
                                                         ("writer", json.dumps(writer))])
 
@@ -291,54 +308,6 @@ class Writer(Child):
             except (apsw.Error, TypeError, ValueError, OverflowError):
                 batch.reject(kind, i, "wrong_type")
 
-    # -- checkpoints, off the commit path -------------------------------------
-    def _checkpoint_loop(self) -> None:
-        """PASSIVE checkpoints copy the WAL into the database beside the commits. But
-        SQLite starts the WAL over only when a write transaction begins after a
-        checkpoint that copied *everything*, and with a commit every millisecond the
-        copy never catches up: under a steady stream the WAL grew without end
-        (``tests/test_wal.py``). So once the WAL is past
-        ``storage.wal_max_mb``, right after this thread has copied the bulk, the
-        writer itself copies the few pages committed meanwhile (:meth:`finish_checkpoint`),
-        and its next transaction starts the WAL over. (A RESTART checkpoint from here
-        would take the write lock, and a transaction that began with a read gets
-        SQLITE_BUSY at once, without its busy handler.)"""
-        conn = schema.open_checkpointer(self.db_path)
-        interval = self.cfg.storage.checkpoint_interval_s
-        wal_max = self.cfg.storage.wal_max_mb * 1024 * 1024
-        page_size = conn.execute("PRAGMA page_size").fetchall()[0][0]
-        try:
-            while not self._stop_checkpoints.wait(interval):
-                try:
-                    _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-                    if wal_pages * page_size >= wal_max:
-                        # each pass copies what was committed during the one before:
-                        # go on until a pass is short, then the writer copies the rest
-                        for _ in range(CATCH_UP_PASSES):
-                            t = time.perf_counter()
-                            _, wal_pages, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
-                            short = time.perf_counter() - t < CATCH_UP_SHORT_S
-                            if short:
-                                break
-                        # while maintenance writes fast the passes may not get short:
-                        # then the writer's copy would be long, so it waits for a later
-                        # round, up to a WAL of 4 x the limit
-                        if short or wal_pages * page_size >= 4 * wal_max:
-                            self._catch_up.set()
-                except apsw.Error as exc:
-                    self.log.warning("checkpoint failed: %s", exc)
-        finally:
-            conn.close()
-
-    def finish_checkpoint(self) -> None:
-        """Between two batches: copy what was committed since the checkpointer's pass."""
-        if self._catch_up.is_set():
-            self._catch_up.clear()
-            try:
-                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
-            except apsw.Error as exc:
-                self.log.warning("checkpoint failed: %s", exc)
-
     def shutdown(self) -> None:
         # Drain: everything ZeroMQ has already received is committed before exit.
         drained = 0
@@ -362,8 +331,7 @@ class Writer(Child):
                 self._save_state()
         except apsw.Error:
             pass
-        self._stop_checkpoints.set()
-        self._checkpointer.join(5)
+        self.checkpointer.stop()
         try:
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except apsw.Error:

@@ -26,7 +26,8 @@ from linkband_historyd.storage import fts_merger, schema
 log = logging.getLogger("linkband_historyd.storage.maintenance")
 KINDS = ("metric", "performance", "log", "alert")
 DELETE_CHUNK = 5_000
-VACUUM_PAGES = 48
+VACUUM_PAGES = 48               # the most one call hands back (the writer paces it on the clock)
+FTS_MERGE_PAGES = fts_merger.MAX_PAGES * 4      # the most one call merges (paced as well)
 
 
 def delete_older(writer, kind: str, before: float, progress=None, **where) -> int:
@@ -189,10 +190,14 @@ def warn(writer, reason: str, now: float, **details) -> None:
 
 def optimize(writer, progress=None) -> dict:
     """ANALYZE where useful, merge FTS segments, hand free pages back to the disk."""
-    out = {"analyze": writer.call("maintenance", step="analyze")}
+    # one index per call: the first ANALYZE of a big database reads every entry
+    targets = writer.call("maintenance", step="analyze_plan")["targets"]
+    for target in targets:
+        writer.bulk("maintenance", step="analyze", target=target)
+    out = {"analyze": {"analyzed": targets}}
     merged = 0
-    for _ in range(5000):                      # bounded steps; each is short
-        r = writer.bulk("maintenance", step="fts_merge", pages=fts_merger.PAGES * 4)
+    for _ in range(20_000):                    # bounded calls; each is short
+        r = writer.bulk("maintenance", step="fts_merge", pages=FTS_MERGE_PAGES)
         merged += 1
         if progress:
             progress("fts_merge", merged)

@@ -4,7 +4,11 @@ The writer is the only process that writes the database. The scheduler (and
 the query process, for alert acknowledgements) send it *named* operations,
 never SQL: each is a function here that runs in one transaction of its own,
 between two ingest batches, and does a bounded amount of work (callers loop
-over chunks), so ingestion latency stays low while maintenance runs.
+over chunks), so ingestion latency stays low while maintenance runs. The long
+ones (delete, FTS merge, incremental vacuum) are paced on the clock
+(``storage.pacing``): small steps, sized from what the steps before cost,
+until ``OP_BUDGET_S`` is spent or an ingest message waits, whichever comes
+first; the rows or pages asked for only bound them from above.
 
 Over the daemon's one request-reply protocol (``linkband_history.rpc``): the
 request names the operation and its parameters; the reply's one row is the
@@ -20,10 +24,15 @@ import apsw
 from linkband_history.protocol import FIELDS, row_from_record
 from linkband_history.rpc import RpcError
 from linkband_historyd.storage import restored_ranges, schema
+from linkband_historyd.storage.pacing import Pace, StepSize
 
 OPS: dict[str, tuple] = {}               # name -> (function, runs in a transaction)
 MAX_CHUNK = 20_000                       # rows one operation may touch
 OP_BUDGET_S = 0.0015                     # an operation stops after about this long
+STEP_S = 0.0004                          # ... in steps of about this long
+# (first guess of units per step, most per step) of the paced steps
+STEPS = {"delete.log": (40, 2000), "delete": (250, 5000), "fts_merge": (4, 64),
+         "incremental_vacuum": (4, 200)}
 
 
 class OpError(RpcError):
@@ -47,6 +56,20 @@ def _table(name: str) -> str:
     if name not in schema.TABLES:
         raise OpError(f"unknown kind {name!r}")
     return schema.TABLES[name]
+
+
+def _pace(w) -> Pace:
+    """The wall-time budget of one operation: it also ends when ingest waits."""
+    return Pace(OP_BUDGET_S, getattr(w, "ingest_waiting", None))
+
+
+def _step_size(w, key: str) -> StepSize:
+    """The writer's step size for ``key`` (kept between operations: it learns)."""
+    sizes = w.step_sizes
+    if key not in sizes:
+        start, hi = STEPS[key]
+        sizes[key] = StepSize(STEP_S, start, hi=hi)
+    return sizes[key]
 
 
 def _chunk(n) -> int:
@@ -77,14 +100,16 @@ def op_delete(w, p):
     for lo, hi in p.get("keep") or ():
         clauses.append("id NOT BETWEEN ? AND ?")
         args += [int(lo), int(hi)]
-    # Small steps until the time budget is spent: ingestion waits for this operation.
+    # Small steps until the time budget is spent or ingest waits: ingestion waits
+    # for this operation. A log line also deletes its FTS entries: its own step size.
     limit = _chunk(p.get("limit", 5000))
-    step = 40 if kind == "log" else 250       # a log line also has its FTS tombstones
+    size = _step_size(w, "delete.log" if kind == "log" else "delete")
     select = f"SELECT id FROM {table} WHERE {' AND '.join(clauses)} ORDER BY timestamp LIMIT ?"
     deleted = 0
-    started = time.perf_counter()
-    while deleted < limit:
-        ids = [r[0] for r in w.conn.execute(select, args + [min(step, limit - deleted)])]
+    pace = _pace(w)
+    while deleted < limit and pace.go_on():
+        t = time.perf_counter()
+        ids = [r[0] for r in w.conn.execute(select, args + [size.units(limit - deleted)])]
         if not ids:
             return {"deleted": deleted, "done": True}
         marks = ",".join("?" * len(ids))
@@ -95,8 +120,7 @@ def op_delete(w, p):
         if table in schema.COUNTED_TABLES:
             w.conn.execute(schema.ADD_COUNT, (table, -len(ids)))
         deleted += len(ids)
-        if time.perf_counter() - started > OP_BUDGET_S:
-            break
+        size.took(len(ids), time.perf_counter() - t)
     return {"deleted": deleted, "done": False}
 
 
@@ -232,27 +256,87 @@ def op_publish(w, p):
 
 @op("maintenance", transaction=False)
 def op_maintenance(w, p):
-    """One bounded maintenance step: ``step`` is one of analyze, fts_merge,
-    incremental_vacuum, checkpoint."""
+    """One bounded maintenance step: ``step`` is one of analyze_plan, analyze,
+    fts_merge, incremental_vacuum. analyze_plan names what ``PRAGMA optimize`` would
+    analyze, one index (or index-less table) at a time; analyze with ``target``
+    analyzes that one (without: all of it at once, as ``PRAGMA optimize``).
+    fts_merge and incremental_vacuum are paced: up to ``pages`` pages in steps of a
+    few, each in its own transaction, until the time budget is spent or ingest waits."""
     step = p["step"]
     conn = w.conn
+    # analysis_limit: ANALYZE samples this many rows per index instead of reading
+    # whole tables (SQLite's advice for PRAGMA optimize)
+    if step == "analyze_plan":
+        return {"targets": _analyze_targets(conn)}
     if step == "analyze":
-        # analysis_limit: ANALYZE samples this many rows per index instead of reading
-        # whole tables (SQLite's advice for PRAGMA optimize)
         conn.execute("PRAGMA analysis_limit = 400")
-        conn.execute("PRAGMA optimize")
+        target = p.get("target")
+        if target is None:
+            conn.execute("PRAGMA optimize")
+        elif conn.execute("SELECT count(*) FROM sqlite_master WHERE name = ? AND type IN "
+                          "('table', 'index')", (str(target),)).fetchall()[0][0]:
+            conn.execute(f'ANALYZE "main"."{target}"')
+        else:
+            raise OpError(f"no table or index {target!r}")
     elif step == "fts_merge":
-        before = conn.totalchanges()
-        conn.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', ?)", (int(p.get("pages", 500)),))
-        return {"changed": conn.totalchanges() - before}
+        return _fts_merge(w, int(p.get("pages", 500)))
     elif step == "incremental_vacuum":
-        free = conn.execute("PRAGMA freelist_count").fetchall()[0][0]
-        conn.execute(f"PRAGMA incremental_vacuum({min(int(p.get('pages', 200)), 1000)})").fetchall()
-        return {"free_pages_before": free,
-                "free_pages_after": conn.execute("PRAGMA freelist_count").fetchall()[0][0]}
+        return _incremental_vacuum(w, min(int(p.get("pages", 200)), 1000))
     else:
         raise OpError(f"unknown maintenance step {step!r}")
     return {}
+
+
+def _analyze_targets(conn) -> list[str]:
+    """What ``PRAGMA optimize`` would analyze now (its debug mask lists it): each
+    table's indexes, or the table itself when it has none. One ANALYZE of a whole
+    table reads every index of it in one go: ingestion would wait for all of them."""
+    tables = [row[0].rsplit(".", 1)[-1].strip('"')
+              for row in conn.execute("PRAGMA optimize(0xffff)")
+              if row[0].startswith("ANALYZE ")]
+    out = []
+    for table in tables:
+        indexes = [r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+            "AND sql IS NOT NULL ORDER BY name", (table,))]
+        out += indexes or [table]
+    return out
+
+
+def _fts_merge(w, pages: int) -> dict:
+    """'merge' commands of a few pages each, until one changes nothing but itself
+    (``changed`` <= 1 then means nothing was left to merge)."""
+    conn, size, pace = w.conn, _step_size(w, "fts_merge"), _pace(w)
+    changed = done = 0
+    while done < pages and pace.go_on():
+        n = size.units(pages - done)
+        t, before = time.perf_counter(), conn.totalchanges()
+        with conn:
+            conn.execute("INSERT INTO logs_fts (logs_fts, rank) VALUES ('merge', ?)", (n,))
+        step_changed = conn.totalchanges() - before
+        size.took(n, time.perf_counter() - t)
+        changed += step_changed
+        done += n
+        if step_changed <= 1:
+            break
+    return {"changed": changed}
+
+
+def _incremental_vacuum(w, pages: int) -> dict:
+    """Free pages handed back to the disk, a few per step (each its own transaction:
+    a moved page rewrites its parent and pointer-map pages, so a step costs far more
+    than its page count says)."""
+    conn, size, pace = w.conn, _step_size(w, "incremental_vacuum"), _pace(w)
+    free = first = conn.execute("PRAGMA freelist_count").fetchall()[0][0]
+    done = 0
+    while free and done < pages and pace.go_on():
+        n = size.units(pages - done)
+        t = time.perf_counter()
+        conn.execute(f"PRAGMA incremental_vacuum({n})").fetchall()
+        size.took(n, time.perf_counter() - t)
+        done += n
+        free = conn.execute("PRAGMA freelist_count").fetchall()[0][0]
+    return {"free_pages_before": first, "free_pages_after": free}
 
 
 def run(w, name: str, params: dict) -> dict:

@@ -14,7 +14,7 @@
   const state = {
     range: RANGES[store.get("range")] ? store.get("range") : "1h",
     shown: store.get("metrics", null),       // metric names with a chart; null: not chosen yet
-    units: {}, search: null, refreshing: false, dirty: false, timer: null,
+    units: {}, tagKeys: {}, search: null, refreshing: false, dirty: false, timer: null,
   };
 
   // -- helpers -------------------------------------------------------------------
@@ -56,24 +56,23 @@
     const d = new Date(t * 1000);
     return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${fmtTime(t)}:${pad(d.getSeconds())}`;
   }
-  function fmtNum(v) {
-    if (v === null || v === undefined || !isFinite(v)) return "–";
-    const a = Math.abs(v);
-    if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
-    return v.toLocaleString(undefined, { maximumFractionDigits: a >= 100 ? 1 : 3 });
-  }
-  function fmtBytes(n) {
-    const u = ["B", "KB", "MB", "GB", "TB"];
-    let i = 0;
-    while (n >= 1024 && i < u.length - 1) { n /= 1024; i++; }
-    return `${n.toFixed(i ? 1 : 0)} ${u[i]}`;
+  const { fmtValue, fmtNumber, fmtBytes } = lbhFormat;   // format.js: the tool's humanize.py
+  window.lbhFormat = lbhFormat;                            // the browser test compares the two
+  const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#d97706", "#7c3aed", "#0891b2", "#db2777", "#65a30d"];
+  function tagsOf(m) {
+    let t = m.tags;
+    if (typeof t === "string") { try { t = JSON.parse(t); } catch { t = null; } }
+    return t && typeof t === "object" && !Array.isArray(t) ? t : {};
   }
 
   // -- the overview (dashboard command) ----------------------------------------------
   async function loadDashboard() {
     const d = (await api("/dashboard")).rows[0];
     const latest = d.latest_metrics || [];
-    for (const m of latest) state.units[m.metric_name] = m.unit || "";
+    for (const m of latest) {
+      state.units[m.metric_name] = m.unit || "";
+      state.tagKeys[m.metric_name] = Object.keys(tagsOf(m)).sort();
+    }
     if (state.shown === null && latest.length) {
       state.shown = latest.slice(0, 2).map((m) => m.metric_name);
       store.set("metrics", state.shown);
@@ -83,7 +82,7 @@
     renderAlerts(d.open_alerts || []);
     renderLevels(d.log_levels || {}, d.top_patterns || []);
     const st = d.storage || {};
-    $("storage").textContent = st.size_bytes != null ? `DB ${fmtBytes(st.size_bytes)}` : "DB –";
+    $("storage").textContent = `DB ${fmtBytes(st.size_bytes)}`;
     $("storage").title = st.path || "database size";
   }
 
@@ -101,8 +100,7 @@
       type: "button", class: "tile" + (shown().includes(m.metric_name) ? " shown" : ""),
       title: `${m.metric_type} · ${fmtStamp(m.timestamp)}`,
       onclick: () => toggleMetric(m.metric_name),
-    }, el("span", { class: "name", text: m.metric_name }), el("span", { class: "val", text: fmtNum(m.value) }),
-    el("span", { class: "unit", text: m.unit || "" }))));
+    }, el("span", { class: "name", text: m.metric_name }), el("span", { class: "val", text: fmtValue(m.value, m.unit) }))));
   }
 
   function renderAlerts(alerts) {
@@ -116,10 +114,10 @@
 
   function renderLevels(levels, patterns) {
     $("levels").replaceChildren(...LEVELS.map((lv) => el("div", {},
-      el("b", { text: String(levels[lv] || 0), class: levels[lv] && (lv === "ERROR" || lv === "CRITICAL") ? "error-text" : "" }),
+      el("b", { text: fmtNumber(levels[lv] || 0), class: levels[lv] && (lv === "ERROR" || lv === "CRITICAL") ? "error-text" : "" }),
       el("span", { text: lv }))));
     $("patterns").replaceChildren(...(patterns.length ? patterns.slice(0, 6).map((p) => el("li", {},
-      el("span", { class: "n", text: `${p.count}×` }), p.pattern || p.example || "")) :
+      el("span", { class: "n", text: `${fmtNumber(p.count)}×` }), p.pattern || p.example || "")) :
       [el("li", { class: "muted", text: "none" })]));
   }
 
@@ -134,30 +132,37 @@
       t.classList.toggle("shown", state.shown.includes(t.querySelector(".name").textContent)));
   }
 
+  // one request per metric, grouped by every tag key its latest record has: one line
+  // per tag set (per-core CPU: one per core)
   async function loadCharts() {
     const names = shown();
     $("charts-empty").hidden = names.length > 0;
     const until = Date.now() / 1000, since = until - RANGES[state.range];
     if (!names.length) { $("charts").replaceChildren(); return; }
-    const reply = await api("/metrics/aggregate", {
-      metric_name: names, since: since.toFixed(3), until: until.toFixed(3), bucket: "auto",
+    const replies = await Promise.all(names.map((name) => api("/metrics/aggregate", {
+      metric_name: name, since: since.toFixed(3), until: until.toFixed(3), bucket: "auto",
       functions: ["min", "max", "avg", "count"],
-    });
-    const step = reply.bucket_seconds || 60;
-    const by = {};
-    for (const r of reply.rows) (by[r.metric_name] ||= []).push(r);
-    const cards = names.map((name) => {
-      const canvas = el("canvas", { class: "chart", "data-metric": name });
-      const rows = by[name] || [];
-      const last = rows.length ? rows[rows.length - 1] : null;
-      const n = rows.reduce((a, r) => a + (r.count || 0), 0);
+      group_by: ["metric_name", ...(state.tagKeys[name] || []).map((k) => "tag:" + k)],
+    })));
+    const cards = names.map((name, i) => {
+      const reply = replies[i], keys = state.tagKeys[name] || [];
+      const series = seriesOf(reply.rows, keys);
+      const unit = state.units[name] || "";
+      const canvas = el("canvas", { class: "chart", "data-metric": name, "data-series": series.length });
+      const n = reply.rows.reduce((a, r) => a + (r.count || 0), 0);
+      const last = series.length === 1 ? series[0].rows[series[0].rows.length - 1] : null;
+      const stat = !series.length ? "no data" : (last ? `avg ${fmtValue(last.avg, unit)} · ` :
+        `${series.length} series · `) + `${fmtNumber(n)} point${n === 1 ? "" : "s"}`;
+      const swatch = (color) => { const i = el("i"); i.style.background = color; return i; };  // CSP: no style attributes
+      const legend = series.length > 1 ? el("div", { class: "legend" }, ...series.map((s) =>
+        el("span", { class: "key" }, swatch(s.color), s.label))) : null;
       const card = el("div", { class: "chart-card" },
         el("header", {},
           el("span", { class: "title", text: name }),
-          el("span", { class: "stat", text: last ? `avg ${fmtNum(last.avg)} ${state.units[name] || ""} · ${n} point${n === 1 ? "" : "s"}` : "no data" }),
+          el("span", { class: "stat", text: stat }),
           el("button", { type: "button", class: "close", title: "remove", text: "×", onclick: () => toggleMetric(name) })),
-        canvas);
-      canvas._chart = { rows, since, until, step, unit: state.units[name] || "" };
+        canvas, legend);
+      canvas._chart = { series, since, until, step: reply.bucket_seconds || 60, unit };
       return card;
     });
     $("charts").replaceChildren(...cards);
@@ -166,6 +171,32 @@
       c.addEventListener("mousemove", (e) => drawChart(c, e.offsetX));
       c.addEventListener("mouseleave", () => drawChart(c));
     }
+  }
+
+  // rows of one metric -> [{label, color, rows}], one per tag set; the label names the
+  // tags whose values differ between the sets
+  function seriesOf(rows, keys) {
+    const by = new Map();
+    for (const r of rows) {
+      const id = JSON.stringify(keys.map((k) => r["tag:" + k] ?? null));
+      if (!by.has(id)) by.set(id, { tags: keys.map((k) => r["tag:" + k] ?? null), rows: [] });
+      by.get(id).rows.push(r);
+    }
+    const list = [...by.values()];
+    const varying = keys.filter((k, i) => new Set(list.map((s) => String(s.tags[i]))).size > 1);
+    const num = (v) => (v !== null && v !== "" && isFinite(v) ? Number(v) : NaN);
+    list.sort((a, b) => {
+      for (const k of varying) {
+        const i = keys.indexOf(k), x = a.tags[i], y = b.tags[i];
+        const c = !isNaN(num(x)) && !isNaN(num(y)) ? num(x) - num(y) : String(x).localeCompare(String(y));
+        if (c) return c;
+      }
+      return 0;
+    });
+    return list.map((s, i) => ({
+      rows: s.rows, color: PALETTE[i % PALETTE.length],
+      label: varying.map((k) => `${k}=${s.tags[keys.indexOf(k)]}`).join(" ") || "all",
+    }));
   }
 
   function niceTicks(lo, hi, n) {
@@ -178,8 +209,19 @@
     return ticks;
   }
 
+  // runs of consecutive buckets: a gap of more than one bucket breaks the line
+  function runsOf(rows, step) {
+    const runs = [];
+    for (const r of rows) {
+      const run = runs[runs.length - 1];
+      if (run && r.bucket - run[run.length - 1].bucket <= step * 1.01) run.push(r); else runs.push([r]);
+    }
+    return runs;
+  }
+
   function drawChart(canvas, hoverX) {
-    const { rows, since, until, step, unit } = canvas._chart;
+    const { series, since, until, step, unit } = canvas._chart;
+    const rows = series.flatMap((s) => s.rows);
     const dpr = window.devicePixelRatio || 1;
     const W = canvas.clientWidth || 400, H = canvas.clientHeight || 180;
     if (canvas.width !== Math.round(W * dpr)) { canvas.width = Math.round(W * dpr); canvas.height = Math.round(H * dpr); }
@@ -187,7 +229,7 @@
     g.setTransform(dpr, 0, 0, dpr, 0, 0);
     g.clearRect(0, 0, W, H);
     const css = getComputedStyle(document.documentElement);
-    const L = 52, R = 10, T = 10, B = 22, w = W - L - R, h = H - T - B;
+    const L = 66, R = 10, T = 10, B = 22, w = W - L - R, h = H - T - B;
     g.font = "11px " + css.fontFamily;
     g.fillStyle = css.getPropertyValue("--muted");
     if (!rows.length) {
@@ -201,7 +243,7 @@
     for (const v of ticks) {
       const y = Math.round(Y(v)) + 0.5;
       g.beginPath(); g.moveTo(L, y); g.lineTo(L + w, y); g.stroke();
-      g.fillText(fmtNum(v), L - 6, y);
+      g.fillText(fmtValue(v, unit), L - 6, y);
     }
     g.textAlign = "center"; g.textBaseline = "top";
     const span = until - since, withDate = span > 86400;
@@ -210,27 +252,25 @@
       g.textAlign = i === 0 ? "left" : i === 4 ? "right" : "center";
       g.fillText(fmtTime(t, withDate), X(t), T + h + 6);
     }
-    // runs of consecutive buckets: a gap of more than one bucket breaks the line
-    const runs = [];
-    for (const r of rows) {
-      const run = runs[runs.length - 1];
-      if (run && r.bucket - run[run.length - 1].bucket <= step * 1.01) run.push(r); else runs.push([r]);
-    }
     const mid = (r) => X(r.bucket + step / 2);
-    g.fillStyle = css.getPropertyValue("--band");
-    for (const run of runs) {
-      g.beginPath();
-      run.forEach((r, i) => (i ? g.lineTo(mid(r), Y(r.max)) : g.moveTo(mid(r), Y(r.max))));
-      for (let i = run.length - 1; i >= 0; i--) g.lineTo(mid(run[i]), Y(run[i].min));
-      g.closePath(); g.fill();
+    if (series.length === 1) {               // one tag set: its min-max band too
+      g.fillStyle = css.getPropertyValue("--band");
+      for (const run of runsOf(series[0].rows, step)) {
+        g.beginPath();
+        run.forEach((r, i) => (i ? g.lineTo(mid(r), Y(r.max)) : g.moveTo(mid(r), Y(r.max))));
+        for (let i = run.length - 1; i >= 0; i--) g.lineTo(mid(run[i]), Y(run[i].min));
+        g.closePath(); g.fill();
+      }
     }
-    g.strokeStyle = css.getPropertyValue("--accent"); g.lineWidth = 2; g.lineJoin = "round";
-    g.fillStyle = css.getPropertyValue("--accent");
-    for (const run of runs) {
-      if (run.length === 1) { g.beginPath(); g.arc(mid(run[0]), Y(run[0].avg), 2.5, 0, 7); g.fill(); continue; }
-      g.beginPath();
-      run.forEach((r, i) => (i ? g.lineTo(mid(r), Y(r.avg)) : g.moveTo(mid(r), Y(r.avg))));
-      g.stroke();
+    g.lineWidth = series.length > 1 ? 1.5 : 2; g.lineJoin = "round";
+    for (const s of series) {
+      g.strokeStyle = g.fillStyle = s.color;
+      for (const run of runsOf(s.rows, step)) {
+        if (run.length === 1) { g.beginPath(); g.arc(mid(run[0]), Y(run[0].avg), 2.5, 0, 7); g.fill(); continue; }
+        g.beginPath();
+        run.forEach((r, i) => (i ? g.lineTo(mid(r), Y(r.avg)) : g.moveTo(mid(r), Y(r.avg))));
+        g.stroke();
+      }
     }
     if (hoverX !== undefined && hoverX >= L && hoverX <= L + w) {
       let best = rows[0];
@@ -238,7 +278,10 @@
       const x = mid(best);
       g.strokeStyle = css.getPropertyValue("--muted"); g.lineWidth = 1;
       g.beginPath(); g.moveTo(x, T); g.lineTo(x, T + h); g.stroke();
-      const text = `${fmtTime(best.bucket, withDate)}  avg ${fmtNum(best.avg)}  min ${fmtNum(best.min)}  max ${fmtNum(best.max)} ${unit}`;
+      const at = series.map((s) => [s, s.rows.find((r) => r.bucket === best.bucket)]).filter(([, r]) => r);
+      const text = `${fmtTime(best.bucket, withDate)}  ` + (series.length === 1 ?
+        `avg ${fmtValue(best.avg, unit)}  min ${fmtValue(best.min, unit)}  max ${fmtValue(best.max, unit)}` :
+        at.slice(0, 4).map(([s, r]) => `${s.label} ${fmtValue(r.avg, unit)}`).join("  "));
       g.font = "12px " + css.fontFamily;
       const tw = g.measureText(text).width + 12, tx = Math.min(Math.max(x - tw / 2, L), L + w - tw);
       g.fillStyle = "rgba(28,36,48,.88)"; g.fillRect(tx, T, tw, 20);

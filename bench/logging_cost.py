@@ -1,0 +1,192 @@
+"""What one ``logger.info`` costs the SDK thread that calls it, through our handler.
+
+Run: ``.venv/bin/python bench/logging_cost.py [--calls N] [--rate R] [--rounds K]
+[--sdk PATH]``. One thread calls ``logger.info`` with an SDK-shaped message
+(``"[STREAM:EEG] batch %d: %d samples, %.1f ms"``) N times (default 200,000)
+and times each call with ``perf_counter_ns``; the table shows p50, p99, p99.9,
+the max and the number of calls over 1 ms per handler, each beside the floor
+of the same run (on a loaded machine the floor's own max shows what the
+scheduler alone costs):
+
+- ``floor``: a handler that only formats the message (``logging.Formatter()``);
+  what any handler costs.
+- ``ours``: ``linkband_history.sdk.HistoryLogHandler`` (the SDK's signature)
+  over a ``HistoryClient`` connected to a daemon started for the run
+  (``common.fresh_daemon``); afterwards the daemon must hold exactly the
+  records logged (else a WARNING).
+- ``sdk``: the SDK's own ``HistoryLogHandler`` over its ``HistoryDatabaseManager``
+  (a SQLite file in a temporary directory), when ``--sdk`` names the SDK's
+  ``python_core`` directory (it is not in this repository; it needs pydantic
+  and aiosqlite). Without it the row is skipped with a note.
+
+Calls are paced at ``--rate`` per second (default 20,000: a busy SDK thread
+that also does its own work between log lines, which is when the sender
+thread runs); ``--rate 0`` calls back to back, the worst case, where the
+calling thread never lets go of the GIL and the sender has to take it. The
+handlers take turns in ``--rounds`` rounds (default 4) of N/K calls each, so a
+change in the machine's load falls on all of them; the daemon's writer flushes
+between turns, outside the timed calls.
+
+The file is not called ``logging.py``: the scripts here run with this
+directory first on ``sys.path``, so such a file would stand in for the
+standard ``logging`` module in every one of them.
+"""
+import argparse
+import contextlib
+import gc
+import logging
+import os
+import sys
+import tempfile
+import threading
+import time
+import types
+from array import array
+
+import common
+from linkband_history import HistoryClient
+
+MESSAGE = "[STREAM:EEG] batch %d: %d samples, %.1f ms"
+
+
+class FormatOnly(logging.Handler):
+    """The floor: a handler that formats the message and keeps nothing."""
+
+    def emit(self, record):
+        self.format(record)
+
+
+def timed_calls(logger: logging.Logger, n: int, rate: float, start: int) -> array:
+    """``n`` calls of ``logger.info`` in a new thread; the nanoseconds of each."""
+    out = array("q", bytes(8 * n))
+
+    def run():
+        pc = time.perf_counter_ns
+        info = logger.info
+        tick = 1e9 / rate if rate else 0
+        t_next = pc()
+        for i in range(n):
+            if tick:
+                t_next += tick
+                wait = t_next - pc()
+                if wait > 0:
+                    time.sleep(wait / 1e9)
+            t0 = pc()
+            info(MESSAGE, start + i, 250, 3.2)
+            out[i] = pc() - t0
+
+    t = threading.Thread(target=run, name="sdk-stream-thread")
+    gc.collect()
+    t.start()
+    t.join()
+    return out
+
+
+def load_sdk(path: str):
+    """The SDK's history_log_handler module from its python_core directory,
+    without running the package ``__init__`` files of ``app`` (they are empty
+    today, but its other modules need the device stack)."""
+    import importlib
+    root = os.path.join(os.path.abspath(path), "app")
+    for name, sub in (("app", ""), ("app.core", "core"), ("app.database", "database"),
+                      ("app.models", "models")):
+        mod = types.ModuleType(name)
+        mod.__path__ = [os.path.join(root, sub) if sub else root]
+        sys.modules[name] = mod
+    return importlib.import_module("app.core.history_log_handler")
+
+
+def make_handlers(args, d, tmp: str) -> dict:
+    """name -> (handler, after_turn callable, close callable)."""
+    handlers = {"floor": (FormatOnly(), lambda: None, lambda: None)}
+    client = HistoryClient(ingest=d.ingest, query=d.query, query_timeout=10.0)
+    manager = types.SimpleNamespace(client=client,
+                                    force_flush=lambda: client.flush(timeout=120),
+                                    close=client.close)
+    try:
+        from linkband_history.sdk.log_handler import HistoryLogHandler
+        ours = HistoryLogHandler(manager)
+    except ImportError:             # a checkout from before issue 14: the client's handler
+        from linkband_history import HistoryLogHandler
+        ours = HistoryLogHandler(client)
+        common.note("ours: linkband_history.HistoryLogHandler (no linkband_history.sdk here)")
+
+    def flushed():
+        if not client.flush(timeout=120):
+            common.warn("ours: flush() not confirmed")
+    handlers["ours"] = (ours, flushed, client.close)
+    if args.sdk:
+        try:
+            sdk = load_sdk(args.sdk)
+        except ImportError as exc:
+            common.note(f"the SDK's handler: not loaded ({exc}); skipped")
+        else:
+            db = sdk.HistoryDatabaseManager(os.path.join(tmp, "database", "history.db"))
+            handlers["sdk"] = (sdk.HistoryLogHandler(db), db.force_flush, db.close)
+    else:
+        common.note("the SDK's handler: skipped (its code is not in this repository; "
+                    "pass --sdk PATH/python_core to measure it)")
+    return handlers
+
+
+def stored_logs(d) -> int:
+    reply = d.ask("stats")
+    return reply["rows"][0]["tables"]["system_logs"] if reply.get("ok") else -1
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--calls", type=int, default=200_000, help="logger.info calls per handler")
+    ap.add_argument("--rate", type=float, default=20_000, help="calls per second (0: back to back)")
+    ap.add_argument("--rounds", type=int, default=4, help="turns per handler")
+    ap.add_argument("--sdk", help="the SDK's python_core directory, to measure its handler too")
+    args = ap.parse_args()
+    started = time.monotonic()
+    print("linkband-history logging benchmark: the cost of one logger.info in a thread")
+    common.print_machine()
+    print(f"calls {args.calls:,} per handler, rate {args.rate:,.0f}/s"
+          f"{' (back to back)' if not args.rate else ''}, {args.rounds} rounds")
+    print(f"load average at start: {common.load_average()}\n")
+    per = args.calls // args.rounds
+    with common.fresh_daemon("logging") as d, tempfile.TemporaryDirectory() as tmp:
+        handlers = make_handlers(args, d, tmp)
+        times = {name: [] for name in handlers}
+        for r in range(args.rounds):
+            for name, (handler, after_turn, _) in handlers.items():
+                logger = logging.getLogger(f"bench.{name}")
+                logger.propagate = False
+                logger.setLevel(logging.INFO)
+                logger.addHandler(handler)
+                try:
+                    times[name].extend(timed_calls(logger, per, args.rate, r * per))
+                finally:
+                    logger.removeHandler(handler)
+                after_turn()
+                common.note(f".. round {r + 1}/{args.rounds} {name} done; load {common.load_average()}")
+        expected = per * args.rounds
+        got = stored_logs(d)
+        if got != expected:
+            common.warn(f"ours: the daemon holds {got} log rows, {expected} were logged")
+        lost = handlers["ours"][0].client.stats()["dropped"]
+        for _, _, close in handlers.values():
+            with contextlib.suppress(Exception):
+                close()
+    rows = []
+    floor = {q: common.pct(times["floor"], q) for q in (0.5, 0.99, 0.999)}
+    floor[1] = max(times["floor"])
+    for name, values in times.items():
+        figs = {q: common.pct(values, q) for q in (0.5, 0.99, 0.999)}
+        figs[1] = max(values)
+        over = sum(1 for v in values if v > 1_000_000)
+        rows.append((name, *(f"{figs[q] / 1000:.1f} us" for q in (0.5, 0.99, 0.999)),
+                     f"{figs[1] / 1e6:.2f} ms", f"{over:,}",
+                     f"{figs[0.5] / floor[0.5]:.2f}x / {figs[0.99] / floor[0.99]:.2f}x"))
+    common.print_table(("handler", "p50", "p99", "p99.9", "max", "calls > 1 ms",
+                        "p50 / p99 vs floor"), rows)
+    print(f"\nours: {got:,} of {expected:,} records stored, {lost} dropped by the client. "
+          "Targets (issue 14): p50 <= 1.5x the floor, p99 <= 2x, max < 1 ms.")
+    return common.print_summary(started)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
