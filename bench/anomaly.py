@@ -1,7 +1,6 @@
 """Online anomaly detection scored on the Numenta Anomaly Benchmark (issue 15).
 
     .venv/bin/python bench/anomaly.py --nab PATH [--in-process] [--threshold 0.5] [--json FILE]
-    .venv/bin/python bench/anomaly.py --nab PATH --detector candidate     (in-process)
     .venv/bin/python bench/anomaly.py --healthy DAYS [--per-bucket 30] [--threshold 0.5]
 
 ``--nab``: a checkout of github.com/numenta/NAB (nothing of it is in this repository;
@@ -127,8 +126,6 @@ def main() -> int:
     ap.add_argument("--healthy", type=float, metavar="DAYS", help="alert rate on healthy streams")
     ap.add_argument("--per-bucket", type=int, default=30)
     ap.add_argument("--in-process", action="store_true", help="no daemon: the detector here")
-    ap.add_argument("--detector", choices=("shipped", "candidate"), default="shipped",
-                    help="candidate: bench/anomaly_candidate.py, in-process only")
     ap.add_argument("--threshold", type=float, default=SCORE_THRESHOLD)
     ap.add_argument("--json", help="write the figures here too")
     args = ap.parse_args()
@@ -141,10 +138,7 @@ def main() -> int:
     mine, published = nab.reproduce("numenta")
     print(f"scoring check: numenta standard reproduced {mine:.2f} (published {published:.2f})")
     t0 = time.monotonic()
-    if args.detector == "candidate":
-        from anomaly_candidate import CandidateDetector
-        scores, mode = in_process(nab, CandidateDetector), "in-process, candidate detector"
-    elif args.in_process:
+    if args.in_process:
         scores, mode = in_process(nab), "in-process"
     else:
         scores, mode = through_daemon(nab), "daemon (metrics.trends, online detector)"

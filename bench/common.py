@@ -39,6 +39,7 @@ import zmq
 from linkband_historyd.harness import DaemonProcess
 from linkband_historyd.storage import fts_merger, schema
 from linkband_historyd.storage.ingest_latency import BOUNDS, LatencyHistogram
+from linkband_historyd.storage.row_store import RowStore
 
 # -- realistic SDK data -------------------------------------------------------
 
@@ -303,20 +304,15 @@ def latency_between(before: dict, after: dict, over_ms: float = 5.0) -> dict:
 
 def fill_table(conn, kind: str, rows, total: int, tx: int = 50_000) -> None:
     """Insert the positional ``rows`` of ``kind`` (an iterable) in ``tx``-row transactions
-    as ``writer._insert`` does: the rows, then ``schema.INDEX_LOGS`` (logs) or
-    ``schema.UPDATE_LATEST`` (metrics) over the new id range, and ``schema.ADD_COUNT``
-    (logs: then merged as the writer keeps them);
-    a progress line every million rows."""
+    as the writer does (``row_store.RowStore.add``: the rows, their FTS entries or their
+    metrics' latest values), and ``schema.ADD_COUNT`` (logs: then merged as the writer
+    keeps them); a progress line every million rows."""
     table = schema.TABLES[kind]
-    after = schema.INDEX_LOGS if kind == "log" else schema.UPDATE_LATEST
+    store = RowStore(conn)
     done, t0 = 0, time.monotonic()
     while chunk := list(itertools.islice(rows, tx)):
         with conn:
-            first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
-            conn.executemany(schema.INSERT[kind], chunk)
-            last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-            if after and last >= first:
-                conn.execute(after, (first, last))
+            store.add(kind, chunk)
             conn.execute(schema.ADD_COUNT, (table, len(chunk)))
         done += len(chunk)
         if done % 1_000_000 < tx or done == total:

@@ -36,12 +36,13 @@ What is measured ("ours"), and the raw limit measured in the same run:
    the processes. Clients use ``max_queue = max(100000, share)`` so that a
    burst faster than the daemon is queued, not dropped. Afterwards the
    ``stats`` command must show ``system_metrics`` == N (else a WARNING line).
-   Raw: APSW ``executemany`` of the same rows (``protocol.row_from_record``)
-   in 1000-row transactions into a fresh ``schema.open_writer`` database.
+   Raw: the writer's own insert (``row_store.RowStore.add``: names to ids, one
+   ``executemany``) of the same rows (``protocol.row_from_record``) in 1000-row
+   transactions into a fresh ``schema.open_writer`` database.
 2. The same for logs (``store_logs``; bracket-tagged mixed Korean/English
    SDK log lines, logger names like ``STREAM.eeg``, extra_data dicts). Raw:
-   executemany of the same rows plus ``schema.INDEX_LOGS`` over the new id
-   range in each 1000-row transaction, exactly as ``writer.py`` does.
+   ``RowStore.add`` of the same rows (their FTS rows over the new id range
+   included) in each 1000-row transaction, exactly as ``writer.py`` does.
    Target (issue): >= 30,000 records/s end to end.
 3. Send->commit latency at a fixed 5,000 metric records/s: one client process
    (``HistoryClient(batch_interval=0.001)``) sends 5 records every 1 ms with
@@ -97,6 +98,7 @@ from common import (
 
 from linkband_history import HistoryClient, protocol
 from linkband_historyd.storage import schema
+from linkband_historyd.storage.row_store import RowStore
 
 CHUNK = 500
 QUERY_METRIC = "cpu_percent"
@@ -157,20 +159,12 @@ def paced_worker(ingest, query, seconds, per_tick, tick, results):
 def raw_insert_rate(kind: str, rows: list, base: str, per_tx: int = 1000) -> float:
     path = os.path.join(base, f"raw-{kind}.db")
     conn = schema.open_writer(path)
-    sql = schema.INSERT[kind]
+    store = RowStore(conn)
     try:
         start = time.perf_counter()
         for i in range(0, len(rows), per_tx):
-            chunk = rows[i:i + per_tx]
-            with conn:
-                if kind == "log":        # as writer._insert: the new id range goes to FTS
-                    first = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM system_logs").fetchall()[0][0]
-                    conn.executemany(sql, chunk)
-                    last = conn.execute("SELECT coalesce(max(id), 0) FROM system_logs").fetchall()[0][0]
-                    if last >= first:
-                        conn.execute(schema.INDEX_LOGS, (first, last))
-                else:
-                    conn.executemany(sql, chunk)
+            with conn:                   # as writer._insert: the rows, then their FTS rows
+                store.add(kind, rows[i:i + per_tx])   # (logs) or latest values (metrics)
         elapsed = time.perf_counter() - start
         got = conn.execute(f"SELECT count(*) FROM {TABLE[kind]}").fetchall()[0][0]
         if got != len(rows):
@@ -269,7 +263,7 @@ def raw_latency(transactions: int, base: str, per_tx: int = 5) -> dict:
     path = os.path.join(base, "raw-latency.db")
     conn = schema.open_writer(path)
     ckpt = schema.open_checkpointer(path)
-    sql = schema.INSERT["metric"]
+    store = RowStore(conn)
     now = time.time()
     recs = make_metrics(transactions * per_tx, 3, now)
     rows = [protocol.row_from_record("metric", rec, now) for rec in recs]
@@ -280,7 +274,7 @@ def raw_latency(transactions: int, base: str, per_tx: int = 5) -> dict:
             chunk = rows[k * per_tx:(k + 1) * per_tx]
             t = pc()
             with conn:
-                conn.executemany(sql, chunk)
+                store.insert("metric", chunk)
             times.append(pc() - t)
             if k % 1000 == 999:
                 ckpt.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
@@ -299,10 +293,10 @@ def fill_query_db(path: str, rows: int, limit: int) -> None:
     names = max(1, min(len(METRICS), int(rows // (limit * 1.05))))
     recs = make_metrics(rows, 11, t0, step=86400 / rows, names=names)
     data = [protocol.row_from_record("metric", rec, now) for rec in recs]
-    sql = schema.INSERT["metric"]
+    store = RowStore(conn)
     for i in range(0, len(data), 10_000):
         with conn:
-            conn.executemany(sql, data[i:i + 10_000])
+            store.add("metric", data[i:i + 10_000])
     with conn:
         conn.execute(schema.ADD_COUNT, ("system_metrics", rows))
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()

@@ -212,11 +212,12 @@ def test_the_migration_to_autoincrement_keeps_rows_ids_and_the_search_index(tmp_
             (NOW + i, "INFO", "DEVICE.manager", f"디바이스 연결이 끊어졌습니다 {i}", None, None, None,
              None, None, None) for i in range(50)])
         conn.execute("DELETE FROM system_logs WHERE id <= 10")
-        conn.execute(schema.INDEX_LOGS, (11, 50))
+        conn.execute("INSERT INTO logs_fts (rowid, message) SELECT id, message || '\x1f\x1f' "
+                     "FROM system_logs WHERE id BETWEEN 11 AND 50")   # schema 5's index
     before = conn.execute("SELECT * FROM system_logs ORDER BY id").fetchall()
-    conn.close()
-    conn = schema.open_writer(path)
-    assert conn.execute("PRAGMA user_version").fetchall()[0][0] == schema.SCHEMA_VERSION
+    with conn:                                # migration 6 alone (7: test_schema_conversion.py)
+        schema.MIGRATIONS[5][0](conn)
+        conn.execute("PRAGMA user_version = 6")
     assert conn.execute("SELECT * FROM system_logs ORDER BY id").fetchall() == before
     sql = conn.execute("SELECT sql FROM sqlite_schema WHERE name = 'system_logs'").fetchall()[0][0]
     assert "AUTOINCREMENT" in sql

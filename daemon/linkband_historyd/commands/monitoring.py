@@ -5,7 +5,7 @@ of each SDK metric series.
 stored per kind, refused by reason, lost and dropped by clients, job runs and
 failures), the send->commit and query latency histograms as cumulative counts at
 :data:`LATENCY_BOUNDS`, and the database and WAL sizes. Records stored per kind
-are the highest row id SQLite ever gave in the kind's table (``sqlite_sequence``:
+are the highest row id SQLite ever gave in the table that stores the kind (``sqlite_sequence``:
 the tables are AUTOINCREMENT, so retention and archiving never make it go back).
 Lost and dropped records are known per client only: a lost message never arrived,
 and a client counts what it drops without saying its kind.
@@ -45,7 +45,7 @@ def histogram(doc: dict | None) -> dict:
 
 def stored_per_kind(conn) -> dict:
     seq = dict(conn.execute("SELECT name, seq FROM sqlite_sequence"))
-    return {kind: seq.get(table, 0) for kind, table in schema.TABLES.items()}
+    return {kind: seq.get(table, 0) for kind, table in schema.BASE_TABLES.items()}
 
 
 def job_totals(ctx) -> dict | None:

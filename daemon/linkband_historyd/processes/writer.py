@@ -47,11 +47,13 @@ from linkband_historyd.security import curve_auth
 from linkband_historyd.security.sockets import bind
 from linkband_historyd.storage import schema, write_ops
 from linkband_historyd.storage.checkpointer import Checkpointer
+from linkband_historyd.storage.conversion import Converter
 from linkband_historyd.storage.datalock import DataDirLock
 from linkband_historyd.storage.fts_merger import FtsMerger
 from linkband_historyd.storage.ingest_batch import Batch, ClientState, Limits, json_problem
 from linkband_historyd.storage.ingest_latency import LatencyHistogram
 from linkband_historyd.storage.pacing import HeldTimes
+from linkband_historyd.storage.row_store import RowStore, refusal
 
 PROGRESS_STEPS = 100_000   # SQLite VM steps between two heartbeats inside one long statement
 FULL_QUIET_S = 2.0         # a full-storage episode ends after this long without a failure
@@ -81,6 +83,7 @@ class Writer(Child):
                     "description": f"손상된 데이터베이스를 {damaged}(으)로 옮기고 새로 시작했습니다 / "
                                    f"moved aside to {damaged}, a fresh database was started",
                     "metadata": {"moved_to": damaged}}, time.time()))
+        self.store = RowStore(self.conn)
         self.clients = {row[0]: ClientState(*row) for row in self.conn.execute(
             f"SELECT {', '.join(schema.CLIENT_COLUMNS)} FROM ingest_clients")}
         self.batch_size = cfg.ingest.batch_size
@@ -109,6 +112,7 @@ class Writer(Child):
         self.poller.register(self.control, zmq.POLLIN)
         self.pid = os.getpid()
         self.merger = FtsMerger(self.conn)
+        self.converter = Converter(self, write_ops.run)   # schema 6's rows, if any are left
         self.checkpointer = Checkpointer(self.db_path, cfg.storage.checkpoint_interval_s,
                                          cfg.storage.wal_max_mb * 1024 * 1024)
         self.checkpointer.start()
@@ -139,6 +143,7 @@ class Writer(Child):
             t.ran = self.merger.step(self.ingest_waiting)   # paced, gives way to ingest
         with self.held.timing("checkpoint") as t:
             t.ran = self.checkpointer.finish(self.conn, self.ingest_waiting)
+        self.converter.step()                     # paced, while schema 6's rows are left
         if not ready:
             self.events.flush()
             if self._state_saved < self._last_commit and time.time() - self._state_saved > 1.0:
@@ -202,7 +207,7 @@ class Writer(Child):
                     conn.executemany(schema.ADD_COUNT, counts)
                 if batch.received_at - self._state_saved > 1.0:
                     self._save_state()
-        except (apsw.Error, BatchAborted, OverflowError, TypeError, ValueError) as exc:
+        except (apsw.Error, BatchAborted, OverflowError, TypeError, ValueError, KeyError) as exc:
             self._rollback()
             if not _caused_by(exc, apsw.FullError, BatchAborted):
                 # Nothing of this batch is stored; its clients' sequence numbers were
@@ -246,6 +251,7 @@ class Writer(Child):
     def _rollback(self) -> None:
         """A failed COMMIT (SQLITE_FULL, I/O errors) may leave the transaction open:
         end it, or the next batch would commit this one's rows along with its own."""
+        self.store.rolled_back()
         if not self.conn.getautocommit():
             try:
                 self.conn.execute("ROLLBACK")
@@ -263,49 +269,43 @@ class Writer(Child):
         self.conn.executemany(schema.SET_WRITER_STATE, [("ingest_latency", json.dumps(doc)),
                                                         ("writer", json.dumps(writer))])
 
-    # after the rows of a kind: statements over the id range just inserted
-    AFTER_INSERT = {"log": schema.INDEX_LOGS, "metric": schema.UPDATE_LATEST}
-
     def _insert(self, kind: str, rows: list, batch: Batch) -> None:
         conn = self.conn
-        after = self.AFTER_INSERT.get(kind)
-        if after or kind == "alert":
-            table = schema.TABLES[kind]
-            first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
+        first = self.store.last_id(kind) + 1
         try:
             with conn:                                   # a savepoint
-                conn.executemany(schema.INSERT[kind], rows)
-        except (apsw.Error, TypeError, ValueError, OverflowError) as exc:
+                self.store.insert(kind, rows)
+        except (apsw.Error, TypeError, ValueError, OverflowError, KeyError) as exc:
+            self.store.rolled_back()                     # names it added went with the savepoint
             if _caused_by(exc, apsw.FullError) or conn.getautocommit():
                 # Storage full, or SQLite rolled the whole transaction back: the
                 # batch cannot go on (inserting row by row now would autocommit).
                 raise BatchAborted(_caused_by(exc, apsw.FullError)) from exc
             self._insert_one_by_one(kind, rows, batch)
-        if after:
-            last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-            if last >= first:
-                conn.execute(after, (first, last))
-        elif kind == "alert":                            # announced once committed
+        self.store.after(kind, first, self.store.last_id(kind))
+        if kind == "alert":                              # announced once committed
             cols = ("id",) + FIELDS["alert"]
             batch.new_alerts = [dict(zip(cols, r)) for r in conn.execute(
                 f"SELECT {', '.join(cols)} FROM alert_history WHERE id >= ?", (first,))]
 
     def _insert_one_by_one(self, kind: str, rows: list, batch: Batch) -> None:
         """The slow path: find the rows SQLite refuses, keep all the others."""
-        sql = schema.INSERT[kind]
         fields = FIELDS[kind]
         now = time.time()
         for i, row in enumerate(rows):
             try:
                 row = _coerce(kind, fields, row, now, self.limits)
-                self.conn.execute(sql, row)
+                reason = refusal(kind, row)
+                if reason:
+                    raise _Refused(reason)
+                self.store.insert(kind, [row])
             except _Refused as exc:
                 batch.reject(kind, i, exc.reason)
             except apsw.FullError:
                 raise BatchAborted(True) from None
             except apsw.ConstraintError as exc:
                 batch.reject(kind, i, _constraint_reason(exc))
-            except (apsw.Error, TypeError, ValueError, OverflowError):
+            except (apsw.Error, TypeError, ValueError, OverflowError, KeyError):
                 batch.reject(kind, i, "wrong_type")
 
     def shutdown(self) -> None:

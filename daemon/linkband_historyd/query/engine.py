@@ -16,6 +16,7 @@ brings the rest.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 import time
 from dataclasses import dataclass, field
@@ -163,11 +164,12 @@ def where(kind: str, p: dict, prefix: str = "") -> P.Where:
 def contains(w: P.Where, text: str, prefix: str = "") -> None:
     """The message holds ``text`` as it is (spaces and all), case-insensitively: the
     SDK's ``LIKE %text%``. The trigram index narrows the rows when the text is
-    long enough for it (three characters); the row check decides."""
+    long enough for it (three characters: the lines holding all its trigrams); the
+    row check decides."""
     folded = search.fold(text)
     if len(folded) >= 3:
         w.add(f"{prefix}id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)",
-              search.quote(folded))
+              " AND ".join(search.quote(g) for g in search.trigrams(folded)))
     w.add(f"instr(lbh_fold({prefix}message), ?) > 0", folded)
 
 
@@ -298,6 +300,8 @@ class Aggregate:
     where: P.Where
     since: float | None = None
     until: float | None = None
+    names: list | None = None        # the metric_name filter, if any
+    filters: tuple = ()              # every filter given (since and until included)
 
 
 def describe_aggregate(kind: str, p: dict, default_functions, default_group=()) -> Aggregate:
@@ -323,7 +327,8 @@ def describe_aggregate(kind: str, p: dict, default_functions, default_group=()) 
         until = until if until is not None else time.time()
         since = since if since is not None else until - 3600
         step = auto_step(since, until)
-    return Aggregate(kind, step, value, funcs, groups, where(kind, p), since, until)
+    return Aggregate(kind, step, value, funcs, groups, where(kind, p), since, until,
+                     p.get("metric_name"), tuple(k for k in filter_spec(kind) if k in p))
 
 
 def group_sql(agg: Aggregate, time_column: str = "timestamp", tags: str = "tags",
@@ -346,9 +351,59 @@ def group_sql(agg: Aggregate, time_column: str = "timestamp", tags: str = "tags"
     return exprs, args
 
 
+SEEK_FUNCTIONS = frozenset({"count", "sum", "min", "max", "avg"})
+MAX_SEEK_BUCKETS = 20_000
+
+
+def seeks_per_bucket(agg: Aggregate) -> bool:
+    """Whether :func:`run_per_bucket` can answer ``agg``: buckets of given metrics (per
+    metric, or of one metric) over a bounded range, functions SQLite computes, no
+    other filter or group."""
+    return (agg.kind == "metric" and bool(agg.step) and bool(agg.names) and agg.value == "value"
+            and (agg.group_by == ["metric_name"] or len(agg.names) == 1)
+            and agg.since is not None and agg.until is not None
+            and set(agg.filters) <= {"metric_name", "since", "until"}
+            and agg.group_by in ([], ["metric_name"]) and set(agg.functions) <= SEEK_FUNCTIONS
+            and 0 < (agg.until - agg.since) / agg.step <= MAX_SEEK_BUCKETS)
+
+
+def run_per_bucket(conn, agg: Aggregate, max_rows: int):
+    """``(columns, rows)`` as :func:`run_aggregate`, by one range seek per bucket and
+    metric on ``idx_metric_points_name_time`` (covering): the rows come in index order
+    and are never sorted, where a GROUP BY of ``CAST(timestamp / step)`` sorts them all.
+    A bucket's aggregates come back as one JSON array (SQLite writes its reals so that
+    they read back exactly)."""
+    step = agg.step
+    first = int(agg.since // step) * step
+    funcs = ["count"] + [f for f in agg.functions if f != "count"]
+    packed = ", ".join(_SQL_FUNCTIONS[f].format(v="value") for f in funcs)
+    marks = ", ".join("?" * len(agg.names))
+    sql = ("WITH RECURSIVE b(s) AS (SELECT ? UNION ALL SELECT s + ? FROM b WHERE s + ? < ?) "
+           f"SELECT b.s, n.name, (SELECT json_array({packed}) FROM metric_points "
+           "WHERE name = n.id AND timestamp >= max(b.s, ?) AND timestamp < min(b.s + ?, ?)) "
+           f"FROM b, metric_names n WHERE n.name IN ({marks}) ORDER BY b.s, n.name")
+    args = [first, step, step, agg.until, agg.since, step, agg.until, *agg.names]
+    by_name = agg.group_by == ["metric_name"]
+    out: list = []
+    for s, name, values in conn.execute(sql, args):
+        got = dict(zip(funcs, json.loads(values)))
+        if not got["count"]:
+            continue
+        if len(out) >= max_rows:
+            raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
+                                       "or a shorter range")
+        out.append([s] + ([name] if by_name else []) + [got[f] for f in agg.functions])
+    return ["bucket"] + list(agg.group_by) + agg.functions, out
+
+
 def run_aggregate(conn, agg: Aggregate, max_rows: int):
     """``(columns, rows)``: one row per bucket and group, ordered by them."""
+    if seeks_per_bucket(agg):
+        return run_per_bucket(conn, agg, max_rows)
     table = SPECS[agg.kind].table
+    if (agg.kind == "metric" and set(agg.filters) <= {"metric_name", "since", "until"}
+            and set(agg.group_by) <= {"metric_name"}):
+        table = "metric_values"              # no join to the series per row
     keys, key_args = group_sql(agg)
     n = len(keys)
     aliases = [f"k{i}" for i in range(n)]

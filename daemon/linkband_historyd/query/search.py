@@ -5,8 +5,11 @@ log line matches when every term occurs in its message, case-insensitively,
 also inside a longer word: "연결" finds "디바이스 연결이 끊어졌습니다", "EEG"
 finds "[STREAM:EEG]".
 
-The index is FTS5's trigram tokenizer, which matches any substring of three or
-more characters exactly. Shorter terms cannot be asked of it directly, so each
+The index is FTS5's trigram tokenizer with ``detail=none``: it knows which lines
+hold a trigram, not where. A term of three or more characters becomes the AND
+of its trigrams (up to ``MAX_TRIGRAMS`` of them, spread over the term); the
+lines that hold them all are candidates, and each candidate is checked on its
+message (``instr(lbh_fold(message), term)``), so the answer is exact. Shorter terms cannot be asked of it directly, so each
 message is indexed with two sentinel characters appended (schema.SENTINEL):
 then every occurrence of a one- or two-character term is the *prefix* of an
 indexed trigram, and the term becomes an OR of the trigrams in the index's term
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 
 MAX_EXPANSION = 400
 MAX_TERMS = 16
+MAX_TRIGRAMS = 12
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -49,11 +53,20 @@ def quote(term: str) -> str:
     return '"' + term.replace('"', '""') + '"'
 
 
+def trigrams(term: str) -> list[str]:
+    """The distinct trigrams of ``term``, at most MAX_TRIGRAMS, first and last kept."""
+    grams = list(dict.fromkeys(term[i:i + 3] for i in range(len(term) - 2)))
+    if len(grams) > MAX_TRIGRAMS:
+        step = (len(grams) - 1) / (MAX_TRIGRAMS - 1)
+        grams = [grams[round(k * step)] for k in range(MAX_TRIGRAMS)]
+    return grams
+
+
 @dataclass
 class SearchPlan:
     terms: list[str]
     fts: str | None = None                 # MATCH expression, or None: no index use
-    row_checks: list[str] = field(default_factory=list)   # terms checked on the rows
+    row_checks: list[str] = field(default_factory=list)   # terms checked on the candidates
     impossible: bool = False               # a term that occurs nowhere
 
 
@@ -67,7 +80,8 @@ def plan(conn, q: str) -> SearchPlan:
     parts = []
     for t in terms:
         if len(t) >= 3:
-            parts.append(quote(t))
+            parts.append(" AND ".join(quote(g) for g in trigrams(t)))
+            p.row_checks.append(t)            # the trigrams may lie elsewhere in the line
             continue
         vocab = [r[0] for r in conn.execute(
             "SELECT term FROM logs_fts_vocab WHERE term >= ? AND term < ? LIMIT ?",

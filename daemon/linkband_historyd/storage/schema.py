@@ -4,12 +4,22 @@ Tables are STRICT, so SQLite itself rejects a wrong type, a missing required
 field or a bad level (CHECK) in C, and the writer needs no per-record Python
 validation on its fast path. Migrations are recorded in ``PRAGMA user_version``.
 
-Logs are searched through ``logs_fts``, a contentless FTS5 trigram index the
-writer fills in the same transaction as the rows. Each message is indexed with
-two sentinel characters appended (``SENTINEL``), so that every occurrence of a
-one- or two-character term is the prefix of some indexed trigram: the search
-module finds such terms through the ``logs_fts_vocab`` term list (see
-``search.py``).
+Log lines and metric rows are lean (migration 7, issue 16): a log line keeps its
+time, its level as a small integer, its message and extra data, and two ids into
+dictionary tables (its logger; its source: module, function, line, thread and
+process); a metric row keeps its time, its value and two ids (its name; its
+series: type, unit and tags). The views ``system_logs`` and ``system_metrics``
+give the rows back with their names, column for column as before, so readers
+did not change; rows go in through :mod:`row_store`.
+
+Logs are searched through ``logs_fts``, a contentless FTS5 trigram index with
+``detail=none`` (row ids only, no positions) that the writer fills in the same
+transaction as the rows; a search rechecks its candidates on the message (see
+``search.py``). Each message is indexed with two sentinel characters appended
+(``SENTINEL``), so that every occurrence of a one- or two-character term is the
+prefix of some indexed trigram: the search module finds such terms through the
+``logs_fts_vocab`` term list. A line leaves the index by FTS5's ``'delete'``
+command with its indexed text (:data:`UNINDEX_LOGS`).
 """
 from __future__ import annotations
 
@@ -20,11 +30,16 @@ import time
 import apsw
 
 from linkband_history.protocol import ALERT_LEVELS, FIELDS, LOG_LEVELS
+from linkband_historyd.storage import lean_schema
 
 SENTINEL = "\x1f\x1f"
 
 TABLES = {"metric": "system_metrics", "performance": "performance_data",
           "log": "system_logs", "alert": "alert_history"}
+# where the rows of a kind are stored, when TABLES names a view over them
+BASE_TABLES = {**TABLES, "metric": "metric_points", "log": "log_lines"}
+# the tables of schema 6 that migration 7 renames; conversion.py moves their rows
+LEGACY_TABLES = {"log": "legacy_logs", "metric": "legacy_metrics"}
 COUNTED_TABLES = ("system_metrics", "performance_data", "system_logs")
 
 _JSON = "CHECK ({0} IS NULL OR json_valid({0}))"
@@ -182,6 +197,12 @@ MIGRATIONS: list[list] = [   # SQL statements, or functions of the connection
     [
         lambda conn: _rebuild_with_autoincrement(conn, TABLES.values()),
     ],
+    # 7: lean rows (issue 16): names through dictionary tables, level as an integer,
+    # an FTS index of row ids only; the old tables are renamed and converted in
+    # paced steps by the writer (conversion.py)
+    [
+        lambda conn: lean_schema.migrate(conn),
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -207,7 +228,10 @@ INSERT = {
                      "metadata = coalesce(excluded.metadata, metadata)"),
 }
 INDEX_LOGS = (f"INSERT INTO logs_fts (rowid, message) SELECT id, message || '{SENTINEL}' "
-              "FROM system_logs WHERE id BETWEEN ? AND ?")
+              "FROM log_lines WHERE id BETWEEN ? AND ?")
+# before the lines themselves are deleted: their indexed text leaves the index
+UNINDEX_LOGS = ("INSERT INTO logs_fts (logs_fts, rowid, message) SELECT 'delete', id, "
+                f"message || '{SENTINEL}' FROM log_lines WHERE id IN (SELECT value FROM json_each(?))")
 # With exactly one max() aggregate, SQLite takes the bare columns from its row.
 UPDATE_LATEST = """INSERT INTO metric_latest (metric_name, metric_type, timestamp, value, unit, tags)
     SELECT metric_name, metric_type, max(timestamp), value, unit, tags

@@ -23,7 +23,7 @@ import apsw
 
 from linkband_history.protocol import FIELDS, row_from_record
 from linkband_history.rpc import RpcError
-from linkband_historyd.storage import restored_ranges, schema
+from linkband_historyd.storage import conversion, restored_ranges, schema
 from linkband_historyd.storage.pacing import Pace, StepSize
 
 OPS: dict[str, tuple] = {}               # name -> (function, runs in a transaction)
@@ -104,7 +104,9 @@ def op_delete(w, p):
     # for this operation. A log line also deletes its FTS entries: its own step size.
     limit = _chunk(p.get("limit", 5000))
     size = _step_size(w, "delete.log" if kind == "log" else "delete")
-    select = f"SELECT id FROM {table} WHERE {' AND '.join(clauses)} ORDER BY timestamp LIMIT ?"
+    # the stored table itself: its time index covers (timestamp, id), the view's would not
+    select = (f"SELECT id FROM {schema.BASE_TABLES[kind]} WHERE {' AND '.join(clauses)} "
+              "ORDER BY timestamp LIMIT ?")
     deleted = 0
     pace = _pace(w)
     while deleted < limit and pace.go_on():
@@ -113,10 +115,10 @@ def op_delete(w, p):
         if not ids:
             return {"deleted": deleted, "done": True}
         marks = ",".join("?" * len(ids))
-        w.conn.execute(f"DELETE FROM {table} WHERE id IN ({marks})", ids)
-        if kind == "log":
-            w.conn.execute(f"DELETE FROM logs_fts WHERE rowid IN ({marks})", ids)
+        if kind == "log":                     # out of the index first: it needs the text
+            w.conn.execute(schema.UNINDEX_LOGS, (json.dumps(ids),))
             w.merger.wrote()
+        w.conn.execute(f"DELETE FROM {schema.BASE_TABLES[kind]} WHERE id IN ({marks})", ids)
         if table in schema.COUNTED_TABLES:
             w.conn.execute(schema.ADD_COUNT, (table, -len(ids)))
         deleted += len(ids)
@@ -135,12 +137,8 @@ def op_import(w, p):
     now = time.time()
     rows = [row_from_record(kind, dict(zip(FIELDS[kind], r)), now) if not isinstance(r, list)
             else r for r in rows]
-    before = w.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-    w.conn.executemany(schema.INSERT[kind], rows)
-    last = w.conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-    after = w.AFTER_INSERT.get(kind)
-    if after and last > before:
-        w.conn.execute(after, (before + 1, last))
+    first, last = w.store.add(kind, rows)
+    before = first - 1
     if last > before:                     # their summaries exist: the summary job skips them
         skip = restored_ranges.noted(restored_ranges.load(w.conn), table, before + 1, last)
         w.conn.execute(schema.SET_WRITER_STATE, (restored_ranges.KEY, json.dumps(skip)))
@@ -149,6 +147,12 @@ def op_import(w, p):
     if kind == "log":
         w.merger.wrote()
     return {"imported": len(rows), "first_id": before + 1, "last_id": last}
+
+
+@op("convert")
+def op_convert(w, p):
+    """One paced step of the conversion of schema 6's rows (conversion.py)."""
+    return conversion.step(w.store)
 
 
 @op("summaries.upsert")
@@ -348,8 +352,14 @@ def run(w, name: str, params: dict) -> dict:
     try:
         if not transaction:
             return fn(w, params)
-        with w.conn:
-            return fn(w, params)
+        try:
+            with w.conn:
+                return fn(w, params)
+        except BaseException:
+            store = getattr(w, "store", None)
+            if store is not None:                # names it added are rolled back too
+                store.rolled_back()
+            raise
     except (KeyError, TypeError, ValueError) as exc:
         raise OpError(f"{name}: bad parameters: {exc}") from None
     except apsw.Error as exc:
@@ -384,7 +394,8 @@ def op_sdk_store(w, p):
     if any(k is not None for k in keys):
         conn.execute(SDK_KEYS)
     table = schema.TABLES.get(kind, "data_summaries")
-    first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {table}").fetchall()[0][0]
+    stored_in = schema.BASE_TABLES.get(kind, "data_summaries")
+    first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {stored_in}").fetchall()[0][0]
     now = time.time()
     stored, duplicates, refused = 0, 0, []
     for i, (record, key) in enumerate(zip(records, keys)):
@@ -399,10 +410,9 @@ def op_sdk_store(w, p):
             stored += 1
         except (apsw.ConstraintError, ValueError, TypeError, KeyError) as exc:
             refused.append([i, _sdk_reason(exc)])
-    last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {table}").fetchall()[0][0]
-    after = w.AFTER_INSERT.get(kind)
-    if after and last >= first:
-        conn.execute(after, (first, last))
+    last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {stored_in}").fetchall()[0][0]
+    if kind != "summary":
+        w.store.after(kind, first, last)             # FTS rows, latest values
     if table in schema.COUNTED_TABLES and last >= first:
         conn.execute(schema.ADD_COUNT, (table, stored))
     if kind == "log" and stored:

@@ -1,81 +1,80 @@
 """Online anomaly detection of one metric series: a score in [0, 1] per point.
 
 Reads each point once, in time order, and decides from the past only; its state
-is a small dict of numbers (``state()``/``AnomalyDetector(state)``) that the
-scheduler keeps in ``writer_state`` between runs.
+is a small dict of numbers and short lists (``state()``/``AnomalyDetector(state)``)
+that the scheduler keeps in ``writer_state`` between runs.
 
-Two published ideas, put together:
+Three published ideas, put together:
 
 * A robust prediction error per point (exponentially weighted level and mean
-  absolute deviation, as in EWMA control charts, Roberts 1959; Hunter 1986),
-  turned into a *raw* surprise in [0, 1].
-* The anomaly-likelihood post-processing of Numenta's HTM detector (Ahmad,
-  Lavin, Purdy, Agha, "Unsupervised real-time anomaly detection for streaming
-  data", Neurocomputing 2017, section 4.3): the short-term mean of the raw
-  surprise is compared with its own long-term distribution (a Gaussian), and
-  the tail probability ``1 - Q((mu_short - mu) / sigma)`` is the likelihood;
-  the score is that likelihood on the log scale of the paper
-  (``log(1.0000000001 - L) / log(1e-10)``), so 0.5 means L = 0.99999.
+  absolute deviation, as in EWMA control charts, Roberts 1959; Hunter 1986, or a
+  half-hour daily profile once it predicts better), turned into a surprise.
+* Calibrated tails (``tail_model``): the surprise and its short mean get a tail
+  probability under the series' own past, a generalised Pareto fitted above the
+  1 % quantile (peaks over threshold, Siffer et al., KDD 2017), so one threshold
+  means about the same false rate on every series. The score is that probability
+  on the log scale of Numenta's likelihood, ``log(p) / log(1e-10)``: 0.5 at
+  p = 1e-5, 1.0 at 1e-10.
+* Shape novelty (``shape_novelty``): a window of recent values unlike every
+  stored prototype (the idea of adaptive-resonance and contextual detectors) scores
+  by its distance, at most 0.5 (a new shape alone is as strong as p = 1e-5);
+  the point's score is the larger of the two.
 
 Real series break naive z-scores; each case has a guard:
 constant stretches (the spread is floored by a slowly forgetting long-run
 spread, by a fraction of the level, and by the series' value quantum, so a
 tiny wiggle after a flat stretch is not a 1e5 sigma event); level shifts (the
-level follows in a few dozen points and the likelihood's long-term
-distribution absorbs the burst, so a shift alarms once then becomes normal);
-gaps (a gap of more than GAP_STEPS steps shortens the memory so the level
-re-learns); duplicate and out-of-order timestamps (a point is scored but a
-non-increasing time does not move the step estimate).
+level follows in a few dozen points and the tails absorb the burst, so a shift
+alarms once then becomes normal); gaps (a gap of more than GAP_STEPS steps
+widens the spread so the level re-learns); duplicate and out-of-order
+timestamps (a point is scored but a non-increasing time does not move the step
+estimate).
 """
 from __future__ import annotations
 
 import math
 
-SCORE_THRESHOLD = 0.5        # the shipped threshold: an alert where a score reaches it
-LOG_FLOOR = 1e-10            # the paper's log scale: score 1.0 at L = 1 - 1e-10
+from linkband_historyd.trends.shape_novelty import ShapeNovelty
+from linkband_historyd.trends.tail_model import TailHistogram
+
+SCORE_THRESHOLD = 0.4        # the shipped threshold (p = 1e-4): an alert where a score reaches it
+P_FLOOR = 1e-10              # score 1.0 at this tail probability (log scale)
+NOVELTY_WEIGHT = 0.5         # the most a new shape alone scores
 GAP_STEPS = 12               # a gap of more steps than this partly resets the spread
-
-
-def _q(x: float) -> float:
-    """Upper tail of the standard normal."""
-    return 0.5 * math.erfc(x / math.sqrt(2.0))
-
-
-def log_score(likelihood: float) -> float:
-    """The likelihood on the paper's log scale, in [0, 1]."""
-    return min(1.0, max(0.0, math.log(1.0000000001 - likelihood) / math.log(LOG_FLOOR)))
 
 
 class AnomalyDetector:
     """One series' online detector: ``update(t, v)`` returns the point's score.
 
-    After each update, ``likelihood_now`` is the point's likelihood (log scale),
-    ``expected`` the value the chosen predictor expected, and ``episode_open``
-    whether an episode is open. Episodes: one opens where the likelihood
-    reaches ON and closes after HOLD points below it. The *score* is the
-    likelihood at the points that raise the open episode's peak (its first
-    point, or a stronger one) and 0 elsewhere, so one threshold turns an
-    episode into one alert, early, and a long disturbance is not counted again
-    and again.
+    After each update, ``likelihood_now`` is the point's raw score (before the
+    episode logic), ``expected`` the value the chosen predictor expected, and
+    ``episode_open`` whether an episode is open. Episodes: one opens where the raw
+    score reaches ON and closes after HOLD points below it. The *score* is the raw
+    score at the points that raise the open episode's peak (its first point, or
+    one stronger by DELTA) and 0 elsewhere, so one threshold turns an episode
+    into one alert, early, and a long disturbance is not counted again and again.
     """
 
     FIELDS = ("n", "t", "step", "level", "dev", "dev_long", "mag", "quantum", "prev_value",
-              "recent", "dist", "peak", "quiet", "slots", "err", "alerted")
+              "recent", "peak", "quiet", "slots", "err", "alerted")
     LEVEL_ALPHA = 0.1        # level: ~10 points of memory
     DEV_ALPHA = 0.02         # mean absolute deviation: ~50 points
     LONG_ALPHA = 0.002       # long-run spread and magnitude: ~500 points
     SHORT = 6                # surprises averaged for the sustained test
-    LIK_ALPHA = 0.002        # long-term distribution of the surprises
-    VAR_FLOOR = 0.05         # lower bound of that distribution's variance
-    WARMUP = 30              # points scored 0 while the statistics form
     REL_FLOOR = 1e-3         # spread floor: this fraction of the typical magnitude
     LONG_FLOOR = 0.25        # spread floor: this fraction of the long-run spread
     SLOTS = 48               # the daily profile: half-hour slots
     SLOT_ALPHA = 0.05        # each slot's mean and deviation
     SEASON_DAYS = 3          # days seen before the profile may be used
     ERR_ALPHA = 0.005        # which predictor has been better lately
-    ON = 0.3                 # an episode is open while the likelihood is at least this
+    MINN = 100               # points scored 0 while the tails form,
+    WARM_S = 3 * 86_400      # ... and three days: the first daily rises are not anomalies
+    HLEARN = 50              # points before the tails learn (the spread is forming)
+    ON = 0.25                # an episode is open while the raw score is at least this
     HOLD = 144               # ... and until this many points in a row fall below it
+    DELTA = 0.025            # in an episode, a score only where it beats the peak by this
+    SHAPE_FLOOR = 20         # shapes are compared on a range of at least this many spread
+                             # floors (not the quantum: after a flat stretch, that is the jump)
 
     def __init__(self, state: dict | None = None):
         s = state or {}
@@ -83,16 +82,18 @@ class AnomalyDetector:
             setattr(self, f, s.get(f))
         self.n = int(self.n or 0)
         self.recent = list(self.recent or [])
-        self.dist = list(self.dist or [0.0, 0.0, 0.0, 0.0])
         self.peak = self.peak or 0.0
         self.quiet = self.quiet or 0
         self.err = list(self.err or [0.0, 0.0])
         self.alerted = bool(self.alerted)
+        self.tails = [TailHistogram(x) for x in s.get("tails") or (None, None)]
+        self.shape = ShapeNovelty(s.get("shape"))
         self.likelihood_now, self.expected = 0.0, None
 
     def state(self) -> dict:
-        """The whole state, JSON-safe: numbers and short lists."""
-        return {f: getattr(self, f) for f in self.FIELDS}
+        """The whole state, JSON-safe: numbers and lists (at most about 16 KB)."""
+        return {**{f: getattr(self, f) for f in self.FIELDS},
+                "tails": [h.state() for h in self.tails], "shape": self.shape.state()}
 
     @property
     def episode_open(self) -> bool:
@@ -104,9 +105,10 @@ class AnomalyDetector:
         lik = self.likelihood_now = self._likelihood(float(t), v)
         if lik >= self.ON:
             self.quiet = 0
-            if lik > self.peak:
+            if lik > self.peak + (self.DELTA if self.peak else 0.0):
                 self.peak = lik
                 return lik
+            self.peak = max(self.peak, lik)
             return 0.0
         self.quiet += 1
         if self.peak and self.quiet > self.HOLD:
@@ -114,32 +116,37 @@ class AnomalyDetector:
         return 0.0
 
     def _likelihood(self, t: float, v) -> float:
+        """The raw score: the larger of the surprise's calibrated tail (log scale)
+        and the shape novelty."""
         if v is None or not math.isfinite(v):
             return 0.0
         self._track_time(t)
         if self.n == 0:
             self.level, self.dev, self.dev_long, self.mag = v, 0.0, 0.0, abs(v)
             self.quantum, self.n, self.expected, self.prev_value = 0.0, 1, v, v
+            self.shape.update(v)
             return 0.0
         u = math.log1p(self._z(t, v))
         self._learn_season(t, v)
         self._learn(v)
-        self.recent.append(u)
-        if len(self.recent) > self.SHORT:
-            self.recent.pop(0)
-        ubar = sum(self.recent) / len(self.recent)
-        p = min(self._tail(0, u), self._tail(2, ubar))
+        self.recent = (self.recent + [u])[-self.SHORT:]
+        p = self._tail_probability(u, sum(self.recent) / len(self.recent))
         self.n += 1
-        return log_score(1.0 - p) if self.n > self.WARMUP else 0.0
+        novelty = self.shape.update(v, self.SHAPE_FLOOR * max(
+            self.LONG_FLOOR * self.dev_long, self.REL_FLOOR * self.mag))
+        if self.n <= self.MINN or self.n * (self.step or 0) < self.WARM_S:
+            return 0.0
+        return max(min(1.0, math.log(max(p, 1e-300)) / math.log(P_FLOOR)),
+                   NOVELTY_WEIGHT * novelty)
 
-    def _tail(self, i: int, x: float) -> float:
-        """Upper tail probability of x under distribution i (mean, var), then learn x."""
-        mu, var = self.dist[i], self.dist[i + 1]
-        p = _q((x - mu) / math.sqrt(max(var, self.VAR_FLOOR)))
-        d = x - mu
-        a = max(self.LIK_ALPHA, 1.0 / self.n)
-        self.dist[i] = mu + a * d
-        self.dist[i + 1] = (1 - a) * (var + a * d * d)
+    def _tail_probability(self, u: float, ubar: float) -> float:
+        """The smaller tail probability of the point's surprise and of its short
+        mean, each under its own past; then both are learned."""
+        p = 1.0
+        for hist, x in zip(self.tails, (u, ubar)):
+            p = min(p, hist.tail(x))
+            if self.n >= self.HLEARN:
+                hist.learn(x)
         return p
 
     def _track_time(self, t: float) -> None:
