@@ -127,6 +127,18 @@ def _role_pids(d):
     return roles
 
 
+def _running_pid(d, role, timeout=60.0):
+    """The pid of ``role``'s child once it runs (it may still be starting after the
+    previous kill): every planned kill is made, none is skipped."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        pid = _role_pids(d).get(role)
+        if pid is not None and pid in _children(d):
+            return pid
+        time.sleep(0.1)
+    raise AssertionError(f"the {role} did not come back within {timeout:.0f} s")
+
+
 def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
     rng = random.Random(seed)
     env = {"LINKBAND_HISTORY_COLLECTOR": "false", "LINKBAND_HISTORY_SUMMARIES_INTERVAL_S": "1"}
@@ -158,13 +170,7 @@ def run(base, kills=24, clients=4, seed=1, log=print) -> dict:
                 except RuntimeError:
                     time.sleep(0.2)                               # the old writer still held the lock
         else:
-            pid = _role_pids(d).get(role)
-            if pid is None or pid not in _children(d):
-                continue                              # that child is (re)starting right now
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                continue
+            os.kill(_running_pid(d, role), signal.SIGKILL)
         done[role] += 1
         d.wait_ready(60)
     time.sleep(0.5)

@@ -94,3 +94,24 @@ def proc_kb(pid: int, key: str) -> int:
             if line.startswith(key + ":"):
                 return int(line.split()[1])
     raise KeyError(key)
+
+
+def calendar_bucket(tier: str, t: float) -> float:
+    """The UTC start of the summary bucket holding ``t``, by calendar arithmetic on a
+    datetime (an oracle for the daemon's own ``bucket_start``): the minute, the hour,
+    the day, the week from Monday, the month."""
+    from datetime import datetime, timedelta, timezone
+    d = datetime.fromtimestamp(t, timezone.utc)
+    if tier == "minute":
+        d = d.replace(second=0, microsecond=0)
+    elif tier == "hourly":
+        d = d.replace(minute=0, second=0, microsecond=0)
+    elif tier in ("daily", "weekly"):
+        d = d.replace(hour=0, minute=0, second=0, microsecond=0)
+        if tier == "weekly":
+            d -= timedelta(days=d.weekday())
+    elif tier == "monthly":
+        d = d.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    else:
+        raise ValueError(tier)
+    return d.timestamp()

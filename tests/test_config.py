@@ -1,6 +1,7 @@
 """Configuration layers, clear errors before binding, and the documented defaults."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import tomllib
@@ -76,7 +77,45 @@ def test_daemon_exits_nonzero_on_bad_value_before_binding(tmp_path):
     assert not run.exists() and not (tmp_path / "data").exists()
 
 
-def test_client_import_loads_none_of_the_daemon_dependencies():
+# The modules a client program may load: the standard library, pyzmq, msgpack and the
+# client itself; Cython's runtime modules, which pyzmq's and msgpack's compiled parts
+# register under their own names, belong to them.
+CLIENT_ALLOWED = {"zmq", "msgpack", "linkband_history"}
+_USE_THE_CLIENT = """
+import logging, sys
+from linkband_history import HistoryClient, HistoryLogHandler, subscribe
+with HistoryClient(ingest=sys.argv[1], query=sys.argv[2]) as c:
+    c.store_metrics([{"metric_name": "m", "value": 1.0}])
+    c.store_logs([{"level": "INFO", "message": "연결"}])
+    assert c.flush(timeout=30) and c.query("ping")["ok"]
+    handler = HistoryLogHandler(client=c)
+    logging.getLogger("t").addHandler(handler)
+    logging.getLogger("t").warning("through the handler")
+with subscribe(["x"], sys.argv[3], timeout=0.1) as sub:
+    list(sub)
+"""
+
+
+def _foreign_modules(daemon, extra_import: str = "") -> list[str]:
+    """Top-level names of the modules a client program loads beyond the allow-list
+    (those the interpreter had loaded before the program's first line do not count)."""
+    code = ("import json, sys, re; started = {m.split('.')[0] for m in sys.modules}\n" + extra_import
+            + _USE_THE_CLIENT + "\nloaded = {m.split('.')[0] for m in sys.modules} - started\n"
+            "cython = {m for m in loaded if re.fullmatch(r'cython_runtime|_cython_[0-9_]+', m)}\n"
+            "print(json.dumps(sorted(loaded - set(sys.stdlib_module_names) - cython - %r)))" % CLIENT_ALLOWED)
+    proc = subprocess.run([sys.executable, "-c", code, daemon.ingest, daemon.query, daemon.events],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_a_client_program_loads_only_pyzmq_msgpack_and_the_standard_library(daemon):
+    assert _foreign_modules(daemon) == []
+    # the same check names a module from elsewhere (it can fail)
+    assert _foreign_modules(daemon, "import psutil\n") == ["psutil"]
+
+
+def test_the_command_line_tool_loads_none_of_the_daemon_dependencies():
     code = ("import sys, linkband_history, linkband_history.cli; "
             "bad = [m for m in ('apsw', 'psutil', 'apscheduler', 'linkband_historyd') if m in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

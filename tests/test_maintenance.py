@@ -11,12 +11,12 @@ import math
 import random
 
 import pytest
-from conftest import all_rows
+from conftest import all_rows, calendar_bucket
 
 from linkband_historyd import config
 from linkband_historyd.archive.archiver import Archiver, list_parts
 from linkband_historyd.archive.file_format import read_archive
-from linkband_historyd.rollups.summarizer import TIERS, Summarizer, bucket_start
+from linkband_historyd.rollups.summarizer import TIERS, Summarizer
 from linkband_historyd.storage import maintenance, schema
 from linkband_historyd.writer_client import WriterClient
 
@@ -54,7 +54,7 @@ def _expected_rollups(records, tier):
     out = {}
     for r in records:
         key = (r["metric_name"], json.dumps(r["tags"], separators=(",", ":")),
-               bucket_start(tier, r["timestamp"]))
+               calendar_bucket(tier, r["timestamp"]))
         o = out.setdefault(key, {"count": 0, "sum": [], "min": math.inf, "max": -math.inf,
                                  "last_ts": -1, "last": None})
         o["count"] += 1
@@ -91,7 +91,7 @@ def test_summaries_equal_the_raw_rows_and_late_rows_update_them(env):
             g = got[k]
             assert (g["count"], g["min"], g["max"], g["last"]) == (w["count"], w["min"], w["max"], w["last"])
             assert g["sum"] == pytest.approx(math.fsum(w["sum"]), rel=1e-12)
-    hour = bucket_start("hourly", NOW - 3600)
+    hour = calendar_bucket("hourly", NOW - 3600)
     perf = json.loads(conn.execute("SELECT summary_data FROM data_summaries WHERE summary_type = "
                                    "'hourly' AND data_type = 'performance' AND period_start = ?",
                                    (hour,)).fetchall()[0][0])
@@ -109,7 +109,7 @@ def test_summaries_equal_the_raw_rows_and_late_rows_update_them(env):
     Summarizer(conn, writer).run(NOW)
     want = _expected_rollups(records + [late], "hourly")
     key = (late["metric_name"], json.dumps(late["tags"], separators=(",", ":")),
-           bucket_start("hourly", late["timestamp"]))
+           calendar_bucket("hourly", late["timestamp"]))
     assert _stored_rollups(conn, "hourly")[key]["max"] == 1000.0 == want[key]["max"]
     assert _stored_rollups(conn, "hourly")[key]["count"] == want[key]["count"]
 
@@ -372,3 +372,39 @@ def test_cleanup_dry_run_counts_what_would_go_and_deletes_nothing(daemon_factory
     assert job["ok"], job
     wait_for(lambda: d.ask("jobs", id=job["rows"][0]["id"])["rows"][0]["state"] == "done", timeout=60)
     assert d.stats()["tables"]["system_logs"] == 0 and d.stats()["tables"]["system_metrics"] == 3
+
+
+def _finished_run(d, job, timeout=120):
+    """The first finished run of ``job`` in this daemon's scheduler process."""
+    from conftest import wait_for
+    runs = wait_for(lambda: [r for r in d.ask("jobs").get("rows", [])
+                             if r["job"] == job and r["state"] in ("done", "failed")],
+                    timeout=timeout)
+    assert runs[-1]["state"] == "done", runs[-1]
+    return runs[-1]
+
+
+def test_the_scheduler_process_runs_the_budget_job_and_the_oldest_days_go(daemon_factory):
+    import time
+    now = time.time()
+    d = daemon_factory(env={"LINKBAND_HISTORY_SCHEDULER": "false"})
+    _push(d, "metric", _metric_rows(random.Random(1), now - 20 * DAY, 60_000, step=20 * DAY / 60_000))
+    conn = schema.open_reader(str(d.db_path))
+    budget = maintenance.used_bytes(conn) // 2
+    conn.close()
+    d.stop()
+    d.env.update({"LINKBAND_HISTORY_SCHEDULER": "true", "LINKBAND_HISTORY_ARCHIVE": "false",
+                  "LINKBAND_HISTORY_MAX_DB_BYTES": str(budget),
+                  "LINKBAND_HISTORY_MIN_FREE_PERCENT": "0"})
+    d.start()
+    run = _finished_run(d, "budget")                 # its first run: 10 s after the start
+    assert run["result"]["rounds"] > 0 and run["result"]["removed"]["metric"] > 0
+    conn = schema.open_reader(str(d.db_path))
+    try:
+        assert maintenance.used_bytes(conn) <= budget
+    finally:
+        conn.close()
+    warning = d.ask("storage")["rows"][0]["last_storage_warning"]
+    assert warning["reason"] == "size_budget" and warning["limit"] == budget
+    remaining = [r["timestamp"] for r in all_rows(d, "metrics", limit=100_000)]
+    assert 0 < len(remaining) < 60_000 and min(remaining) > now - 19 * DAY   # the oldest day went

@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_systemd_unit_verifies(tmp_path):
     if not shutil.which("systemd-analyze"):
+        # a fresh machine has no package lists yet: without them the install finds nothing
+        subprocess.run(["apt-get", "update", "-q"], capture_output=True)
         subprocess.run(["apt-get", "install", "-y", "-q", "systemd"], capture_output=True)
     if not shutil.which("systemd-analyze"):
         pytest.skip("systemd-analyze is not installed and could not be installed here")

@@ -10,11 +10,11 @@ import math
 import random
 
 import pytest
+from conftest import calendar_bucket
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from linkband_historyd.rollups import ddsketch, summarizer
-from linkband_historyd.rollups.buckets import bucket_start
 from linkband_historyd.rollups.summarizer import Summarizer
 from linkband_historyd.storage import schema
 from linkband_historyd.writer_client import WriterClient
@@ -66,7 +66,7 @@ def _check(conn, perf, logs):
         want = {}
         for r in perf:
             want.setdefault((f"{r['component']}/{r['operation']}",
-                             bucket_start(tier, r["timestamp"])), []).append(r)
+                             calendar_bucket(tier, r["timestamp"])), []).append(r)
         got = _stored(conn, tier, "performance")
         assert got.keys() == want.keys(), tier
         for key, rows in want.items():
@@ -81,7 +81,7 @@ def _check(conn, perf, logs):
             assert lo * (1 - ddsketch.ALPHA) <= g["duration_p95"] <= hi * (1 + ddsketch.ALPHA), key
         want = {}
         for r in logs:
-            w = want.setdefault(("all", bucket_start(tier, r["timestamp"])),
+            w = want.setdefault(("all", calendar_bucket(tier, r["timestamp"])),
                                 {"count": 0, "by_level": {}, "by_logger_name": {}})
             w["count"] += 1
             for f in ("level", "logger_name"):
@@ -105,7 +105,7 @@ def test_runs_fold_new_rows_into_the_hours_and_a_cut_run_counts_nothing_twice(en
     d, conn, writer = env
     rng = random.Random(7)
     perf, logs = [], []
-    t0 = bucket_start("hourly", NOW) - 3 * 3600
+    t0 = calendar_bucket("hourly", NOW) - 3 * 3600
     for i in range(3):                        # three runs, each with rows in the same hours
         p, lg = _perf(rng, t0, 700), _logs(rng, t0, 300)
         _push(d, p, lg)
@@ -144,7 +144,7 @@ def test_a_run_reads_only_the_new_rows(env):
     hourly rows of a later run are not recomputed from the rows summarized before."""
     d, conn, writer = env
     rng = random.Random(8)
-    t0 = bucket_start("hourly", NOW) - 3600
+    t0 = calendar_bucket("hourly", NOW) - 3600
     first = [dict(r, timestamp=t0 + 10) for r in _perf(rng, t0, 300)]
     _push(d, first, [])
     Summarizer(conn, writer).run(NOW)

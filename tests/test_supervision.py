@@ -7,6 +7,7 @@ import signal
 import time
 
 import psutil
+import pytest
 from conftest import all_rows, wait_for
 
 from linkband_historyd.storage import schema
@@ -96,3 +97,42 @@ def test_a_long_statement_in_the_writer_keeps_beating(tmp_path):
     assert len(beats) > 5, (len(beats), t1 - t0)
     assert max(b - a for a, b in zip(beats, beats[1:])) < 0.5, (t1 - t0, len(beats))
     conn.close()
+
+
+@pytest.mark.xfail(strict=False, raises=AssertionError, reason=(
+    "a known defect: VACUUM's copy of the rebuilt file and its commit run no statement "
+    "steps, so the progress handler does not beat; with a 1 s limit on a loaded machine "
+    "the supervisor killed the writer inside the VACUUM, and the vacuum job then waited "
+    "for its lost reply (writer call timeout: 6 h)"))
+def test_a_writer_inside_a_long_vacuum_keeps_beating_and_is_not_taken_for_hung(daemon_factory):
+    """The writer's SQLite progress handler beats inside one statement: a full VACUUM
+    run by the scheduler, longer than the writer's hang limit, under the real
+    supervisor, leaves the same writer alive."""
+    hang_s = 1.0
+    d = daemon_factory(start=False, env={"LINKBAND_HISTORY_WRITER_HANG_S": str(hang_s)})
+    # a 300 MB file made before the daemon starts (through the client it would take
+    # minutes): the daemon's own schema, big rows of the last hours (older ones would
+    # keep the writer busy with retention), so that one VACUUM takes seconds
+    d.data_dir.mkdir(parents=True)
+    conn = schema.open_writer(str(d.db_path))
+    with conn:
+        conn.execute("WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 150000) "
+                     "INSERT INTO system_metrics (timestamp, metric_type, metric_name, value, tags) "
+                     "SELECT unixepoch() - i / 10.0, 't', 'm' || (i % 50), i, "
+                     "'{\"pad\":\"' || hex(randomblob(1000)) || '\"}' FROM n")
+    conn.close()
+    d.start()
+    writer = d.writer_pid()
+    longest = 0.0
+    for _ in range(3):          # until one VACUUM outlasted the limit: else this proves nothing
+        job = d.ask("vacuum")["rows"][0]["id"]
+        run = wait_for(lambda: [r for r in d.ask("jobs", id=job).get("rows", [])
+                                if r["state"] in ("done", "failed")], timeout=600)[0]
+        assert run["state"] == "done", run
+        longest = max(longest, run["finished"] - run["started"])
+        if longest > hang_s:
+            break
+    assert longest > hang_s, longest
+    assert d.writer_pid() == writer
+    assert "is hung" not in d.log()
+    assert d.stats()["tables"]["system_metrics"] == 150_000

@@ -68,7 +68,7 @@ def test_watch_alerts_once_per_episode_and_trend_commands(daemon_factory):
               bucket="5m", horizon=6)
     assert r["ok"], r
     a = r["rows"][0]
-    assert a["trend_direction"] in ("stable", "increasing", "decreasing")
+    assert a["trend_direction"] == "stable"                # a daily profile, no trend
     assert len(a["forecast"]) == 6
     assert [e for e in a["anomalies"] if abs(e["t"] - spike) <= STEP]
     assert not [e for e in a["anomalies"] if abs(e["t"] - spike) > 2 * STEP]
@@ -162,3 +162,39 @@ def test_each_watch_and_each_query_sets_its_own_sensitivity(daemon_factory):
     conn.close()
     with pytest.raises(config.ConfigError):
         config.load(None, environ={"LINKBAND_HISTORY_TREND_WATCH": "cpu_percent:7"}, cli={})
+
+
+def test_the_scheduler_process_runs_the_watch_and_stores_one_alert_for_a_spike(daemon_factory):
+    if time.time() % STEP > STEP - 90:          # the whole test within one bucket of the watch
+        time.sleep(STEP - time.time() % STEP + 1)
+    now = float(int(time.time() // STEP) * STEP)
+    spike = now - 2 * STEP
+    d = daemon_factory(env={"LINKBAND_HISTORY_SCHEDULER": "false"})
+    c = d.client(max_queue=100_000)
+    c.store_metrics(_daily(now, spike_at=spike))
+    assert c.flush(timeout=30)
+    d.stop()
+    d.env.update({"LINKBAND_HISTORY_TREND_WATCH": "cpu_percent", "LINKBAND_HISTORY_SCHEDULER": "true"})
+    d.start()
+    run = _watch_runs(d)                          # its first run: 5 s after the start
+    assert run["result"]["alerts"] == 1, run
+    [alert] = d.ask("alerts", open=True)["rows"]
+    assert alert["source_component"] == "trend_analyzer"
+    assert alert["metadata"]["metric_name"] == "cpu_percent"
+    assert abs(alert["metadata"]["t"] - spike) <= STEP
+
+
+def test_a_trend_range_of_too_many_buckets_is_refused_before_it_is_built(daemon):
+    c = daemon.client()
+    c.store_metrics([{"metric_name": "cpu_percent", "value": 1.0}])
+    assert c.flush(timeout=30)
+    for command, params in [("analyze", {"since": -2 ** 63}),
+                            ("metrics.trends", {"metric_name": "cpu_percent", "since": -1e308}),
+                            ("metrics.trends", {"metric_name": "cpu_percent", "bucket": "1s",
+                                                "since": time.time() - 30 * 86400})]:
+        r = daemon.ask(command, **params)
+        assert not r["ok"] and r["error"]["code"] == "bad_param", r
+        assert "at most 1,000,000 buckets" in r["error"]["message"]
+    one_day = daemon.ask("metrics.trends", metric_name="cpu_percent", bucket="1s",
+                         since=time.time() - 86400)
+    assert one_day["ok"] and one_day["rows"][0]["bucket_seconds"] == 1

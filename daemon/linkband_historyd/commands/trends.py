@@ -26,6 +26,19 @@ TRENDS = dict(metric_name=P.text_list, since=P.time_value, until=P.time_value, b
               threshold=values.score_threshold)
 
 
+MAX_POINTS = 1_000_000     # buckets of all the series of one request, each held in Python
+
+
+def _check_points(names, since, until, step) -> None:
+    """Every bucket of the range is built in Python (and scored): a range of
+    centuries, or a long one in one-second buckets, is refused before it is built."""
+    points = (until - since) / step * max(len(names), 1)
+    if points > MAX_POINTS:
+        raise P.BadParam("bucket", f"{len(names)} series of {(until - since) / step:.3g} buckets of "
+                         f"{step} s: at most {MAX_POINTS:,} buckets in all; give a wider bucket, "
+                         "a shorter range or fewer metrics")
+
+
 def _range(p):
     until = p.get("until", time.time())
     since = p.get("since", until - 86400)
@@ -45,6 +58,7 @@ def cmd_metrics_trends(ctx, p):
     if not names:
         raise P.BadParam("metric_name", "required: one or more metric names")
     since, until, step = _range(p)
+    _check_points(names, since, until, step)
     data = {n: series(ctx.conn, n, since, until, step) for n in names}
     rows = []
     for n, s in data.items():
@@ -67,6 +81,7 @@ def cmd_analyze(ctx, p):
     names = p.get("metric_name") or [r[0] for r in ctx.conn.execute(
         "SELECT metric_name FROM metric_latest WHERE timestamp >= ? ORDER BY metric_name LIMIT 50",
         (since,))]
+    _check_points(names, since, until, step)
     data = {n: series(ctx.conn, n, since, until, step) for n in names}
     rows = [{"metric_name": n, "bucket_seconds": step,
              **analyzer.analyze(s, step, p.get("horizon", 12),
