@@ -1,8 +1,6 @@
 """Log commands: search (highlighted, counted), stats with error patterns, context."""
 from __future__ import annotations
 
-import json
-
 import apsw
 
 from linkband_history.protocol import LOG_LEVELS, ok
@@ -10,6 +8,7 @@ from linkband_historyd.commands.base import command
 from linkband_historyd.query import budget, log_patterns, search
 from linkband_historyd.query import engine as Q
 from linkband_historyd.query import params as P
+from linkband_historyd.storage.schema import BASE_TABLES
 
 TOTAL_CAP = 10_000          # counting stops here: "10000+" is enough for a person
 TOTAL_SURE = 1_000          # counted whatever it takes; past it, within query.search_total_ms
@@ -185,25 +184,28 @@ def cmd_logs_stats(ctx, p):
                 "bucket_seconds": agg.step, "buckets": buckets, "top_patterns": top}])
 
 
+LOG_LINES = BASE_TABLES["log"]             # the stored table behind the system_logs view
 INDEXED_STATS = {"since", "until", "bucket", "top", "pattern_level"}
 MAX_LOOKUPS = 20_000
 
 
 def _level_counts_by_index(conn, p: dict, step: int):
     """(bucket, level, count) rows, counted by one range look-up per bucket and
-    level on idx_logs_level_time: no scan and no sort of the day's rows
+    level on idx_log_lines_level_time: no scan and no sort of the day's rows
     (bench/query.py item 4 times logs.stats over a day). None when there would be
     too many look-ups (then the GROUP BY is cheaper)."""
     since, until = p["since"], p["until"]
     first = int(since // step) * step
     if (until - first) / step * len(LOG_LEVELS) > MAX_LOOKUPS:
         return None
+    # on the stored table and its level ids: through the view, whose level is a
+    # joined name, SQLite could not use the index
     rows = conn.execute(
         "WITH RECURSIVE b(s) AS (SELECT ? UNION ALL SELECT s + ? FROM b WHERE s + ? < ?) "
-        "SELECT s, v.value, (SELECT count(*) FROM system_logs WHERE level = v.value "
+        f"SELECT s, v.name, (SELECT count(*) FROM {LOG_LINES} WHERE level = v.id "
         "AND timestamp >= max(s, ?) AND timestamp < min(s + ?, ?)) AS n "
-        "FROM b, json_each(?) v ORDER BY s",
-        (first, step, step, until, since, step, until, json.dumps(list(LOG_LEVELS)))).fetchall()
+        "FROM b, log_levels v ORDER BY s, v.id",
+        (first, step, step, until, since, step, until)).fetchall()
     return [(float(s), lv, n) for s, lv, n in rows if n]
 
 
@@ -212,21 +214,17 @@ MAX_LOGGERS = 200
 
 def _logger_counts_by_index(conn, since: float, until: float | None):
     """(logger_name, count) of a time window, by one range count per logger on
-    idx_logs_logger_time, the loggers found by a skip scan of the same index:
+    idx_log_lines_logger_time, the loggers read from their dictionary table:
     without it SQLite scans that whole index, and the cost follows the table, not
     the window. None past MAX_LOGGERS names (then the GROUP BY is cheaper)."""
-    names = [r[0] for r in conn.execute(
-        "WITH RECURSIVE n(name) AS (SELECT min(logger_name) FROM system_logs UNION ALL "
-        "SELECT (SELECT min(logger_name) FROM system_logs WHERE logger_name > n.name) FROM n "
-        "WHERE n.name IS NOT NULL) SELECT name FROM n WHERE name IS NOT NULL LIMIT ?",
-        (MAX_LOGGERS + 1,))]
+    names = conn.execute("SELECT id, name FROM log_loggers LIMIT ?", (MAX_LOGGERS + 1,)).fetchall()
     if len(names) > MAX_LOGGERS:
         return None
     upper = float("inf") if until is None else until
     out = []
-    for name in names:
-        n = conn.execute("SELECT count(*) FROM system_logs WHERE logger_name = ? AND timestamp >= ? "
-                         "AND timestamp < ?", (name, since, upper)).fetchall()[0][0]
+    for logger_id, name in names:
+        n = conn.execute(f"SELECT count(*) FROM {LOG_LINES} WHERE logger = ? AND timestamp >= ? "
+                         "AND timestamp < ?", (logger_id, since, upper)).fetchall()[0][0]
         if n:
             out.append((name, n))
     return out
