@@ -356,8 +356,8 @@ def check_search(reply, results):
 
 
 def check_stats(reply, results):
-    if results[0] and len(results[0][0]) == 2:          # the GROUP BY logger_name
-        total = sum(n for _, n in results[0])
+    if results[0] and len(results[0][0]) == 2 and isinstance(results[0][0][1], int):
+        total = sum(n for _, n in results[0])           # the GROUP BY logger_name
     else:                                               # the loggers, then a count per logger
         total = sum(r[0][0] for r in results[1:1 + len(results[0])])
     if reply["rows"][0]["total"] != total or not total:
