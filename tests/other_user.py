@@ -66,16 +66,30 @@ def open_file(path):
     return run
 
 
-def python_runs_as_nobody() -> bool:
-    """Whether the tests' interpreter starts at all as uid 65534."""
+def python_runs_as_nobody(python: str | None = None, probe: str = "import zmq") -> bool:
+    """Whether ``python`` (default: the tests' interpreter) starts as uid 65534 and runs ``probe``."""
     import subprocess
     import sys
     try:
         return subprocess.run(["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
-                               sys.executable, "-c", "import zmq"],
+                               python or sys.executable, "-c", probe],
                               capture_output=True, timeout=60).returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+def stdlib_python_for_nobody() -> str:
+    """An interpreter uid 65534 can start, for programs that need only the standard
+    library: the tests' own, else the system's ``python3``; skips the test if neither runs."""
+    import shutil
+    import sys
+
+    import pytest
+    for python in (sys.executable, shutil.which("python3", path="/usr/bin:/bin"), "/usr/bin/python3"):
+        if python and python_runs_as_nobody(python, probe="import json, select, socket"):
+            return python
+    pytest.skip(f"no interpreter starts as uid {NOBODY} ({sys.executable}'s files are in a "
+                "directory only root may enter, e.g. pyenv under /root, and there is no system python3)")
 
 
 def run_python_as_nobody(code: str, timeout: float = 60, env: dict | None = None):

@@ -101,7 +101,7 @@ def _foreign_modules(daemon, extra_import: str = "") -> list[str]:
     (those the interpreter had loaded before the program's first line do not count)."""
     code = ("import json, sys, re; started = {m.split('.')[0] for m in sys.modules}\n" + extra_import
             + _USE_THE_CLIENT + "\nloaded = {m.split('.')[0] for m in sys.modules} - started\n"
-            "cython = {m for m in loaded if re.fullmatch(r'cython_runtime|_cython_[0-9_]+', m)}\n"
+            "cython = {m for m in loaded if re.fullmatch(r'cython_runtime|_cython_[0-9]\\w*', m)}\n"
             "print(json.dumps(sorted(loaded - set(sys.stdlib_module_names) - cython - %r)))" % CLIENT_ALLOWED)
     proc = subprocess.run([sys.executable, "-c", code, daemon.ingest, daemon.query, daemon.events],
                           capture_output=True, text=True, timeout=120)

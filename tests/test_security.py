@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 import zmq.auth
 from conftest import free_port, wait_for
-from other_user import as_nobody, can_switch_user, connect_unix, open_file, run_python_as_nobody
+from other_user import (as_nobody, can_switch_user, connect_unix, open_file, run_python_as_nobody,
+                        stdlib_python_for_nobody)
 
 from linkband_history import HistoryClient, subscribe
 from linkband_history.curve_keys import keygen
@@ -441,7 +442,7 @@ def test_a_fallback_runtime_dir_made_by_another_user_is_refused_naming_the_owner
             env.pop(var, None)
         run = cache / "linkband-history" / "run"
         squatter = subprocess.Popen(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
-                                     sys.executable, "-c", SQUATTER, str(run), how],
+                                     stdlib_python_for_nobody(), "-c", SQUATTER, str(run), how],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
             assert squatter.stdout.readline().strip() == "ready"
