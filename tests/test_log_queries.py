@@ -110,7 +110,7 @@ def test_dashboard_and_cache_never_serve_stale_rows(daemon):
     assert [a["title"] for a in d["open_alerts"]] == ["open one"]
     assert d["top_patterns"][0]["pattern"] == "boom <n>"
     s1 = daemon.ask("metrics.summary", since=now - 60, until=now + 60)
-    assert daemon.ask("metrics.summary", since=now - 60, until=now + 60) == s1     # cached
+    assert daemon.ask("metrics.summary", since=now - 60, until=now + 60) == s1
     c.store_metrics([{"timestamp": now, "metric_name": "cpu_percent", "value": 30.0}])
     assert c.flush()
     s2 = daemon.ask("metrics.summary", since=now - 60, until=now + 60)
@@ -188,3 +188,32 @@ def test_search_counts_exactly_to_1000_and_past_it_within_its_time_budget(daemon
             assert r["ok"] and (r["total"], r["total_exact"]) == want and len(r["rows"]) == 10
         r = d.ask("logs.search", q="연결 1499")          # few matches: exact whatever the budget
         assert (r["total"], r["total_exact"]) == (1, True)
+
+
+def test_a_cached_command_is_answered_from_the_cache_until_the_writer_commits(daemon):
+    """A query worker's own handler on the daemon's real file: the second identical
+    request is a cache hit (the counters say so, and the reply is the same object);
+    a commit by the writer empties the cache and the next answer has the new row."""
+    from linkband_history import protocol
+    from linkband_historyd import config
+    from linkband_historyd.commands.dispatch import QueryHandler
+    from linkband_historyd.settings import Settings
+
+    c = daemon.client()
+    now = time.time()
+    c.store_metrics([{"timestamp": now - 5, "metric_name": "cpu_percent", "value": 10.0}])
+    assert c.flush()
+    cfg = Settings.from_flat({**config.defaults(), "daemon.db_path": str(daemon.db_path)}, config.SECTIONS)
+    handler = QueryHandler(cfg, time.time())
+    request = protocol.encode_request("metrics.summary", {"since": now - 60, "until": now + 60})
+    first = handler.handle(request)
+    assert (handler.cache.hits, handler.cache.misses) == (0, 1)
+    assert handler.handle(request) is first
+    assert (handler.cache.hits, handler.cache.misses) == (1, 1)
+    c.store_metrics([{"timestamp": now - 1, "metric_name": "cpu_percent", "value": 30.0}])
+    assert c.flush()
+    after = handler.handle(request)
+    assert after is not first
+    rows = [dict(zip(after["columns"], r)) for r in after["rows"]]
+    assert next(r for r in rows if r["metric_name"] == "cpu_percent")["count"] == 2
+    assert handler.cache.hits == 1

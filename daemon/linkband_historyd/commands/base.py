@@ -139,7 +139,6 @@ class ResultCache:
         if version != self.version:
             self._entries.clear()
             self.version = version
-            return None
         reply = self._entries.get(key)
         if reply is None:
             self.misses += 1

@@ -41,6 +41,7 @@ from linkband_history.protocol import (
     row_from_record,
 )
 from linkband_history.times import to_epoch
+from linkband_historyd.processes.busy_beat import BusyBeat
 from linkband_historyd.processes.event_publisher import EventPublisher
 from linkband_historyd.processes.skeleton import Child
 from linkband_historyd.security import curve_auth
@@ -242,6 +243,10 @@ class Writer(Child):
         add = self.latency.add
         for sent_at in batch.sent_at:
             add(done - sent_at)
+
+    def busy(self) -> BusyBeat:
+        """Beats around a long C call that runs no statement steps (``busy_beat``)."""
+        return BusyBeat(self.beat)
 
     def _progress(self) -> bool:
         """SQLite's progress handler: a heartbeat from inside a long statement."""

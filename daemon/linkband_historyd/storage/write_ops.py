@@ -250,7 +250,8 @@ def op_vacuum(w, p):
     dropped while the queues hold (ingest.receive_hwm messages per client, then the
     client's own bounded queue or spool)."""
     before = w.conn.execute("PRAGMA page_count").fetchall()[0][0]
-    w.conn.execute("VACUUM")
+    with w.busy():                  # its copy back and commit run no statement steps
+        w.conn.execute("VACUUM")
     return {"pages_before": before, "pages_after": w.conn.execute("PRAGMA page_count").fetchall()[0][0]}
 
 
