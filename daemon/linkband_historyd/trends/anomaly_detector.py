@@ -68,7 +68,7 @@ class AnomalyDetector:
     SEASON_DAYS = 3          # days seen before the profile may be used
     ERR_ALPHA = 0.005        # which predictor has been better lately
     MINN = 100               # points scored 0 while the tails form,
-    WARM_S = 3 * 86_400      # ... and three days: the first daily rises are not anomalies
+    WARM_S = 86_400          # ... and a day: the tails have seen a daily cycle's surprises
     HLEARN = 50              # points before the tails learn (the spread is forming)
     ON = 0.25                # an episode is open while the raw score is at least this
     HOLD = 144               # ... and until this many points in a row fall below it
