@@ -407,7 +407,7 @@ def test_the_online_detector_finds_every_kind_and_raises_no_false_episode(online
     injected anomaly. Not all are found: the tails are calibrated on the series'
     own surprises, and in the first days (before the daily profile is used) the
     level lags the morning and evening ramps, whose large errors make a lone
-    8-sigma night spike an ordinary surprise; a later anomaly within HOLD buckets
+    8-sigma night spike an ordinary surprise; a later anomaly within HOLD_S (12 h)
     of an episode is part of it."""
     by_kind = {}
     for injected, eps in online:

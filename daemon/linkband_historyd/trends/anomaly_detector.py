@@ -49,7 +49,9 @@ class AnomalyDetector:
     After each update, ``likelihood_now`` is the point's raw score (before the
     episode logic), ``expected`` the value the chosen predictor expected, and
     ``episode_open`` whether an episode is open. Episodes: one opens where the raw
-    score reaches ON and closes after HOLD points below it. The *score* is the raw
+    score reaches ON and closes after HOLD_S seconds of points below it (at least
+    HOLD_MIN points; a count of points would hold an hourly series for days and
+    swallow its next anomaly). The *score* is the raw
     score at the points that raise the open episode's peak (its first point, or
     one stronger by DELTA) and 0 elsewhere, so one threshold turns an episode
     into one alert, early, and a long disturbance is not counted again and again.
@@ -71,7 +73,8 @@ class AnomalyDetector:
     WARM_S = 86_400          # ... and a day: the tails have seen a daily cycle's surprises
     HLEARN = 50              # points before the tails learn (the spread is forming)
     ON = 0.25                # an episode is open while the raw score is at least this
-    HOLD = 144               # ... and until this many points in a row fall below it
+    HOLD_S = 12 * 3600       # ... and until this long in a row falls below it
+    HOLD_MIN = 24            # ... and at least this many points
     DELTA = 0.025            # in an episode, a score only where it beats the peak by this
     SHAPE_FLOOR = 20         # shapes are compared on a range of at least this many spread
                              # floors (not the quantum: after a flat stretch, that is the jump)
@@ -111,7 +114,7 @@ class AnomalyDetector:
             self.peak = max(self.peak, lik)
             return 0.0
         self.quiet += 1
-        if self.peak and self.quiet > self.HOLD:
+        if self.peak and self.quiet > max(self.HOLD_MIN, self.HOLD_S / (self.step or 1.0)):
             self.peak, self.alerted = 0.0, False
         return 0.0
 
