@@ -456,6 +456,21 @@ def test_a_level_shift_alerts_once_then_the_new_level_is_normal():
     assert anomaly_detector.scan(series[2000:], before, step=STEP)["episodes"] == []
 
 
+def test_a_rare_jump_small_against_the_range_seen_scores_in_proportion():
+    """A jump of 10 spreads is rare on both series; on the one whose range is 100
+    (its first points sat at 150) it is 2 % of the range and scores 0.4 of it."""
+    def peak(start, jump):
+        rng = random.Random(3)
+        series = [(T0 + i * STEP, (start if i < 10 else 50) + rng.gauss(0, 0.2)
+                   + (jump if i == 2000 else 0)) for i in range(2100)]
+        det = anomaly_detector.AnomalyDetector()
+        for t, v in series[:2001]:
+            det.update(t, v)
+        return det.likelihood_now
+    assert peak(50, 2) == 1.0 and peak(150, 6) == 1.0
+    assert 0.3 < peak(150, 2) < 0.5
+
+
 def test_the_detector_state_is_small_json_and_resumes_exactly():
     series, _ = daily_series(random.Random(9), days=5)
     whole = anomaly_detector.scan(series, step=STEP)
