@@ -170,7 +170,7 @@ def contains(w: P.Where, text: str, prefix: str = "") -> None:
     if len(folded) >= 3:
         w.add(f"{prefix}id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)",
               " AND ".join(search.quote(g) for g in search.trigrams(folded)))
-    w.add(f"instr(lbh_fold({prefix}message), ?) > 0", folded)
+    w.add(*search.row_check(folded, f"{prefix}message"))
 
 
 def check_fields(kind: str, fields) -> tuple[str, ...]:
