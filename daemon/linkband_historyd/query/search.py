@@ -41,7 +41,9 @@ from dataclasses import dataclass, field
 
 MAX_EXPANSION = 400
 MAX_TERMS = 16
-MAX_TRIGRAMS = 12
+# lists intersected per term: each more one is read along the whole range the page or
+# the count covers, and removes few candidates the row check would not
+MAX_TRIGRAMS = 4
 _TOKEN = re.compile(r'"([^"]*)"?|(\S+)')
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # the non-ASCII characters whose lower case holds an ASCII character (tests check it)
