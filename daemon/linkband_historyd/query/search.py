@@ -36,8 +36,11 @@ the query's shape.
 """
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
+
+import apsw
 
 MAX_EXPANSION = 400
 MAX_TERMS = 16
@@ -75,17 +78,14 @@ def row_check(term: str, column: str = "l.message") -> tuple:
             term, term)
 
 
-_LOWER: list = []
-
-
+@functools.cache
 def _lower_is_ascii_only() -> bool:
     """SQLite's lower() folds ASCII only unless SQLite was built with ICU."""
-    if not _LOWER:
-        import apsw
-        conn = apsw.Connection(":memory:")
-        _LOWER.append(conn.execute("SELECT lower('\u00c9A')").fetchall()[0][0] == "\u00c9a")
+    conn = apsw.Connection(":memory:")
+    try:
+        return conn.execute("SELECT lower('\u00c9A')").fetchall()[0][0] == "\u00c9a"
+    finally:
         conn.close()
-    return _LOWER[0]
 
 
 def expand(conn, term: str, limit: int) -> list[str]:
