@@ -163,6 +163,22 @@ def test_a_bad_record_is_logged_and_the_others_are_stored(manager, caplog):
     assert "not stored" in caplog.text
 
 
+def test_a_performance_record_without_a_duration_is_stored_and_read_back_as_none(manager):
+    for i, duration in enumerate([None, 4.0, None, 2.0]):
+        manager.store_performance_data(sdk.PerformanceData(
+            component=sdk.ComponentType.DEVICE, operation="connect", duration_ms=duration,
+            error_count=1 if duration is None else 0, timestamp=T0 + timedelta(seconds=i)))
+    manager.force_flush()
+    reply = manager.client.query("performance", component="device", order="asc")
+    assert [r["duration_ms"] for r in reply["rows"]] == [None, 4.0, None, 2.0]
+    assert manager.client.query("stats")["rows"][0]["rejected"] == {}
+    assert manager.get_history_stats().component_counts == {"device": 4}
+    # counted as records, left out of the duration figures
+    row = manager.client.query("performance.analysis", component="device")["rows"][0]
+    assert (row["count"], row["duration_count"], row["duration_max"], row["errors"]) == (4, 2, 4.0, 2)
+    assert row["duration_p50"] == pytest.approx(3.0)
+
+
 SECOND_PROCESS = """
 import sys
 from linkband_history.sdk import HistoryDatabaseManager, SystemLog

@@ -439,7 +439,7 @@ def _sdk_insert(conn, kind: str, record: dict, now: float) -> None:
 
 
 def _sdk_reason(exc: Exception) -> str:
-    """A refusal as a short reason: ``duration_ms is required``, ``alert_id is taken``."""
+    """A refusal as a short reason: ``title is required``, ``alert_id is taken``."""
     text = str(exc)
     if "NOT NULL constraint failed" in text:
         return f"{text.rsplit('.', 1)[-1]} is required"
