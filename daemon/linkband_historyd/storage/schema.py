@@ -30,7 +30,7 @@ import time
 import apsw
 
 from linkband_history.protocol import ALERT_LEVELS, FIELDS, LOG_LEVELS
-from linkband_historyd.storage import lean_schema
+from linkband_historyd.storage import commit_seconds, lean_schema
 
 SENTINEL = "\x1f\x1f"
 
@@ -203,9 +203,11 @@ MIGRATIONS: list[list] = [   # SQL statements, or functions of the connection
     [
         lambda conn: lean_schema.migrate(conn),
     ],
-    # 8: a performance record may have no duration (the SDK's model allows None)
+    # 8: a performance record may have no duration (the SDK's model allows None);
+    # the second in which rows were stored, per kind (commit_seconds.py)
     [
         lambda conn: drop_not_null(conn, "performance_data", "duration_ms REAL"),
+        commit_seconds.TABLE,
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
