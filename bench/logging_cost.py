@@ -7,9 +7,10 @@ and times each call with ``perf_counter_ns``; the table shows p50, p99, p99.9,
 the max and the number of calls over 1 ms per handler, each beside the floor
 of the same run (on a loaded machine the floor's own max shows what the
 scheduler alone costs). Where the system counts context switches per thread
-(Linux), each call over 1 ms is told apart: ``waited`` (the thread blocked, for
-the GIL or a lock: what our handler and client can cause) or ``preempted``
-(the system took the CPU away: the machine's load, which the floor sees too):
+(Linux), each call over 1 ms is told apart: ``waited`` (the thread blocked at
+least once, for the GIL or a lock: what our handler and client can cause) or
+``preempted`` (only the system took the CPU away: the machine's load, which the
+floor sees too):
 
 - ``floor``: a handler that only formats the message (``logging.Formatter()``);
   what any handler costs.
@@ -83,7 +84,8 @@ def timed_calls(logger: logging.Logger, n: int, rate: float, start: int, slow: C
 
     Each call over 1 ms is counted in ``slow`` by why it took that long, from the
     thread's context switches during the call (read outside the timed span):
-    ``waited`` (it blocked: for the GIL or a lock, which our code can cause),
+    ``waited`` (it blocked at least once: for the GIL or a lock, which our code can
+    cause; it may have been preempted too, so this is an upper bound of our share),
     ``preempted`` (only taken off the CPU by the system: the machine's load) or
     ``unknown`` (no per-thread counts on this system)."""
     out = array("q", bytes(8 * n))
@@ -223,7 +225,7 @@ def main() -> int:
     common.print_table(("handler", "p50", "p99", "p99.9", "max", "calls > 1 ms",
                         "p50 / p99 vs floor"), rows)
     print("\ncalls over 1 ms, why (the thread's context switches during the call): "
-          "waited = blocked on the GIL or a lock; preempted = only taken off the CPU by the system")
+          "waited = blocked at least once (GIL or lock); preempted = only taken off the CPU")
     for name in times:
         c = slow[name]
         print(f"  {name:6} max {max(times[name]) / 1e6:.2f} ms (floor's max {floor[1] / 1e6:.2f} ms); "
