@@ -18,7 +18,7 @@ transaction as the rows; a search rechecks its candidates on the message (see
 ``search.py``). Each message is indexed with two sentinel characters appended
 (``SENTINEL``), so that every occurrence of a one- or two-character term is the
 prefix of some indexed trigram: the search module finds such terms through the
-``logs_fts_vocab`` term list. A line leaves the index by FTS5's ``'delete'``
+``logs_fts_terms`` term list. A line leaves the index by FTS5's ``'delete'``
 command with its indexed text (:data:`UNINDEX_LOGS`).
 """
 from __future__ import annotations
@@ -208,6 +208,12 @@ MIGRATIONS: list[list] = [   # SQL statements, or functions of the connection
     [
         lambda conn: drop_not_null(conn, "performance_data", "duration_ms REAL"),
         commit_seconds.TABLE,
+    ],
+    # 9: the search index's terms as fts5vocab 'instance' rows: a search finds the
+    # trigrams that start with a short term in one probe each (query/search.py),
+    # where the 'row' table reads each trigram's whole list of lines
+    [
+        "CREATE VIRTUAL TABLE logs_fts_terms USING fts5vocab(logs_fts, 'instance')",
     ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
