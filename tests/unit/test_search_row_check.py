@@ -7,7 +7,6 @@ import random
 import sys
 
 import apsw
-import pytest
 
 from linkband_historyd.query import search
 from linkband_historyd.storage import schema

@@ -129,18 +129,26 @@ def _count(conn, sql: str, args: list, budget_s: float) -> dict:
     the budget lasts (a common two-character term ORs hundreds of trigram lists, whose
     matches cost far more to count than the first page does to find); else
     "TOTAL_SURE+". One count up to TOTAL_CAP within the budget; only when the budget
-    stops it, a second one up to TOTAL_SURE, whatever it takes."""
+    stops it, a second one up to TOTAL_SURE, whatever it takes. A budget of 0 (the
+    default: the first page comes first) counts to TOTAL_SURE only."""
+    if budget_s <= 0:
+        return _count_sure(conn, sql, args)
     try:
         with budget.deadline(conn, budget_s):
             n = conn.execute(sql, args + [TOTAL_CAP + 1]).fetchall()[0][0]
     except apsw.InterruptError:
         if budget.over(conn):         # the request's own budget: not ours to answer
             raise
-        n = conn.execute(sql, args + [TOTAL_SURE + 1]).fetchall()[0][0]
-        if n <= TOTAL_SURE:
-            return {"total": n, "total_exact": True}
-        return {"total": TOTAL_SURE, "total_exact": False}
+        return _count_sure(conn, sql, args)
     return {"total": min(n, TOTAL_CAP), "total_exact": n <= TOTAL_CAP}
+
+
+def _count_sure(conn, sql: str, args: list) -> dict:
+    """Exact up to TOTAL_SURE, else "TOTAL_SURE+"."""
+    n = conn.execute(sql, args + [TOTAL_SURE + 1]).fetchall()[0][0]
+    if n <= TOTAL_SURE:
+        return {"total": n, "total_exact": True}
+    return {"total": TOTAL_SURE, "total_exact": False}
 
 
 STATS = dict(Q.filter_spec("log"), bucket=Q.bucket, top=P.positive_int,
