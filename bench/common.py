@@ -319,11 +319,12 @@ def fill_table(conn, kind: str, rows, total: int, tx: int = 50_000) -> None:
             note(f"build: {done:,} of {total:,} {table} rows, {time.monotonic() - t0:.0f} s")
     if kind == "log":
         # the state the writer's merge steps keep (fts_merger.py): merged as far as
-        # usermerge asks; FTS5 itself merges nothing (automerge 0)
+        # usermerge asks, in steps of the writer's size (FTS5 frees a merge's input
+        # pages at the end of each step); FTS5 itself merges nothing (automerge 0)
         while True:
             before = conn.totalchanges()
             with conn:
-                conn.execute(fts_merger.MERGE, (2000,))
+                conn.execute(fts_merger.MERGE, (fts_merger.MAX_PAGES,))
             if conn.totalchanges() - before <= 1:
                 break
 

@@ -6,7 +6,11 @@ Run: ``.venv/bin/python bench/logging_cost.py [--calls N] [--rate R] [--rounds K
 and times each call with ``perf_counter_ns``; the table shows p50, p99, p99.9,
 the max and the number of calls over 1 ms per handler, each beside the floor
 of the same run (on a loaded machine the floor's own max shows what the
-scheduler alone costs):
+scheduler alone costs). Where the system counts context switches per thread
+(Linux), each call over 1 ms is told apart: ``waited`` (the thread blocked at
+least once, for the GIL or a lock: what our handler and client can cause) or
+``preempted`` (only the system took the CPU away: the machine's load, which the
+floor sees too):
 
 - ``floor``: a handler that only formats the message (``logging.Formatter()``);
   what any handler costs.
@@ -42,6 +46,7 @@ import threading
 import time
 import types
 from array import array
+from collections import Counter
 
 import common
 from linkband_history import HistoryClient
@@ -56,24 +61,59 @@ class FormatOnly(logging.Handler):
         self.format(record)
 
 
-def timed_calls(logger: logging.Logger, n: int, rate: float, start: int) -> array:
-    """``n`` calls of ``logger.info`` in a new thread; the nanoseconds of each."""
+SLOW_NS = 1_000_000
+
+
+def _thread_switches():
+    """This thread's (voluntary, involuntary) context switches so far, where the
+    system counts them per thread (Linux); else None."""
+    try:
+        import resource
+        who = resource.RUSAGE_THREAD
+    except (ImportError, AttributeError):
+        return None
+
+    def switches():
+        r = resource.getrusage(who)
+        return r.ru_nvcsw, r.ru_nivcsw
+    return switches
+
+
+def timed_calls(logger: logging.Logger, n: int, rate: float, start: int, slow: Counter) -> array:
+    """``n`` calls of ``logger.info`` in a new thread; the nanoseconds of each.
+
+    Each call over 1 ms is counted in ``slow`` by why it took that long, from the
+    thread's context switches during the call (read outside the timed span):
+    ``waited`` (it blocked at least once: for the GIL or a lock, which our code can
+    cause; it may have been preempted too, so this is an upper bound of our share),
+    ``preempted`` (only taken off the CPU by the system: the machine's load) or
+    ``unknown`` (no per-thread counts on this system)."""
     out = array("q", bytes(8 * n))
+    switches = _thread_switches()
 
     def run():
         pc = time.perf_counter_ns
         info = logger.info
         tick = 1e9 / rate if rate else 0
         t_next = pc()
+        before = None
         for i in range(n):
             if tick:
                 t_next += tick
                 wait = t_next - pc()
                 if wait > 0:
                     time.sleep(wait / 1e9)
+            if switches:
+                before = switches()
             t0 = pc()
             info(MESSAGE, start + i, 250, 3.2)
-            out[i] = pc() - t0
+            out[i] = dt = pc() - t0
+            if dt > SLOW_NS:
+                if before is None:
+                    slow["unknown"] += 1
+                else:
+                    vol, invol = (a - b for a, b in zip(switches(), before))
+                    slow["waited" if vol else "preempted" if invol else "unknown"] += 1
 
     t = threading.Thread(target=run, name="sdk-stream-thread")
     gc.collect()
@@ -151,6 +191,7 @@ def main() -> int:
     with common.fresh_daemon("logging") as d, tempfile.TemporaryDirectory() as tmp:
         handlers = make_handlers(args, d, tmp)
         times = {name: [] for name in handlers}
+        slow = {name: Counter() for name in handlers}
         for r in range(args.rounds):
             for name, (handler, after_turn, _) in handlers.items():
                 logger = logging.getLogger(f"bench.{name}")
@@ -158,7 +199,7 @@ def main() -> int:
                 logger.setLevel(logging.INFO)
                 logger.addHandler(handler)
                 try:
-                    times[name].extend(timed_calls(logger, per, args.rate, r * per))
+                    times[name].extend(timed_calls(logger, per, args.rate, r * per, slow[name]))
                 finally:
                     logger.removeHandler(handler)
                 after_turn()
@@ -183,6 +224,14 @@ def main() -> int:
                      f"{figs[0.5] / floor[0.5]:.2f}x / {figs[0.99] / floor[0.99]:.2f}x"))
     common.print_table(("handler", "p50", "p99", "p99.9", "max", "calls > 1 ms",
                         "p50 / p99 vs floor"), rows)
+    print("\ncalls over 1 ms, why (the thread's context switches during the call): "
+          "waited = blocked at least once (GIL or lock); preempted = only taken off the CPU")
+    for name in times:
+        c = slow[name]
+        print(f"  {name:6} max {max(times[name]) / 1e6:.2f} ms (floor's max {floor[1] / 1e6:.2f} ms); "
+              f"over 1 ms: {sum(c.values())} (floor {sum(slow['floor'].values())}): "
+              f"waited {c['waited']}, preempted {c['preempted']}"
+              + (f", unknown {c['unknown']}" if c["unknown"] else ""))
     print(f"\nours: {got:,} of {expected:,} records stored, {lost} dropped by the client. "
           "Targets (issue 14): p50 <= 1.5x the floor, p99 <= 2x, max < 1 ms.")
     return common.print_summary(started)

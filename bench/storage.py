@@ -13,13 +13,24 @@ merged as the writer's merge steps keep it):
 - ``previous``: schema 6, the schema before issue 16, from a frozen copy of its DDL
   and statements below (so its figures stay printable after the schema changed);
 - ``raw``: schema 6's table alone, without any index or search index (what a
-  store without search, like the SDK's own, takes).
+  store without search, like the SDK's own, takes);
+- ``daemon`` (logs): the file a running daemon wrote itself: the same lines pushed
+  by a ``HistoryClient`` in 500-record calls, flushed, then the daemon left alone
+  until its writer's paced FTS merge steps are done (the file and the index's
+  segment list unchanged for 2 s), then stopped (SIGTERM). No maintenance job ran:
+  its daily ``optimize`` (merge, then ``incremental_vacuum``) would only shrink it.
 
 After a checkpoint (the WAL's size before it is reported apart: it is not part of
 the file), ``dbstat`` splits the file's pages by table and index; the figures are
 bytes per row of the kind, all-in (the file's size over the rows, free pages
 included), and the file again after ``PRAGMA incremental_vacuum`` (the
 maintenance job's step that gives free pages back).
+
+The built files are merged at the end as the writer merges (``common.fill_table``:
+``'merge'`` steps of ``fts_merger.MAX_PAGES`` pages until one changes nothing):
+FTS5 frees a merge's input segments at the end of each call, so one call of
+thousands of pages grows the file by its whole output first, and leaves the
+inputs' pages free (43 B per line here), where the writer's small steps reuse them.
 """
 from __future__ import annotations
 
@@ -35,7 +46,8 @@ import apsw
 import common
 import query
 
-from linkband_historyd.storage import schema
+from linkband_historyd.harness import DaemonProcess
+from linkband_historyd.storage import fts_merger, schema
 
 # -- schema 6 (before issue 16), frozen: its tables of logs and metrics -----------
 _LOG_LEVELS = "'DEBUG', 'INFO', 'WARNING', 'ERROR', 'CRITICAL'"
@@ -141,10 +153,10 @@ def fill_previous(conn, kind: str, rows, tx: int, indexed: bool) -> None:
             if after:
                 conn.execute(after, (first, first + len(chunk) - 1))
     if kind == "log" and indexed:
-        while True:
+        while True:                       # as fill_table: in steps of the writer's size
             before = conn.totalchanges()
             with conn:
-                conn.execute(PREVIOUS_MERGE, (2000,))
+                conn.execute(PREVIOUS_MERGE, (fts_merger.MAX_PAGES,))
             if conn.totalchanges() - before <= 1:
                 break
 
@@ -195,6 +207,56 @@ def build(kind: str, variant: str, n: int, tx: int, workdir: str) -> dict:
     return out
 
 
+def build_by_daemon(n: int, workdir: str) -> dict:
+    """The ``daemon`` variant of the logs (see the module docstring)."""
+    span = max(3600, n // 4)         # recent, unlike the built files: retention keeps them
+    records = list(query.log_records(n, int(time.time()) - span - 60, span))
+    d = DaemonProcess(os.path.join(workdir, "daemon"), log_level="WARNING",
+                      env={"LINKBAND_HISTORY_COLLECTOR": "false"})
+    t = time.monotonic()
+    d.start()
+    try:
+        c = d.client(max_queue=n)
+        for i in range(0, n, 500):
+            c.store_logs(records[i:i + 500])
+        if not c.flush(timeout=300):
+            common.warn(f"log daemon: flush() returned False: {c.stats()}")
+        c.close()
+        settled = wait_for_merges(str(d.db_path))
+        common.note(f"log daemon: {n:,} lines pushed, merges settled in {settled:.0f} s")
+    finally:
+        common.stop_daemon(d)
+        d.close()
+    conn = apsw.Connection(str(d.db_path))
+    got = conn.execute("SELECT count(*) FROM system_logs").fetchall()[0][0]
+    if got != n:
+        common.warn(f"log daemon: {got:,} rows stored, {n:,} written")
+    out = measure(conn, str(d.db_path), n)
+    conn.close()
+    common.note(f"log daemon: built and measured in {time.monotonic() - t:.0f} s")
+    return out
+
+
+def wait_for_merges(path: str, quiet_s: float = 2.0, limit_s: float = 300.0) -> float:
+    """Seconds until the file's page count and the FTS segment list stay unchanged for
+    ``quiet_s`` (read on a read-only connection)."""
+    t0 = time.monotonic()
+    conn = schema.open_reader(path)
+    try:
+        last, since = None, time.monotonic()
+        while time.monotonic() - t0 < limit_s:
+            now = (conn.execute("PRAGMA page_count").fetchall()[0][0],
+                   conn.execute("SELECT count(*), sum(pgno) FROM logs_fts_idx").fetchall()[0])
+            if now != last:
+                last, since = now, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                break
+            time.sleep(0.25)
+    finally:
+        conn.close()
+    return time.monotonic() - t0
+
+
 VARIANTS = ("previous", "current", "raw")
 
 
@@ -202,30 +264,31 @@ def report(kind: str, results: dict) -> None:
     n = results["current"]["rows"]
     mean = f", mean message {sum(MESSAGE_BYTES) / len(MESSAGE_BYTES):.1f} B" if kind == "log" else ""
     print(f"\n{kind}: {n:,} rows{mean}; bytes per row (file pages by dbstat, after a checkpoint)")
+    variants = [v for v in VARIANTS + ("daemon",) if v in results]
     names = []
-    for v in VARIANTS:
+    for v in variants:
         for name in results[v]["parts"]:
             if name not in names:
                 names.append(name)
     per = lambda v, x: f"{x / results[v]['rows']:.1f}"     # noqa: E731
     small = [x for x in names if all(results[v]["parts"].get(x, 0) < 0.5 * results[v]["rows"]
-                                     for v in VARIANTS)]
+                                     for v in variants)]
     lines = []
     for name in sorted(set(names) - set(small), key=lambda x: (x.startswith("("), x)):
         cells = [per(v, results[v]["parts"][name]) if name in results[v]["parts"] else ""
-                 for v in VARIANTS]
+                 for v in variants]
         lines.append((name,) + tuple(cells))
     lines.append((f"{len(small)} other objects (< 0.5 B/row each)",) + tuple(
-        per(v, sum(results[v]["parts"].get(x, 0) for x in small)) for v in VARIANTS))
+        per(v, sum(results[v]["parts"].get(x, 0) for x in small)) for v in variants))
     lines.append(("in pages (the file less its free pages)",) + tuple(
-        per(v, results[v]["file"] - results[v]["parts"]["(free pages)"]) for v in VARIANTS))
+        per(v, results[v]["file"] - results[v]["parts"]["(free pages)"]) for v in variants))
     lines.append(("all-in: the database file",) + tuple(per(v, results[v]["file"])
-                                                           for v in VARIANTS))
+                                                           for v in variants))
     lines.append(("all-in after an incremental_vacuum",) + tuple(
-        per(v, results[v]["vacuumed"]) for v in VARIANTS))
+        per(v, results[v]["vacuumed"]) for v in variants))
     lines.append(("WAL at the end of the build (apart; no checkpoint ran)",) + tuple(per(v, results[v]["wal"])
-                                                                  for v in VARIANTS))
-    common.print_table(("object",) + VARIANTS, lines)
+                                                                  for v in variants))
+    common.print_table(("object",) + tuple(variants), lines)
     print(f"current / previous: {results['current']['file'] / results['previous']['file']:.2f}; "
           f"current / raw: {results['current']['file'] / results['raw']['file']:.2f}")
 
@@ -236,6 +299,8 @@ def main() -> int:
     ap.add_argument("--tx", type=int, default=1000, help="rows per transaction (default 1000)")
     ap.add_argument("--kind", choices=("log", "metric"), action="append",
                     help="only this kind (repeatable; default both)")
+    ap.add_argument("--no-daemon", action="store_true",
+                    help="leave out the log file written by a running daemon")
     a = ap.parse_args()
     started = time.monotonic()
     common.print_machine()
@@ -245,6 +310,8 @@ def main() -> int:
     try:
         for kind in a.kind or ("log", "metric"):
             results = {v: build(kind, v, counts[kind], a.tx, workdir) for v in VARIANTS}
+            if kind == "log" and not a.no_daemon:
+                results["daemon"] = build_by_daemon(counts[kind], workdir)
             report(kind, results)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -13,6 +13,7 @@ from linkband_history.protocol import row_from_record
 from linkband_historyd.processes.writer import Writer
 from linkband_historyd.storage import schema, write_ops
 from linkband_historyd.storage.pacing import HeldTimes, Pace, StepSize
+from linkband_historyd.storage.row_store import RowStore
 from linkband_historyd.writer_client import WriterClient
 
 T0 = 1_700_000_000.0
@@ -67,7 +68,7 @@ def _writer_on(tmp_path, rows: int):
     pull, push = ctx.socket(zmq.PULL), ctx.socket(zmq.PUSH)
     pull.bind(f"ipc://{tmp_path}/ingest.sock")
     push.connect(f"ipc://{tmp_path}/ingest.sock")
-    w = types.SimpleNamespace(conn=conn, sock=pull, step_sizes={})
+    w = types.SimpleNamespace(conn=conn, sock=pull, step_sizes={}, store=RowStore(conn))
     w.ingest_waiting = lambda: Writer.ingest_waiting(w)
     try:
         yield w, push

@@ -138,3 +138,61 @@ def test_an_old_database_is_converted_in_place_while_a_client_pushes(tmp_path):
         assert d.stop() == 0
     finally:
         d.close()
+
+
+# -- schema 7, frozen: duration_ms NOT NULL; migration 8 lets a record have none
+V7_MIGRATIONS = 7
+OLD_PERF = 5_000
+
+
+def build_v7(path: str) -> list:
+    """A schema 7 database with performance rows; those rows as schema 7 reads them."""
+    conn = apsw.Connection(path)
+    conn.execute("PRAGMA journal_mode = WAL")
+    with conn:
+        for stmts in schema.MIGRATIONS[:V7_MIGRATIONS]:
+            for stmt in stmts:
+                stmt(conn) if callable(stmt) else conn.execute(stmt)
+        conn.execute(f"PRAGMA user_version = {V7_MIGRATIONS}")
+    assert "duration_ms REAL NOT NULL" in conn.execute(
+        "SELECT sql FROM sqlite_schema WHERE name = 'performance_data'").fetchall()[0][0]
+    rng = random.Random(8)
+    rows = [row_from_record("performance", sdkdata.performance(rng, NOW - 3600 + i * 0.5), NOW)
+            for i in range(OLD_PERF)]
+    with conn:
+        conn.executemany(schema.INSERT["performance"], rows)
+        conn.execute(schema.ADD_COUNT, ("performance_data", OLD_PERF))
+    with pytest.raises(apsw.ConstraintError):          # what schema 7 did with no duration
+        conn.execute(schema.INSERT["performance"], [NOW, "buffer", "push", None, None, None, 0, None])
+    old = conn.execute("SELECT * FROM performance_data ORDER BY id").fetchall()
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+    conn.close()
+    return old
+
+
+def test_a_schema_7_database_takes_performance_records_without_a_duration_after_conversion(tmp_path):
+    d = DaemonProcess(tmp_path / "d", env={"LINKBAND_HISTORY_COLLECTOR": "false"})
+    try:
+        d.data_dir.mkdir(parents=True, mode=0o700)
+        old = build_v7(str(d.db_path))
+        d.start()
+        with d.client() as c:
+            c.store_performance([{"timestamp": NOW - 60 + k, "component": "device",
+                                  "operation": "connect", "duration_ms": None if k % 2 else 3.0}
+                                 for k in range(10)])
+            assert c.flush(timeout=60)
+        conn = schema.open_reader(str(d.db_path))
+        try:
+            assert conn.execute("PRAGMA user_version").fetchall() == [(schema.SCHEMA_VERSION,)]
+            assert conn.execute("SELECT * FROM performance_data WHERE id <= ? ORDER BY id",
+                                (old[-1][0],)).fetchall() == old
+            new = conn.execute("SELECT duration_ms FROM performance_data WHERE id > ? ORDER BY id",
+                               (old[-1][0],)).fetchall()
+            assert [r[0] for r in new] == [None if k % 2 else 3.0 for k in range(10)]
+            assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        finally:
+            conn.close()
+        assert d.stats()["rejected"] == {}
+        assert d.stop() == 0
+    finally:
+        d.close()

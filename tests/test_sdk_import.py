@@ -14,7 +14,7 @@ import pytest
 
 from conftest import all_rows
 from linkband_history import HistoryClient
-from linkband_history.sdk import import_sdk_db
+from linkband_history.sdk import HistoryDatabaseManager, LogQuery, import_sdk_db
 
 SEOUL = ZoneInfo("Asia/Seoul")
 T0 = datetime(2026, 11, 26, 14, 3, 7, 123456)       # naive: the SDK's datetime.now()
@@ -66,7 +66,8 @@ def build_sdk_db(path):
             timestamp=(T0 + timedelta(seconds=i)).isoformat(), level=("INFO", "WARNING", "ERROR", "DEBUG")[i % 4],
             logger_name="app.services", message=messages[i % 4], module=None if i % 3 else "device",
             function_name="run", line_number=i, thread_id=140000 + i, process_id=4242,
-            extra_data=_json({"address": "AA:BB", "traceback": ["line 1", "line 2"]} if i % 2 else None)))
+            extra_data=_json({"address": "AA:BB", "traceback": ["line 1", "line 2"]} if i % 2 else None),
+            created_at=f"2026-11-26 05:0{3 + i // 20}:{i % 20 * 3:02d}"))    # UTC, as CURRENT_TIMESTAMP
     aware = datetime(2026, 11, 26, 6, 0, tzinfo=timezone.utc)
     for i in range(6):
         rows["alert_history"].append(dict(
@@ -107,9 +108,9 @@ def test_an_sdk_database_is_imported_row_by_row_in_its_zone_and_a_second_import_
     assert first.returncode == 0, first.stderr
     report = json.loads(first.stdout)
     assert {t: (r["read"], r["stored"], r["refused"]) for t, r in report.items()} == {
-        "system_metrics": (120, 120, 0), "performance_data": (20, 19, 1), "system_logs": (60, 60, 0),
+        "system_metrics": (120, 120, 0), "performance_data": (20, 20, 0), "system_logs": (60, 60, 0),
         "alert_history": (6, 6, 0), "data_summaries": (3, 3, 0)}
-    assert report["performance_data"]["reasons"] == {"duration_ms is required": 1}
+    assert report["performance_data"]["reasons"] == {}
 
     metrics = all_rows(daemon, "metrics")
     assert len(metrics) == 120
@@ -130,9 +131,15 @@ def test_an_sdk_database_is_imported_row_by_row_in_its_zone_and_a_second_import_
             assert got[f] == want[f], f
         assert got["extra_data"] == (json.loads(want["extra_data"]) if want["extra_data"] else None)
 
+    # each line keeps the SDK's created_at (UTC), read back as naive local time
+    with HistoryDatabaseManager(str(daemon.db_path), ingest=daemon.ingest, query=daemon.query) as m:
+        got = {log.line_number: log.created_at for log in m.query_logs(LogQuery(limit=100))}
+    assert got == {w["line_number"]: datetime.fromtimestamp(
+        datetime.fromisoformat(w["created_at"] + "+00:00").timestamp()) for w in put["system_logs"]}
+
     perf = sorted(all_rows(daemon, "performance"), key=lambda r: r["timestamp"])
-    kept = [w for w in put["performance_data"] if w["duration_ms"] is not None]
-    for got, want in zip(perf, kept, strict=True):
+    assert [r["duration_ms"] is None for r in perf].count(True) == 1      # NULL kept as NULL
+    for got, want in zip(perf, put["performance_data"], strict=True):
         assert (got["component"], got["duration_ms"], got["throughput"], got["error_count"]) == \
             (want["component"], want["duration_ms"], want["throughput"], want["error_count"])
         assert got["metadata"] == (json.loads(want["metadata"]) if want["metadata"] else None)

@@ -9,6 +9,7 @@ import pytest
 
 import sdk_models as sdk
 from linkband_history.sdk import HistoryDatabaseManager
+from linkband_historyd.storage import schema
 
 T0 = datetime(2026, 5, 1, 9, 0, 0)        # naive local time, as the SDK's datetime.now()
 
@@ -161,6 +162,60 @@ def test_a_bad_record_is_logged_and_the_others_are_stored(manager, caplog):
     manager.force_flush()
     assert [log.message for log in logs_of(manager)] == ["also kept"]
     assert "not stored" in caplog.text
+
+
+def test_a_performance_record_without_a_duration_is_stored_and_read_back_as_none(manager):
+    for i, duration in enumerate([None, 4.0, None, 2.0]):
+        manager.store_performance_data(sdk.PerformanceData(
+            component=sdk.ComponentType.DEVICE, operation="connect", duration_ms=duration,
+            error_count=1 if duration is None else 0, timestamp=T0 + timedelta(seconds=i)))
+    manager.force_flush()
+    reply = manager.client.query("performance", component="device", order="asc")
+    assert [r["duration_ms"] for r in reply["rows"]] == [None, 4.0, None, 2.0]
+    assert manager.client.query("stats")["rows"][0]["rejected"] == {}
+    assert manager.get_history_stats().component_counts == {"device": 4}
+    # counted as records, left out of the duration figures
+    row = manager.client.query("performance.analysis", component="device")["rows"][0]
+    assert (row["count"], row["duration_count"], row["duration_max"], row["errors"]) == (4, 2, 4.0, 2)
+    assert row["duration_p50"] == pytest.approx(3.0)
+
+
+def test_created_at_is_the_second_each_record_was_stored_in(manager):
+    before = datetime.now().replace(microsecond=0)
+    store_messages(manager, 1)
+    manager.store_metric(sdk.SystemMetric(metric_type=sdk.MetricType.CPU, metric_name="cpu",
+                                          value=1.0, timestamp=T0))
+    manager.force_flush()
+    after = datetime.now()
+    stored = logs_of(manager) + manager.query_metrics(sdk.MetricQuery())
+    assert len(stored) == len(MESSAGES) + 1
+    for record in stored:
+        assert record.created_at is not None and record.created_at.tzinfo is None
+        assert before <= record.created_at <= after, (record.created_at, before, after)
+
+
+def test_the_seconds_of_deleted_rows_are_pruned_and_the_rest_keep_theirs(manager, daemon):
+    import time
+    old = datetime.now() - timedelta(days=40)
+    for i in range(3):                  # three seconds of stored lines: the last ones are new
+        manager.store_log(sdk.SystemLog(level="INFO", logger_name="app.core", message=f"line {i}",
+                                        timestamp=old if i < 2 else datetime.now()))
+        manager.force_flush()
+        time.sleep(1.1)
+    conn = schema.open_reader(str(daemon.db_path))
+    try:
+        def seconds():
+            return conn.execute("SELECT first_id, second FROM commit_seconds WHERE kind = 'log' "
+                                "ORDER BY first_id").fetchall()
+        before = seconds()
+        assert len(before) == 3
+        kept = logs_of(manager)[0].created_at
+        manager.cleanup_old_data(retention_days=30, dry_run=False)
+        assert seconds() == before[2:]
+        [line] = logs_of(manager)
+        assert (line.message, line.created_at) == ("line 2", kept)
+    finally:
+        conn.close()
 
 
 SECOND_PROCESS = """

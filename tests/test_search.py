@@ -17,6 +17,8 @@ EXTRA = [
     'Quote "inside" and it\'s OK',
     "MiXeD CaSe Error Occurred",
     "a AND b OR c NOT d NEAR(e f) * ^ : ( )",
+    "sensor at 300\u212a ok",                 # the Kelvin sign lowers to an ASCII k
+    "ÉCOLE Normale",
 ]
 
 QUERIES = [
@@ -25,7 +27,7 @@ QUERIES = [
     "error", "ERROR occurred", '"mixed case"', "14:03", "97%", "8121", "port 8121",
     '"inside"', 'it\'s', '"', '""', "AND", "NEAR(e", "*", "^", ":", "(", "cpu= memory=",
     "zzz-not-there", "임계값 85.0%", "samples", "address=", "127.0.0.1",
-    "사용률", "높은", "회", "중...", "aa:", "fox ok",
+    "사용률", "높은", "회", "중...", "aa:", "fox ok", "300k", "k ok", "école", "cole",
 ]
 
 
@@ -65,6 +67,11 @@ def test_search_equals_substring_matching(corpus_daemon, q):
     assert len(ids) == len(set(ids))
     assert set(ids) == expected, q
     assert ids == sorted(ids, reverse=True)          # newest first
+    first = daemon.ask("logs.search", q=q, limit=5)
+    if first["total_exact"]:
+        assert first["total"] == len(expected), q
+    else:                                            # the count's time budget ran out
+        assert first["total"] == 1000 < len(expected), q
 
 
 def test_korean_stem_and_two_character_terms(corpus_daemon):

@@ -35,7 +35,8 @@ def env(daemon_factory):
 
 def _perf(rng, t0, n):
     return [{"timestamp": t0 + rng.uniform(0, 5400), "component": c, "operation": o,
-             "duration_ms": round(rng.lognormvariate(1.0, 0.8), 3), "error_count": rng.choice([0, 0, 1]),
+             "duration_ms": rng.choice([round(rng.lognormvariate(1.0, 0.8), 3)] * 9 + [None]),
+             "error_count": rng.choice([0, 0, 1]),
              "throughput": rng.choice([None, rng.uniform(10, 250)])}
             for c, o in (rng.choice(KEYS) for _ in range(n))]
 
@@ -62,6 +63,7 @@ def _stored(conn, tier, kind):
 
 def _check(conn, perf, logs):
     """Every hourly and daily row equals the rows pushed (p95 within the sketch's error)."""
+    assert any(r["duration_ms"] is None for r in perf)
     for tier in ("hourly", "daily"):
         want = {}
         for r in perf:
@@ -70,12 +72,17 @@ def _check(conn, perf, logs):
         got = _stored(conn, tier, "performance")
         assert got.keys() == want.keys(), tier
         for key, rows in want.items():
-            g, durs = got[key], sorted(r["duration_ms"] for r in rows)
+            # a record without a duration is counted, and left out of the duration figures
+            g, durs = got[key], sorted(r["duration_ms"] for r in rows if r["duration_ms"] is not None)
             thr = [r["throughput"] for r in rows if r["throughput"] is not None]
             assert g["count"] == len(rows) and g["error_count"] == sum(r["error_count"] for r in rows)
+            assert g["duration_count"] == len(durs)
+            assert g["throughput_mean"] == (pytest.approx(sum(thr) / len(thr)) if thr else None)
+            if not durs:
+                assert (g["duration_min"], g["duration_max"], g["duration_p95"]) == (None, None, None)
+                continue
             assert (g["duration_min"], g["duration_max"]) == (durs[0], durs[-1])
             assert g["duration_sum"] == pytest.approx(math.fsum(durs), rel=1e-9)
-            assert g["throughput_mean"] == (pytest.approx(sum(thr) / len(thr)) if thr else None)
             pos = 0.95 * (len(durs) - 1)
             lo, hi = durs[math.floor(pos)], durs[math.ceil(pos)]
             assert lo * (1 - ddsketch.ALPHA) <= g["duration_p95"] <= hi * (1 + ddsketch.ALPHA), key

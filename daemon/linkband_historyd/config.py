@@ -230,8 +230,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("query.max_page_bytes", 8 * 1024 * 1024, values.integer(65_536), "LINKBAND_HISTORY_MAX_PAGE_BYTES",
            None, "a listing page stops once its text passes this many bytes; next continues",
            applies=CHILD),
-    Option("query.search_total_ms", 50, values.integer(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
-           "a search counts its matches past 1,000 (up to 10,000) for at most this long", applies=CHILD),
+    Option("query.search_total_ms", 0, values.integer(0, 60_000), "LINKBAND_HISTORY_SEARCH_TOTAL_MS", None,
+           "a search counts its matches past 1,000 (up to 10,000) for at most this long; "
+           "0: it does not (the first page comes first)", applies=CHILD),
     Option("query.workers", 0, values.integer(0, 64), "LINKBAND_HISTORY_QUERY_WORKERS", None,
            "query worker processes behind the query endpoint; 0: the CPU count, at least 2, "
            "at most 4", applies=CHILD),

@@ -23,7 +23,7 @@ def test_every_command_declares_a_route_or_says_it_has_none():
     for c in COMMANDS.values():
         assert c.route is None or (c.route[0] in METHODS and c.route[1].startswith("/")), c.name
     assert {c.name for c in COMMANDS.values() if c.route is None} == {"client.ack", "reload", "stop",
-                                                                         "sdk.stats", "sdk.store"}
+                                                                         "sdk.created", "sdk.stats", "sdk.store"}
 
 
 def test_a_command_without_a_route_declaration_is_refused():

@@ -11,7 +11,8 @@ Every row travels with a *source key*: a 64-bit hash of its table, its id
 same transaction as the rows and skips a row whose key it has seen, so a second
 import of the same file (or of a copy of it, wherever it lies) stores nothing,
 and an import cut short goes on where it stopped. No state is kept beside the
-file.
+file. Each row's ``created_at`` (SQLite's ``CURRENT_TIMESTAMP``: UTC, whatever
+``tz`` says) travels too, and stays the row's ``created_at`` here.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import hashlib
 import json
 import sqlite3
 from collections import Counter
-from datetime import datetime, tzinfo
+from datetime import datetime, timezone, tzinfo
 
 import msgpack
 
@@ -127,7 +128,13 @@ def _import_table(conn, client, table: str, kind: str, tz, progress) -> dict:
         except ValueError as exc:
             _refuse(result, str(exc))
             continue
-        batch.append((rec, source_key(table, row)))
+        try:
+            created = epoch(row.get("created_at"), timezone.utc)
+        except ValueError:
+            created = None
+        if created is not None and not 0 <= created < 1e11:
+            created = None                  # not a usable time: stored now, as a new row
+        batch.append((rec, source_key(table, row), created))
         size += len(msgpack.packb(rec, use_bin_type=True, default=str))
         if len(batch) >= CHUNK_ROWS or size >= CHUNK_BYTES:
             _send(client, kind, batch, result)
@@ -142,8 +149,8 @@ def _import_table(conn, client, table: str, kind: str, tz, progress) -> dict:
 
 
 def _send(client, kind: str, batch: list, result: dict) -> None:
-    reply = ask(client, "sdk.store", kind=kind, rows=[r for r, _ in batch],
-                keys=[k for _, k in batch])["rows"][0]
+    reply = ask(client, "sdk.store", kind=kind, rows=[r for r, _, _ in batch],
+                keys=[k for _, k, _ in batch], created=[c for _, _, c in batch])["rows"][0]
     result["stored"] += reply["stored"]
     result["duplicates"] += reply["duplicates"]
     for _, reason in reply["refused"]:

@@ -5,7 +5,8 @@ returns. The SDK pages with ``LIMIT ... OFFSET``; the daemon pages by keyset
 (timestamp, id), which stays right while rows arrive, so an offset is skipped
 by asking for pages of ids only and then continuing from their cursor. Both
 ends of the SDK's time range are inclusive; the daemon's ``until`` is not, so
-the end is moved to the next representable float.
+the end is moved to the next representable float. Each row's ``created_at`` (the
+second it was stored in) comes from ``sdk.created``, by row id.
 """
 from __future__ import annotations
 
@@ -70,13 +71,27 @@ def newest_first(client, command: str, params: dict, limit: int, offset: int) ->
     return rows
 
 
+def with_created_at(client, kind: str, rows: list) -> list:
+    """``rows`` with ``created_at`` set (epoch seconds; None where the daemon does not
+    know it: rows stored before it kept it, or a daemon without ``sdk.created``)."""
+    ids = [r["id"] for r in rows if r.get("id") is not None]
+    if not ids:
+        return rows
+    reply = client.query("sdk.created", kind=kind, ids=ids)
+    seconds = {r["id"]: r["created_at"] for r in reply["rows"]} if reply.get("ok") else {}
+    for r in rows:
+        r["created_at"] = seconds.get(r.get("id"))
+    return rows
+
+
 def query_metrics(client, q) -> list:
     params = time_range(q.start_time, q.end_time)
     if q.metric_types:
         params["metric_type"] = _values(q.metric_types)
     if q.metric_names:
         params["metric_name"] = list(q.metric_names)
-    rows = newest_first(client, "metrics", params, q.limit, q.offset)
+    rows = with_created_at(client, "metric", newest_first(client, "metrics", params, q.limit,
+                                                          q.offset))
     return [models.from_row("metric", r) for r in rows]
 
 
@@ -90,7 +105,7 @@ def query_logs(client, q) -> list:
         params["module"] = list(q.modules)
     if q.search_text:
         params["contains"] = q.search_text
-    rows = newest_first(client, "logs", params, q.limit, q.offset)
+    rows = with_created_at(client, "log", newest_first(client, "logs", params, q.limit, q.offset))
     return [models.from_row("log", r) for r in rows]
 
 

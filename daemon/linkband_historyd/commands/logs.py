@@ -86,8 +86,9 @@ def cmd_logs_search(ctx, p):
         return ok([], None, out_columns, terms=plan.terms, total=0, total_exact=True)
     limit = ctx.limit(p, 100)
     w = Q.where("log", p, "l.")
+    index_alone = plan.fts is not None and not plan.row_checks and not w.clauses
     for t in plan.row_checks:
-        w.add("instr(lbh_fold(l.message), ?) > 0", t)
+        w.add(*search.row_check(t))
     if plan.fts is not None:
         w.clauses.insert(0, "logs_fts MATCH ?")
         w.args.insert(0, plan.fts)
@@ -97,7 +98,10 @@ def cmd_logs_search(ctx, p):
         source, order_col = "system_logs l", "l.id"
     extra = {}
     if p.get("total", True) and "cursor" not in p:
-        extra = _count(ctx.conn, f"SELECT count(*) FROM (SELECT 1 FROM {source}{w.sql()} LIMIT ?)",
+        # the index alone when it decides: every indexed id has its line (the writer
+        # indexes and unindexes a line in the transaction that stores or deletes it)
+        counted = "logs_fts WHERE logs_fts MATCH ?" if index_alone else f"{source}{w.sql()}"
+        extra = _count(ctx.conn, f"SELECT count(*) FROM (SELECT 1 FROM {counted} LIMIT ?)",
                        w.args, ctx.cfg.query.search_total_ms / 1e3)
     if "cursor" in p:
         w.add(f"{order_col} < ?", p["cursor"][1])
@@ -124,18 +128,27 @@ def _count(conn, sql: str, args: list, budget_s: float) -> dict:
     """The number of matches: exact up to TOTAL_SURE; past it, up to TOTAL_CAP while
     the budget lasts (a common two-character term ORs hundreds of trigram lists, whose
     matches cost far more to count than the first page does to find); else
-    "TOTAL_SURE+"."""
-    n = conn.execute(sql, args + [TOTAL_SURE + 1]).fetchall()[0][0]
-    if n <= TOTAL_SURE:
-        return {"total": n, "total_exact": True}
+    "TOTAL_SURE+". One count up to TOTAL_CAP within the budget; only when the budget
+    stops it, a second one up to TOTAL_SURE, whatever it takes. A budget of 0 (the
+    default: the first page comes first) counts to TOTAL_SURE only."""
+    if budget_s <= 0:
+        return _count_sure(conn, sql, args)
     try:
         with budget.deadline(conn, budget_s):
             n = conn.execute(sql, args + [TOTAL_CAP + 1]).fetchall()[0][0]
     except apsw.InterruptError:
         if budget.over(conn):         # the request's own budget: not ours to answer
             raise
-        return {"total": TOTAL_SURE, "total_exact": False}
+        return _count_sure(conn, sql, args)
     return {"total": min(n, TOTAL_CAP), "total_exact": n <= TOTAL_CAP}
+
+
+def _count_sure(conn, sql: str, args: list) -> dict:
+    """Exact up to TOTAL_SURE, else "TOTAL_SURE+"."""
+    n = conn.execute(sql, args + [TOTAL_SURE + 1]).fetchall()[0][0]
+    if n <= TOTAL_SURE:
+        return {"total": n, "total_exact": True}
+    return {"total": TOTAL_SURE, "total_exact": False}
 
 
 STATS = dict(Q.filter_spec("log"), bucket=Q.bucket, top=P.positive_int,

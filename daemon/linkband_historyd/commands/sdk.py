@@ -6,13 +6,15 @@ writer's ``sdk.store`` operation, which stores each row or names why it
 refused it, and skips rows whose source key it stored before (an SDK
 database imported twice). Live records travel the ingest socket as usual;
 this is for the SDK's summaries and for imports, where each row's fate must
-be reported.
+be reported. ``sdk.created`` gives the second each row was stored in (the
+SDK's ``created_at``; ``storage/commit_seconds.py``).
 """
 from __future__ import annotations
 
 from linkband_history.protocol import ok
 from linkband_historyd.commands.base import CommandError, command
 from linkband_historyd.query import params as P
+from linkband_historyd.storage import commit_seconds
 from linkband_historyd.storage.write_ops import SDK_KINDS
 from linkband_historyd.writer_client import WriterClient, WriterError
 
@@ -48,17 +50,49 @@ def source_keys(v):
 source_keys.json_schema = {"type": "array", "items": {"type": ["integer", "null"]}}
 
 
+def created_seconds(v):
+    if not isinstance(v, (list, tuple)) or len(v) > MAX_ROWS or not all(
+            x is None or (type(x) in (int, float) and 0 <= x < 1e11) for x in v):
+        raise ValueError("must be a list of epoch seconds (or null), one per row")
+    return list(v)
+
+
+created_seconds.json_schema = {"type": "array", "items": {"type": ["number", "null"]}}
+
+
+def row_ids(v):
+    if not isinstance(v, (list, tuple)) or len(v) > MAX_ROWS or not all(
+            type(x) is int and 0 <= x < 2 ** 63 for x in v):
+        raise ValueError(f"must be a list of at most {MAX_ROWS} row ids")
+    return list(v)
+
+
+row_ids.json_schema = {"type": "array", "items": {"type": "integer"}, "maxItems": MAX_ROWS}
+
+
+def record_kind(v):
+    if v not in SDK_KINDS or v == "summary":
+        raise ValueError("must be one of metric, performance, log, alert")
+    return v
+
+
+record_kind.json_schema = {"enum": [k for k in SDK_KINDS if k != "summary"]}
+
+
 @command("sdk.store", "store records of one kind through the writer, each stored or refused "
          "with its reason; rows whose source key was stored before are skipped",
-         kind=sdk_kind, rows=records, keys=source_keys, admin=True, route=None)
+         kind=sdk_kind, rows=records, keys=source_keys, created=created_seconds, admin=True,
+         route=None)
 def cmd_sdk_store(ctx, p):
     if "kind" not in p or "rows" not in p:
         raise P.BadParam("rows", "kind and rows are required")
-    if "keys" in p and len(p["keys"]) != len(p["rows"]):
-        raise P.BadParam("keys", "give one key per row")
+    for name in ("keys", "created"):
+        if name in p and len(p[name]) != len(p["rows"]):
+            raise P.BadParam(name, "give one per row")
     w = WriterClient(ctx.cfg.daemon.control_endpoint, timeout=30.0)
     try:
-        return ok([w.call("sdk.store", kind=p["kind"], rows=p["rows"], keys=p.get("keys"))])
+        return ok([w.call("sdk.store", kind=p["kind"], rows=p["rows"], keys=p.get("keys"),
+                          created=p.get("created"))])
     except WriterError as exc:
         raise CommandError("unavailable" if exc.code == "timeout" else "bad_param", str(exc)) \
             from None
@@ -86,3 +120,13 @@ def cmd_sdk_stats(ctx, p):
         "newest": max(highs) if highs else None,
         "database": database_size(ctx.cfg),
     }])
+
+
+@command("sdk.created", "the second each row was stored in (the SDK's created_at), per row id; "
+         "null for rows stored before the daemon kept it", kind=record_kind, ids=row_ids,
+         route=None, columns=("id", "created_at"))
+def cmd_sdk_created(ctx, p):
+    if "kind" not in p or "ids" not in p:
+        raise P.BadParam("ids", "kind and ids are required")
+    seconds = commit_seconds.seconds_of(ctx.conn, p["kind"], p["ids"])
+    return ok([[i, seconds.get(i)] for i in p["ids"]], None, ("id", "created_at"))

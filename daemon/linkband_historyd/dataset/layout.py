@@ -48,7 +48,7 @@ REPEATING = {"metric_type", "metric_name", "unit", "tags", "component", "operati
              "logger_name", "module", "function_name", "category", "source_component", "title",
              "message", "description", "metadata", "extra_data", "alert_id"}
 NOT_NULL = {"id", "timestamp", "metric_type", "metric_name", "value", "component", "operation",
-            "duration_ms", "level", "logger_name", "message", "alert_id", "category", "title"}
+            "level", "logger_name", "message", "alert_id", "category", "title"}
 
 META_PREFIX = "linkband."
 

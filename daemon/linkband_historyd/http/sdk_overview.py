@@ -16,6 +16,7 @@ import time
 from datetime import datetime, timedelta
 
 from linkband_history.protocol import LOG_LEVELS
+from linkband_history.sdk.queries import with_created_at
 
 HOUR = 3600
 ERROR_LEVELS = ("ERROR", "CRITICAL")
@@ -70,7 +71,8 @@ def log_trends(client, hours: int) -> dict:
 def recent_alerts(client, models, since: datetime) -> list:
     """The newest alerts since ``since``, as the SDK's ``AlertHistory`` objects."""
     reply = _ask(client, "alerts", since=since.timestamp(), order="desc", limit=RECENT)
-    return [models.from_row("alert", row) for row in reply.get("rows", [])]
+    rows = with_created_at(client, "alert", reply.get("rows", []))
+    return [models.from_row("alert", row) for row in rows]
 
 
 def _hours_since(moment) -> float:

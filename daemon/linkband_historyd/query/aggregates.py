@@ -40,15 +40,19 @@ def metric_aggregate(conn, agg, p, max_rows):
 
 
 def analyze_performance(conn, p: dict) -> dict:
-    """Per (component, operation): count, duration p50/p95/p99/max, means, error rate."""
+    """Per (component, operation): count, duration p50/p95/p99/max, means, error rate.
+    ``count`` is every record; the duration figures are over the ``duration_count``
+    records that have a duration (NULL: none measured)."""
     w = Q.where("performance", p)
     means = {}
-    for comp, op, n, mx, thr, eff, errs, with_err in conn.execute(
-            "SELECT component, operation, count(*), max(duration_ms), avg(throughput), "
+    for comp, op, n, n_dur, mx, thr, eff, errs, with_err in conn.execute(
+            "SELECT component, operation, count(*), count(duration_ms), max(duration_ms), "
+            "avg(throughput), "
             "avg(efficiency_percent), coalesce(sum(error_count), 0), "
             f"sum(coalesce(error_count, 0) > 0) FROM performance_data{w.sql()} "
             "GROUP BY component, operation", w.args):
-        means[(comp, op)] = {"component": comp, "operation": op, "count": n, "duration_max": mx,
+        means[(comp, op)] = {"component": comp, "operation": op, "count": n,
+                             "duration_count": n_dur, "duration_max": mx,
                              "throughput_mean": thr, "efficiency_mean": eff, "errors": errs,
                              "error_rate": with_err / n if n else None}
     agg = Q.describe_aggregate("performance", {**p, "functions": ["p50", "p95", "p99"],

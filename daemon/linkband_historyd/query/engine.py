@@ -170,7 +170,7 @@ def contains(w: P.Where, text: str, prefix: str = "") -> None:
     if len(folded) >= 3:
         w.add(f"{prefix}id IN (SELECT rowid FROM logs_fts WHERE logs_fts MATCH ?)",
               " AND ".join(search.quote(g) for g in search.trigrams(folded)))
-    w.add(f"instr(lbh_fold({prefix}message), ?) > 0", folded)
+    w.add(*search.row_check(folded, f"{prefix}message"))
 
 
 def check_fields(kind: str, fields) -> tuple[str, ...]:
@@ -371,29 +371,29 @@ def run_per_bucket(conn, agg: Aggregate, max_rows: int):
     """``(columns, rows)`` as :func:`run_aggregate`, by one range seek per bucket and
     metric on ``idx_metric_points_name_time`` (covering): the rows come in index order
     and are never sorted, where a GROUP BY of ``CAST(timestamp / step)`` sorts them all.
-    A bucket's aggregates come back as one JSON array (SQLite writes its reals so that
-    they read back exactly)."""
+    Each bucket's reply row is built by SQLite as a JSON array (it writes its reals so
+    that they read back exactly; an empty bucket gives none), and the rows come back
+    as one JSON array, parsed once: no Python work per bucket."""
     step = agg.step
     first = int(agg.since // step) * step
-    funcs = ["count"] + [f for f in agg.functions if f != "count"]
-    packed = ", ".join(_SQL_FUNCTIONS[f].format(v="value") for f in funcs)
+    by_name = agg.group_by == ["metric_name"]
+    values = ", ".join(["b.s"] + (["n.name"] if by_name else [])
+                       + ["count(*)" if f == "count" else _SQL_FUNCTIONS[f].format(v="value")
+                          for f in agg.functions])
     marks = ", ".join("?" * len(agg.names))
     sql = ("WITH RECURSIVE b(s) AS (SELECT ? UNION ALL SELECT s + ? FROM b WHERE s + ? < ?) "
-           f"SELECT b.s, n.name, (SELECT json_array({packed}) FROM metric_points "
-           "WHERE name = n.id AND timestamp >= max(b.s, ?) AND timestamp < min(b.s + ?, ?)) "
-           f"FROM b, metric_names n WHERE n.name IN ({marks}) ORDER BY b.s, n.name")
+           "SELECT '[' || group_concat(r, ',' ORDER BY s, name) || ']' FROM ("
+           f"SELECT b.s AS s, n.name AS name, (SELECT json_array({values}) FROM metric_points "
+           "WHERE name = n.id AND timestamp >= max(b.s, ?) AND timestamp < min(b.s + ?, ?) "
+           "HAVING count(*) > 0) AS r "
+           f"FROM b, metric_names n WHERE n.name IN ({marks}))")
     args = [first, step, step, agg.until, agg.since, step, agg.until, *agg.names]
-    by_name = agg.group_by == ["metric_name"]
-    out: list = []
-    for s, name, values in conn.execute(sql, args):
-        got = dict(zip(funcs, json.loads(values)))
-        if not got["count"]:
-            continue
-        if len(out) >= max_rows:
-            raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
-                                       "or a shorter range")
-        out.append([s] + ([name] if by_name else []) + [got[f] for f in agg.functions])
-    return ["bucket"] + list(agg.group_by) + agg.functions, out
+    packed = conn.execute(sql, args).fetchall()[0][0]
+    rows = json.loads(packed) if packed else []        # group_concat skips empty buckets
+    if len(rows) > max_rows:
+        raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
+                                   "or a shorter range")
+    return ["bucket"] + list(agg.group_by) + agg.functions, rows
 
 
 def run_aggregate(conn, agg: Aggregate, max_rows: int):

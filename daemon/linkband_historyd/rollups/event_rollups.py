@@ -3,8 +3,11 @@
 One JSON row per bucket in ``data_summaries`` (hourly, daily, weekly, monthly):
 
 - performance, per ``component/operation``: count, duration sum/min/max, p95,
-  error count, mean throughput. The p95 comes from a mergeable sketch (``sketch``):
-  within 1 % of the value at that rank, at every tier;
+  error count, mean throughput. A record without a duration (NULL) is counted
+  in ``count`` and left out of the duration figures (``duration_count``: the
+  records that have one; min, max and p95 are None when none has). The p95
+  comes from a mergeable sketch (``sketch``): within 1 % of the value at that
+  rank, at every tier;
 - log: counts per level and per logger; alert: counts per level and per category.
 
 Each row keeps what it takes to merge it (``_sketch``, ``_thr_sum``, ``_thr_n``),
@@ -35,6 +38,7 @@ def load(kind: str, data: str) -> dict:
     their p95, and their mean throughput, stand in)."""
     d = json.loads(data)
     if kind == "performance" and d.get("count"):
+        d.setdefault("duration_count", d["count"])      # rows from before NULL durations
         if "_sketch" in d:
             d["_sketch"] = ddsketch.load(d["_sketch"])
         else:
@@ -53,13 +57,15 @@ def merge(kind: str, into: dict, d: dict) -> None:
         return
     if kind == "performance":
         if not into.get("count"):
-            into.update(count=0, duration_sum=0.0, duration_min=d["duration_min"],
-                        duration_max=d["duration_max"], error_count=0, _thr_sum=0.0, _thr_n=0,
-                        _sketch={})
+            into.update(count=0, duration_count=0, duration_sum=0.0, duration_min=None,
+                        duration_max=None, error_count=0, _thr_sum=0.0, _thr_n=0, _sketch={})
         into["count"] += n
-        into["duration_sum"] += d["duration_sum"]
-        into["duration_min"] = min(into["duration_min"], d["duration_min"])
-        into["duration_max"] = max(into["duration_max"], d["duration_max"])
+        if d["duration_count"]:
+            into["duration_count"] += d["duration_count"]
+            into["duration_sum"] += d["duration_sum"]
+            lo, hi = into["duration_min"], into["duration_max"]
+            into["duration_min"] = d["duration_min"] if lo is None else min(lo, d["duration_min"])
+            into["duration_max"] = d["duration_max"] if hi is None else max(hi, d["duration_max"])
         into["error_count"] += d["error_count"]
         into["_thr_sum"] += d.get("_thr_sum", 0.0)
         into["_thr_n"] += d.get("_thr_n", 0)
@@ -143,19 +149,23 @@ class EventSummarizer:
                 f"FROM performance_data WHERE {where}", args):
             p = out.get((h, f"{c}/{o}"))
             if p is None:
-                p = out[(h, f"{c}/{o}")] = {"count": 0, "duration_sum": 0.0, "duration_min": dur,
-                                            "duration_max": dur, "error_count": 0,
-                                            "_thr_sum": 0.0, "_thr_n": 0, "_sketch": {}}
+                p = out[(h, f"{c}/{o}")] = {"count": 0, "duration_count": 0, "duration_sum": 0.0,
+                                            "duration_min": None, "duration_max": None,
+                                            "error_count": 0, "_thr_sum": 0.0, "_thr_n": 0,
+                                            "_sketch": {}}
             p["count"] += 1
-            p["duration_sum"] += dur
-            if dur < p["duration_min"]:
-                p["duration_min"] = dur
-            if dur > p["duration_max"]:
-                p["duration_max"] = dur
             p["error_count"] += errs or 0
             if thr is not None:
                 p["_thr_sum"] += thr
                 p["_thr_n"] += 1
+            if dur is None:
+                continue
+            p["duration_count"] += 1
+            p["duration_sum"] += dur
+            if p["duration_min"] is None or dur < p["duration_min"]:
+                p["duration_min"] = dur
+            if p["duration_max"] is None or dur > p["duration_max"]:
+                p["duration_max"] = dur
             ddsketch.add(p["_sketch"], dur)
 
     def _counts(self, out, where, args) -> None:

@@ -115,6 +115,6 @@ class Converter:
         self.next_at = now + (time.perf_counter() - now) / self.duty
         if result["done"]:
             self.pending = False
-            self.w.log.info("conversion to schema %d done: %d rows converted",
-                            schema.SCHEMA_VERSION, self.converted)
+            self.w.log.info("conversion to lean rows (schema 7) done: %d rows converted",
+                            self.converted)
         return True

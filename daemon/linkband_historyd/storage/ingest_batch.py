@@ -91,8 +91,8 @@ class ClientState:
 
 
 # -- what each kind's columns are, for the checks -------------------------------
-_REQUIRED_REALS = frozenset({"value", "duration_ms"})
-_OPTIONAL_REALS = frozenset({"throughput", "efficiency_percent"})
+_REQUIRED_REALS = frozenset({"value"})
+_OPTIONAL_REALS = frozenset({"duration_ms", "throughput", "efficiency_percent"})
 _INTEGERS = frozenset({"error_count", "line_number", "thread_id", "process_id"})
 _IG = [itemgetter(i) for i in range(max(map(len, FIELDS.values())))]
 

@@ -21,6 +21,7 @@ from itertools import repeat
 
 from linkband_history.protocol import LOG_LEVELS
 from linkband_historyd.storage import schema
+from linkband_historyd.storage.commit_seconds import CommitSeconds
 
 LEVEL_IDS = {name: i for i, name in enumerate(LOG_LEVELS)}
 MAX_CACHED = 50_000          # names per dictionary held in memory; past it, start over
@@ -78,10 +79,12 @@ class RowStore:
                                                         "thread_id", "process_id"))
         self.names = Dictionary(conn, "metric_names", ("name",))
         self.series = Dictionary(conn, "metric_series", ("metric_type", "unit", "tags"))
+        self.seconds = CommitSeconds(conn)
 
     def rolled_back(self) -> None:
         for d in (self.loggers, self.sources, self.names, self.series):
             d.clear()
+        self.seconds.forget()
 
     def last_id(self, kind: str) -> int:
         table = schema.BASE_TABLES[kind]
@@ -106,11 +109,14 @@ class RowStore:
         else:
             self.conn.executemany(schema.INSERT[kind], rows)
 
-    def after(self, kind: str, first: int, last: int) -> None:
-        """What follows new rows with ids ``first..last``: their FTS entries (logs),
+    def after(self, kind: str, first: int, last: int, stamp: bool = True) -> None:
+        """What follows new rows with ids ``first..last``: the second they were stored
+        in (unless ``stamp`` is False: the caller noted it), their FTS entries (logs),
         the latest value of their metrics (metrics)."""
         if last < first:
             return
+        if stamp:
+            self.seconds.note(kind, first)
         if kind == "log":
             self.conn.execute(schema.INDEX_LOGS, (first, last))
         elif kind == "metric":

@@ -18,7 +18,7 @@ transaction as the rows; a search rechecks its candidates on the message (see
 ``search.py``). Each message is indexed with two sentinel characters appended
 (``SENTINEL``), so that every occurrence of a one- or two-character term is the
 prefix of some indexed trigram: the search module finds such terms through the
-``logs_fts_vocab`` term list. A line leaves the index by FTS5's ``'delete'``
+``logs_fts_terms`` term list. A line leaves the index by FTS5's ``'delete'``
 command with its indexed text (:data:`UNINDEX_LOGS`).
 """
 from __future__ import annotations
@@ -30,7 +30,7 @@ import time
 import apsw
 
 from linkband_history.protocol import ALERT_LEVELS, FIELDS, LOG_LEVELS
-from linkband_historyd.storage import lean_schema
+from linkband_historyd.storage import commit_seconds, lean_schema
 
 SENTINEL = "\x1f\x1f"
 
@@ -203,6 +203,18 @@ MIGRATIONS: list[list] = [   # SQL statements, or functions of the connection
     [
         lambda conn: lean_schema.migrate(conn),
     ],
+    # 8: a performance record may have no duration (the SDK's model allows None);
+    # the second in which rows were stored, per kind (commit_seconds.py)
+    [
+        lambda conn: drop_not_null(conn, "performance_data", "duration_ms REAL"),
+        commit_seconds.TABLE,
+    ],
+    # 9: the search index's terms as fts5vocab 'instance' rows: a search finds the
+    # trigrams that start with a short term in one probe each (query/search.py),
+    # where the 'row' table reads each trigram's whole list of lines
+    [
+        "CREATE VIRTUAL TABLE logs_fts_terms USING fts5vocab(logs_fts, 'instance')",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -360,6 +372,39 @@ def _rebuild_with_autoincrement(conn: apsw.Connection, tables) -> None:
         conn.execute(f"ALTER TABLE {table}_rebuilt RENAME TO {table}")
         for index in indexes:
             conn.execute(index)
+
+
+def drop_not_null(conn: apsw.Connection, table: str, column: str) -> None:
+    """Remove the NOT NULL of ``column`` (its declaration up to the constraint, as in
+    the table's SQL) by editing the table's SQL in the schema.
+
+    SQLite documents this way for changes that leave every stored record valid as
+    it is (lang_altertable.html, "making other kinds of table schema changes"):
+    it takes no time whatever the table holds, with ingestion waiting for nothing,
+    where a rebuild would copy every row. The schema version goes up by one so
+    that every open connection reads the new SQL; it runs inside the migration's
+    transaction, and the table is read back through the new SQL before the commit.
+    """
+    old = conn.execute("SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = ?",
+                       (table,)).fetchall()[0][0]
+    declared = f"{column} NOT NULL"
+    if old.count(declared) != 1:
+        raise RuntimeError(f"{table}: cannot find {declared!r} once in its SQL")
+    version = conn.execute("PRAGMA schema_version").fetchall()[0][0]
+    defensive = conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, -1)
+    conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, 0)    # some builds forbid writable_schema
+    try:
+        conn.execute("PRAGMA writable_schema = ON")
+        conn.execute("UPDATE sqlite_schema SET sql = ? WHERE type = 'table' AND name = ?",
+                     (old.replace(declared, column), table))
+        conn.execute(f"PRAGMA schema_version = {version + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+        conn.config(apsw.SQLITE_DBCONFIG_DEFENSIVE, defensive)
+    name = column.split()[0]
+    info = [r for r in conn.execute(f"PRAGMA table_info({table})") if r[1] == name]
+    if len(info) != 1 or info[0][3] != 0:
+        raise RuntimeError(f"{table}.{name}: still NOT NULL after the schema change")
 
 
 def migrate(conn: apsw.Connection) -> int:

@@ -115,6 +115,7 @@ def op_delete(w, p):
         t = time.perf_counter()
         ids = [r[0] for r in w.conn.execute(select, args + [size.units(limit - deleted)])]
         if not ids:
+            w.store.seconds.prune(kind, schema.BASE_TABLES[kind])
             return {"deleted": deleted, "done": True}
         marks = ",".join("?" * len(ids))
         if kind == "log":                     # out of the index first: it needs the text
@@ -384,7 +385,9 @@ def op_sdk_store(w, p):
     refused row is named with its reason and the others are kept. ``keys`` (one
     64-bit integer or None per row) are source keys: a row whose key was stored
     before is skipped as a duplicate, and the key is kept in the same transaction
-    as the row, so importing the same file again stores nothing."""
+    as the row, so importing the same file again stores nothing. ``created`` (one
+    epoch second or None per row): when the row was first stored (an SDK database's
+    ``created_at``), kept as its second in ``commit_seconds``; None: now."""
     kind, records = p["kind"], p["rows"]
     if kind not in SDK_KINDS:
         raise OpError(f"kind must be one of {', '.join(SDK_KINDS)}")
@@ -393,15 +396,19 @@ def op_sdk_store(w, p):
     keys = p.get("keys") or [None] * len(records)
     if len(keys) != len(records):
         raise OpError("keys: one per row")
+    created = p.get("created") or [None] * len(records)
+    if len(created) != len(records):
+        raise OpError("created: one per row")
     conn = w.conn
     if any(k is not None for k in keys):
         conn.execute(SDK_KEYS)
     table = schema.TABLES.get(kind, "data_summaries")
     stored_in = schema.BASE_TABLES.get(kind, "data_summaries")
     first = conn.execute(f"SELECT coalesce(max(id), 0) + 1 FROM {stored_in}").fetchall()[0][0]
+    top = first - 1
     now = time.time()
     stored, duplicates, refused = 0, 0, []
-    for i, (record, key) in enumerate(zip(records, keys)):
+    for i, (record, key, second) in enumerate(zip(records, keys, created)):
         try:
             with conn:                                  # a savepoint per row
                 if key is not None:
@@ -410,17 +417,28 @@ def op_sdk_store(w, p):
                         duplicates += 1
                         continue
                 _sdk_insert(conn, kind, record, now)
+                if kind != "summary":
+                    top = _note_second(w, kind, top, second if second is not None else now)
             stored += 1
         except (apsw.ConstraintError, ValueError, TypeError, KeyError) as exc:
             refused.append([i, _sdk_reason(exc)])
     last = conn.execute(f"SELECT coalesce(max(id), 0) FROM {stored_in}").fetchall()[0][0]
     if kind != "summary":
-        w.store.after(kind, first, last)             # FTS rows, latest values
+        w.store.after(kind, first, last, stamp=False)    # FTS rows, latest values
     if table in schema.COUNTED_TABLES and last >= first:
         conn.execute(schema.ADD_COUNT, (table, stored))
     if kind == "log" and stored:
         w.merger.wrote()
     return {"stored": stored, "duplicates": duplicates, "refused": refused}
+
+
+def _note_second(w, kind: str, top: int, second) -> int:
+    """A row of ``kind`` was stored (or an alert updated): when its id is new, note
+    its second; the highest id now."""
+    last = w.store.last_id(kind)
+    if last > top:
+        w.store.seconds.note(kind, top + 1, float(second))
+    return last
 
 
 def _sdk_insert(conn, kind: str, record: dict, now: float) -> None:
@@ -439,7 +457,7 @@ def _sdk_insert(conn, kind: str, record: dict, now: float) -> None:
 
 
 def _sdk_reason(exc: Exception) -> str:
-    """A refusal as a short reason: ``duration_ms is required``, ``alert_id is taken``."""
+    """A refusal as a short reason: ``title is required``, ``alert_id is taken``."""
     text = str(exc)
     if "NOT NULL constraint failed" in text:
         return f"{text.rsplit('.', 1)[-1]} is required"
