@@ -407,7 +407,7 @@ def test_the_online_detector_finds_every_kind_and_raises_no_false_episode(online
     injected anomaly. Not all are found: the tails are calibrated on the series'
     own surprises, and in the first days (before the daily profile is used) the
     level lags the morning and evening ramps, whose large errors make a lone
-    8-sigma night spike an ordinary surprise; a later anomaly within HOLD buckets
+    8-sigma night spike an ordinary surprise; a later anomaly within HOLD_S (12 h)
     of an episode is part of it."""
     by_kind = {}
     for injected, eps in online:
@@ -422,9 +422,10 @@ def test_the_online_detector_finds_every_kind_and_raises_no_false_episode(online
     assert all(any(fs) for fs in by_kind.values()), by_kind
 
 
-@pytest.mark.parametrize("days", [14, 4])
+@pytest.mark.parametrize("days", [14, 4, 2])
 def test_the_online_detector_raises_nothing_on_a_clean_daily_peak(days):
-    """The first three days are the warm-up (scored 0); 4 days leave one scored."""
+    """The first day is the warm-up (scored 0); days 2 and 3 are scored against the
+    level alone (the daily profile is used from the fourth), then with it."""
     scored = []
     for seed in range(100, 105):
         series, _ = daily_series(random.Random(seed), days=days)
@@ -453,6 +454,21 @@ def test_a_level_shift_alerts_once_then_the_new_level_is_normal():
     assert 1000 <= (e["t"] - T0) / STEP <= 1006 and e["value"] > e["expected"]
     before = anomaly_detector.scan(series[:2000], step=STEP)["state"]
     assert anomaly_detector.scan(series[2000:], before, step=STEP)["episodes"] == []
+
+
+def test_a_rare_jump_small_against_the_range_seen_scores_in_proportion():
+    """A jump of 10 spreads is rare on both series; on the one whose range is 100
+    (its first points sat at 150) it is 2 % of the range and scores 0.4 of it."""
+    def peak(start, jump):
+        rng = random.Random(3)
+        series = [(T0 + i * STEP, (start if i < 10 else 50) + rng.gauss(0, 0.2)
+                   + (jump if i == 2000 else 0)) for i in range(2100)]
+        det = anomaly_detector.AnomalyDetector()
+        for t, v in series[:2001]:
+            det.update(t, v)
+        return det.likelihood_now
+    assert peak(50, 2) == 1.0 and peak(150, 6) == 1.0
+    assert 0.3 < peak(150, 2) < 0.5
 
 
 def test_the_detector_state_is_small_json_and_resumes_exactly():

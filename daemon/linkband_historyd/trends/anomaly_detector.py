@@ -14,7 +14,9 @@ Three published ideas, put together:
   1 % quantile (peaks over threshold, Siffer et al., KDD 2017), so one threshold
   means about the same false rate on every series. The score is that probability
   on the log scale of Numenta's likelihood, ``log(p) / log(1e-10)``: 0.5 at
-  p = 1e-5, 1.0 at 1e-10.
+  p = 1e-5, 1.0 at 1e-10, scaled down where the point is off by less than 5 %
+  of the range seen so far (on bursty counts a rare surprise of a few units is
+  ordinary; the published detectors get this from quantizing the file's range).
 * Shape novelty (``shape_novelty``): a window of recent values unlike every
   stored prototype (the idea of adaptive-resonance and contextual detectors) scores
   by its distance, at most 0.5 (a new shape alone is as strong as p = 1e-5);
@@ -49,7 +51,9 @@ class AnomalyDetector:
     After each update, ``likelihood_now`` is the point's raw score (before the
     episode logic), ``expected`` the value the chosen predictor expected, and
     ``episode_open`` whether an episode is open. Episodes: one opens where the raw
-    score reaches ON and closes after HOLD points below it. The *score* is the raw
+    score reaches ON and closes after HOLD_S seconds of points below it (at least
+    HOLD_MIN points; a count of points would hold an hourly series for days and
+    swallow its next anomaly). The *score* is the raw
     score at the points that raise the open episode's peak (its first point, or
     one stronger by DELTA) and 0 elsewhere, so one threshold turns an episode
     into one alert, early, and a long disturbance is not counted again and again.
@@ -68,11 +72,16 @@ class AnomalyDetector:
     SEASON_DAYS = 3          # days seen before the profile may be used
     ERR_ALPHA = 0.005        # which predictor has been better lately
     MINN = 100               # points scored 0 while the tails form,
-    WARM_S = 3 * 86_400      # ... and three days: the first daily rises are not anomalies
+    WARM_S = 86_400          # ... and a day: the tails have seen a daily cycle's surprises
     HLEARN = 50              # points before the tails learn (the spread is forming)
     ON = 0.25                # an episode is open while the raw score is at least this
-    HOLD = 144               # ... and until this many points in a row fall below it
+    HOLD_S = 12 * 3600       # ... and until this long in a row falls below it
+    HOLD_MIN = 24            # ... and at least this many points
     DELTA = 0.025            # in an episode, a score only where it beats the peak by this
+    SHORT_P_SCALE = 100      # the short mean is a second look at the same surprises: on
+                             # bursty counts it alone fired as often as the point
+    RANGE_SHARE = 0.05       # a tail score is scaled down where the point is off the expected
+                             # value by less than this share of the range seen so far
     SHAPE_FLOOR = 20         # shapes are compared on a range of at least this many spread
                              # floors (not the quantum: after a flat stretch, that is the jump)
 
@@ -111,7 +120,7 @@ class AnomalyDetector:
             self.peak = max(self.peak, lik)
             return 0.0
         self.quiet += 1
-        if self.peak and self.quiet > self.HOLD:
+        if self.peak and self.quiet > max(self.HOLD_MIN, self.HOLD_S / (self.step or 1.0)):
             self.peak, self.alerted = 0.0, False
         return 0.0
 
@@ -127,6 +136,7 @@ class AnomalyDetector:
             self.shape.update(v)
             return 0.0
         u = math.log1p(self._z(t, v))
+        share = self._share_of_range(v)
         self._learn_season(t, v)
         self._learn(v)
         self.recent = (self.recent + [u])[-self.SHORT:]
@@ -136,18 +146,26 @@ class AnomalyDetector:
             self.LONG_FLOOR * self.dev_long, self.REL_FLOOR * self.mag))
         if self.n <= self.MINN or self.n * (self.step or 0) < self.WARM_S:
             return 0.0
-        return max(min(1.0, math.log(max(p, 1e-300)) / math.log(P_FLOOR)),
-                   NOVELTY_WEIGHT * novelty)
+        tail = min(1.0, math.log(max(p, 1e-300)) / math.log(P_FLOOR))
+        return max(tail * min(1.0, share / self.RANGE_SHARE), NOVELTY_WEIGHT * novelty)
+
+    def _share_of_range(self, v: float) -> float:
+        """How far v is from the expected value, as a share of the range seen so far."""
+        lo, hi = self.shape.lo, self.shape.hi
+        if lo is None or hi <= lo:
+            return 1.0
+        return abs(v - (self.expected if self.expected is not None else v)) / (hi - lo)
 
     def _tail_probability(self, u: float, ubar: float) -> float:
         """The smaller tail probability of the point's surprise and of its short
-        mean, each under its own past; then both are learned."""
-        p = 1.0
+        mean (counted SHORT_P_SCALE times as likely), each under its own past;
+        then both are learned."""
+        p = []
         for hist, x in zip(self.tails, (u, ubar)):
-            p = min(p, hist.tail(x))
+            p.append(hist.tail(x))
             if self.n >= self.HLEARN:
                 hist.learn(x)
-        return p
+        return min(1.0, p[0], self.SHORT_P_SCALE * p[1])
 
     def _track_time(self, t: float) -> None:
         """Step estimate from increasing times only; a long gap widens the spread."""
