@@ -32,15 +32,22 @@ NOW = time.time()
 OLD_LOGS, OLD_METRICS = 20_000, 100_000
 
 
-def build_v6(path: str) -> dict:
-    """A schema 6 database with SDK-shaped rows; the rows as schema 6 reads them."""
+def _built_to(path: str, version: int) -> apsw.Connection:
+    """A new database at schema ``version``: the first ``version`` migrations, as the
+    daemon of that version made it."""
     conn = apsw.Connection(path)
     conn.execute("PRAGMA journal_mode = WAL")
     with conn:
-        for stmts in schema.MIGRATIONS[:V6_MIGRATIONS]:
+        for stmts in schema.MIGRATIONS[:version]:
             for stmt in stmts:
                 stmt(conn) if callable(stmt) else conn.execute(stmt)
-        conn.execute(f"PRAGMA user_version = {V6_MIGRATIONS}")
+        conn.execute(f"PRAGMA user_version = {version}")
+    return conn
+
+
+def build_v6(path: str) -> dict:
+    """A schema 6 database with SDK-shaped rows; the rows as schema 6 reads them."""
+    conn = _built_to(path, V6_MIGRATIONS)
     assert V6_LOGS_DDL in conn.execute(
         "SELECT sql FROM sqlite_schema WHERE name = 'system_logs'").fetchall()[0][0]
     rng = random.Random(16)
@@ -147,13 +154,7 @@ OLD_PERF = 5_000
 
 def build_v7(path: str) -> list:
     """A schema 7 database with performance rows; those rows as schema 7 reads them."""
-    conn = apsw.Connection(path)
-    conn.execute("PRAGMA journal_mode = WAL")
-    with conn:
-        for stmts in schema.MIGRATIONS[:V7_MIGRATIONS]:
-            for stmt in stmts:
-                stmt(conn) if callable(stmt) else conn.execute(stmt)
-        conn.execute(f"PRAGMA user_version = {V7_MIGRATIONS}")
+    conn = _built_to(path, V7_MIGRATIONS)
     assert "duration_ms REAL NOT NULL" in conn.execute(
         "SELECT sql FROM sqlite_schema WHERE name = 'performance_data'").fetchall()[0][0]
     rng = random.Random(8)
