@@ -166,12 +166,7 @@ class HistoryClient:
                 self._wake.wait(0.05 if pending else None)
                 self._wake.clear()
                 closing = self._closing
-                if not closing and not pending and self.batch_interval:
-                    with self._lock:
-                        short = len(self._queue) < self.batch_size and not self._marker_wanted
-                    if short:
-                        time.sleep(self.batch_interval)
-                self._held_since = time.monotonic()   # the GIL was let go above
+                self._await_batch(closing or bool(pending))
                 while True:
                     if not pending:
                         pending.extend(self._next_messages())
@@ -193,6 +188,17 @@ class HistoryClient:
                     return
         finally:
             sock.close()
+
+    def _await_batch(self, busy: bool) -> None:
+        """Both senders, after a wake-up: unless ``busy`` (closing, or messages waiting),
+        give a short queue ``batch_interval`` to fill up to a batch; then start the
+        clock of this thread's hold on the GIL (it was let go here)."""
+        if not busy and self.batch_interval:
+            with self._lock:
+                short = len(self._queue) < self.batch_size and not self._marker_wanted
+            if short:
+                time.sleep(self.batch_interval)
+        self._held_since = time.monotonic()
 
     def _next_messages(self) -> list[bytes]:
         """The next batch as messages (one, unless it had to be split); [] when

@@ -92,12 +92,7 @@ class SpoolSender:
                 c._wake.wait(0.05 if busy or self.win else 0.25 if self.spool.writing else None)
                 c._wake.clear()
                 closing = c._closing
-                if not closing and not busy and c.batch_interval:
-                    with c._lock:
-                        short = len(c._queue) < c.batch_size and not c._marker_wanted
-                    if short:
-                        time.sleep(c.batch_interval)
-                c._held_since = time.monotonic()      # the GIL was let go above
+                c._await_batch(closing or bool(busy))
                 self.pump()
                 if closing:
                     self.finish()
