@@ -7,6 +7,7 @@ import signal
 import time
 
 import psutil
+import pytest
 from conftest import all_rows, wait_for
 
 from linkband_historyd.storage import schema
@@ -138,3 +139,24 @@ def test_a_writer_inside_a_long_vacuum_keeps_beating_and_is_not_taken_for_hung(d
     reader = schema.open_reader(str(d.db_path))      # the rows were made behind the counters' back
     assert reader.execute("SELECT count(*) FROM metric_points").fetchall()[0][0] == 150_000
     reader.close()
+
+
+def _niceness(d) -> dict:
+    top = psutil.Process(d.proc.pid)
+    return {p.pid: p.nice() for p in [top, *top.children(recursive=True)]}
+
+
+@pytest.mark.skipif(not hasattr(os, "getpriority"), reason="POSIX nice values")
+def test_the_daemon_and_every_child_run_below_the_programs_it_serves(daemon_factory):
+    """By default (daemon.nice = 10) the supervisor lowers its priority before it
+    starts a child, so the writer and the query process inherit it, and the
+    scheduler goes 10 lower still (maintenance yields to ingestion); ``--nice 0``
+    leaves the daemon at the priority it was started with."""
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    for args, base in (((), max(mine, 10)), (("--nice", "0"), mine)):
+        d = daemon_factory(*args, name=f"nice{len(args)}")
+        scheduler = wait_for(lambda: d.ask("jobs").get("pid"), timeout=30)
+        levels = _niceness(d)
+        assert {d.proc.pid, d.writer_pid(), d.stats()["pid"], scheduler} <= set(levels)
+        assert levels.pop(scheduler) == min(19, base + 10)
+        assert set(levels.values()) == {base}, (args, levels)

@@ -192,6 +192,9 @@ OPTIONS: tuple[Option, ...] = (
            "and the writer apply it live, the other children restart", applies=CHILD),
     Option("daemon.database_file", "history.db", _file_name, "LINKBAND_HISTORY_DATABASE_FILE",
            "--database-file", "name of the database file in the data directory", applies=RESTART),
+    Option("daemon.nice", 10, values.integer(0, 19), "LINKBAND_HISTORY_NICE", "--nice",
+           "CPU priority of the daemon and its children as a POSIX nice value, only ever "
+           "lowered (0: as started); on Windows > 0 is below-normal, >= 15 idle", applies=RESTART),
     Option("ingest.endpoint", "", _endpoint, "LINKBAND_HISTORY_INGEST", "--ingest",
            "PULL socket for records; empty: ipc://<runtime_dir>/ingest.sock", applies=RESTART),
     Option("ingest.batch_size", 5000, values.integer(1, 1_000_000), "LINKBAND_HISTORY_BATCH_SIZE",

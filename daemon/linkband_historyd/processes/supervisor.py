@@ -33,6 +33,7 @@ import click
 
 from linkband_history.curve_keys import ensure_own_keys
 from linkband_historyd import config as config_mod
+from linkband_historyd.processes.priority import lower_priority
 from linkband_historyd.processes.proctitle import set_title
 from linkband_historyd.processes.query_server import QueryServer
 from linkband_historyd.processes.scheduler import Scheduler
@@ -349,6 +350,7 @@ def main(config_file, print_config, stop_with_parent=False, **cli):
             click.echo(f"linkband-historyd: dataset.dir is set, but {why}", err=True)
             sys.exit(2)
     setup_logging(cfg.daemon.log_level)
+    lower_priority(cfg.daemon.nice)       # before any child: they inherit it
     set_title("supervisor")          # here, not in Supervisor: an embedding program keeps its own
     # a reload (SIGHUP, or the reload command in the query process) reads the file and
     # command line again
