@@ -179,6 +179,17 @@ def test_the_tool_exports_by_hand_from_since_and_refuses_an_earlier_since_later(
     assert not reply["ok"] and "dataset.dir" in reply["error"]["message"]
 
 
+def test_a_relative_dir_is_refused_and_nothing_lands_in_the_daemons_working_directory(
+        daemon_factory):
+    d = daemon_factory()
+    push_metrics(d, 10)
+    name = f"relative-dataset-{os.getpid()}"
+    reply = d.ask("dataset.export", dir=name)
+    assert not reply["ok"] and reply["error"]["code"] == "bad_param"
+    assert "absolute path" in reply["error"]["message"]
+    assert not os.path.exists(name)       # the daemon runs in this test's working directory
+
+
 def test_a_daemon_without_pyarrow_and_a_dataset_dir_refuses_to_start_with_exit_2(tmp_path):
     fake = tmp_path / "no-pyarrow" / "pyarrow"
     fake.mkdir(parents=True)

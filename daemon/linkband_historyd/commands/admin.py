@@ -10,6 +10,7 @@ Everything here that writes, starts a job or stops the daemon is registered
 """
 from __future__ import annotations
 
+import os
 import time
 
 import zmq
@@ -140,6 +141,8 @@ def cmd_summarize(ctx, p):
 def cmd_dataset_export(ctx, p):
     if not (p.get("dir") or ctx.cfg.dataset.dir):
         raise P.BadParam("dir", "dataset.dir is not set: give the dataset's directory")
+    if p.get("dir") and not os.path.isabs(p["dir"]):   # else it lands in the daemon's cwd
+        raise P.BadParam("dir", "must be an absolute path (the tool makes its --dir absolute)")
     return _start(ctx, "dataset", p)
 
 
