@@ -116,3 +116,46 @@ def test_auto_bucket_and_fields(agg_daemon):
     assert r["ok"] and r["bucket_seconds"] == 300          # a day in about 300 points
     r = agg_daemon.ask("metrics", metric_type="tagged", fields=["value"], limit=3)
     assert set(r["rows"][0]) == {"id", "timestamp", "value"}
+
+
+@pytest.fixture(scope="module")
+def cut_daemon(tmp_path_factory):
+    """A daemon whose workers cut long per-bucket aggregates in three parts, holding
+    two metrics with one row every 0.7 s (and a gap) over 4,000 s."""
+    d = DaemonProcess(tmp_path_factory.mktemp("cut"),
+                      env={"LINKBAND_HISTORY_QUERY_PARALLEL": "3",
+                           "LINKBAND_HISTORY_COLLECTOR": "false"}).start()
+    pts = [(name, T0 + i * 0.7, float((i * 7919) % 1000) / 7.0 + k)
+           for k, name in enumerate(("cpu_percent", "memory_percent"))
+           for i in range(5715) if not 2000 <= i < 2400]
+    c = d.client()
+    c.store_metrics([{"timestamp": ts, "metric_name": name, "value": v} for name, ts, v in pts])
+    assert c.flush(timeout=30)
+    d.pts = pts
+    yield d
+    d.close()
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(since=st.floats(min_value=-50, max_value=500), length=st.floats(min_value=1, max_value=4500),
+       bucket=st.sampled_from(["1s", "10s"]), both=st.booleans(),
+       functions=st.lists(st.sampled_from(["count", "sum", "min", "max", "avg"]), min_size=1,
+                          max_size=5, unique=True))
+def test_an_aggregate_cut_into_parts_equals_python_bucket_for_bucket(
+        cut_daemon, since, length, bucket, both, functions):
+    """Per-bucket seeks over a long range run as three parts at once (the parts
+    start on bucket boundaries); the joined rows are the whole answer, in order."""
+    d, pts = cut_daemon, cut_daemon.pts
+    names = ["cpu_percent", "memory_percent"] if both else ["memory_percent"]
+    lo, hi = T0 + since, T0 + since + length
+    by = {"group_by": ["metric_name"]} if both else {}
+    reply = d.ask("metrics.aggregate", metric_name=names, since=lo, until=hi, bucket=bucket,
+                  tier="detail", functions=functions, **by)
+    assert reply["ok"], reply
+    step = BUCKETS[bucket]
+    want = expected([p for p in pts if p[0] in names and lo <= p[1] < hi], step, functions)
+    keys = [(r["bucket"], r["metric_name"] if both else names[0]) for r in reply["rows"]]
+    assert keys == sorted(want)                  # every bucket once, in order
+    for r, key in zip(reply["rows"], keys):
+        for f in functions:
+            assert math.isclose(r[f], want[key][f], rel_tol=1e-9, abs_tol=1e-6), (key, f)

@@ -251,6 +251,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("query.worker_max_mb", 512, values.integer(0, 1_000_000), "LINKBAND_HISTORY_QUERY_WORKER_MAX_MB", None,
            "a worker whose private memory passes this after a reply is replaced (0: never)",
            applies=CHILD),
+    Option("query.parallel", 2, values.integer(1, 16), "LINKBAND_HISTORY_QUERY_PARALLEL", None,
+           "a worker cuts a long per-bucket aggregate of detail rows into this many parts "
+           "run at once on its own side connections (1: never cut)", applies=CHILD),
     Option("events.endpoint", "", _endpoint, "LINKBAND_HISTORY_EVENTS", "--events",
            "PUB socket of the daemon's events; empty: ipc://<runtime_dir>/events.sock", applies=RESTART),
     Option("events.coalesce_ms", 500.0, values.number(0, 60_000), "LINKBAND_HISTORY_EVENTS_COALESCE_MS", None,

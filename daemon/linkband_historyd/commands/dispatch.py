@@ -22,6 +22,7 @@ from linkband_history import protocol
 from linkband_historyd.commands.base import COMMANDS, CommandError, QueryContext, ResultCache
 from linkband_historyd.query import search
 from linkband_historyd.query.budget import ADMIN_MAX_SECONDS, Budget
+from linkband_historyd.query.parallel import SideReaders
 from linkband_historyd.query.params import BadParam, parse
 from linkband_historyd.settings import Settings
 from linkband_historyd.storage import schema
@@ -38,17 +39,24 @@ class QueryHandler:
         self.pids = pids or {}            # query_pid, supervisor_pid: for stats, stop, reload
         self.qctx = None
         self.budget = None
+        self.side = None                  # SideReaders of the connection, if any
         self.cache = ResultCache()
         self.errors: Counter = Counter()
         self.facts: dict = {}             # the broker's, with each request (stats shows them)
 
+    def _open(self):
+        conn = schema.open_reader(self.cfg.daemon.db_path)
+        # big sorts spill to (owner-only) temp files instead of growing the worker
+        conn.execute("PRAGMA temp_store = FILE")
+        conn.createscalarfunction("lbh_fold", search.fold, 1, deterministic=True)
+        return conn
+
     def _context(self) -> QueryContext:
         if self.qctx is None:
-            conn = schema.open_reader(self.cfg.daemon.db_path)
-            # big sorts spill to (owner-only) temp files instead of growing the worker
-            conn.execute("PRAGMA temp_store = FILE")
-            conn.createscalarfunction("lbh_fold", search.fold, 1, deterministic=True)
+            conn = self._open()
             self.budget = Budget(conn, self.beat, self.stopping)
+            if self.cfg.query.parallel > 1:
+                self.side = SideReaders(conn, self._open, self.budget, self.cfg.query.parallel)
             self.qctx = QueryContext(conn, self.cfg, self.started_at, **self.pids)
         return self.qctx
 
@@ -83,7 +91,7 @@ class QueryHandler:
                 return self._error("over_budget", self._over_budget(name, seconds, admin))
             return self._error("unavailable", f"{name}: interrupted: the worker is stopping")
         except apsw.CantOpenError as exc:
-            self.qctx = None
+            self.close()                  # opened again at the next request
             return self._error("unavailable", f"database not available yet: {exc}")
         except apsw.Error as exc:
             self._warn("%s failed: %s", name, exc)
@@ -139,6 +147,9 @@ class QueryHandler:
         return protocol.error(code, message)
 
     def close(self) -> None:
+        if self.side is not None:
+            self.side.close()
+            self.side = None
         if self.qctx is not None:
             self.qctx.conn.close()
             self.qctx = None

@@ -10,6 +10,7 @@ connection has only one progress handler, so the deadlines share it.
 """
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import math
 import time
@@ -30,6 +31,7 @@ class Budget:
         self.inner: list[float] = []        # deadlines pushed by deadline()
         self.exceeded = False               # the request's own deadline interrupted it
         self._next_beat = 0.0
+        self._stop = False                  # stopping() at the last beat
         conn.set_progress_handler(self._progress, STEPS)
         _budgets[conn] = self
 
@@ -46,12 +48,30 @@ class Budget:
         if now >= self._next_beat:         # a few times a second: beat, and stop if asked
             self._next_beat = now + BEAT_EVERY_S
             self.beat()
-            if self.stopping():
-                return True
+            self._stop = self.stopping()
+        return self._over(now)
+
+    def _over(self, now: float) -> bool:
+        if self._stop:
+            return True
         if now > self.request_deadline:
             self.exceeded = True
             return True
         return bool(self.inner) and now > self.inner[-1]
+
+    def watch(self, conn) -> None:
+        """Hold ``conn`` (a side reader's, stepped in another thread) to the same
+        deadlines and stop; it never beats: :meth:`wait` does, in this thread."""
+        conn.set_progress_handler(lambda: self._over(time.monotonic()), STEPS)
+
+    def wait(self, future):
+        """``future.result()``, beating (and noticing a stop) while it runs."""
+        while True:
+            try:
+                return future.result(timeout=BEAT_EVERY_S)
+            except concurrent.futures.TimeoutError:
+                self.beat()
+                self._stop = self.stopping()
 
 
 @contextlib.contextmanager

@@ -24,6 +24,7 @@ from itertools import islice
 from operator import itemgetter
 
 from linkband_history.protocol import FIELDS
+from linkband_historyd.query import parallel
 from linkband_historyd.query import params as P
 from linkband_historyd.query import search
 from linkband_historyd.rollups import quantiles
@@ -373,9 +374,28 @@ def run_per_bucket(conn, agg: Aggregate, max_rows: int):
     and are never sorted, where a GROUP BY of ``CAST(timestamp / step)`` sorts them all.
     Each bucket's reply row is built by SQLite as a JSON array (it writes its reals so
     that they read back exactly; an empty bucket gives none), and the rows come back
-    as one JSON array, parsed once: no Python work per bucket."""
+    as one JSON array, parsed once: no Python work per bucket. A long range is cut
+    into parts that the worker's side readers run at once (``query.parallel``)."""
     step = agg.step
     first = int(agg.since // step) * step
+    readers = parallel.readers_of(conn)
+    pieces = parallel.cut(first, agg.until, step, readers.parts if readers else 1)
+    pieces = [(max(a, agg.since), a, b) for a, b in pieces]
+    if len(pieces) > 1:
+        rows = [r for part in readers.run(conn, lambda c, pc: _bucket_rows(c, agg, *pc), pieces)
+                for r in part]
+    else:
+        rows = _bucket_rows(conn, agg, *pieces[0])
+    if len(rows) > max_rows:
+        raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
+                                   "or a shorter range")
+    return ["bucket"] + list(agg.group_by) + agg.functions, rows
+
+
+def _bucket_rows(conn, agg: Aggregate, since: float, first: float, until: float) -> list:
+    """The rows of :func:`run_per_bucket` for the buckets from ``first`` (a bucket
+    start, ``since`` rounded down) to ``until``, over rows in ``[since, until)``."""
+    step = agg.step
     by_name = agg.group_by == ["metric_name"]
     values = ", ".join(["b.s"] + (["n.name"] if by_name else [])
                        + ["count(*)" if f == "count" else _SQL_FUNCTIONS[f].format(v="value")
@@ -387,13 +407,9 @@ def run_per_bucket(conn, agg: Aggregate, max_rows: int):
            "WHERE name = n.id AND timestamp >= max(b.s, ?) AND timestamp < min(b.s + ?, ?) "
            "HAVING count(*) > 0) AS r "
            f"FROM b, metric_names n WHERE n.name IN ({marks}))")
-    args = [first, step, step, agg.until, agg.since, step, agg.until, *agg.names]
+    args = [first, step, step, until, since, step, until, *agg.names]
     packed = conn.execute(sql, args).fetchall()[0][0]
-    rows = json.loads(packed) if packed else []        # group_concat skips empty buckets
-    if len(rows) > max_rows:
-        raise P.BadParam("bucket", f"more than {max_rows} result rows: use a larger bucket "
-                                   "or a shorter range")
-    return ["bucket"] + list(agg.group_by) + agg.functions, rows
+    return json.loads(packed) if packed else []        # group_concat skips empty buckets
 
 
 def run_aggregate(conn, agg: Aggregate, max_rows: int):
