@@ -492,3 +492,31 @@ def test_gaps_duplicates_and_out_of_order_times_are_scored_without_blowing_up():
     out = anomaly_detector.scan(series, step=STEP)
     assert out["episodes"] == []
     json.dumps(out["state"], allow_nan=False)
+
+
+def test_an_hour_that_was_surprising_on_several_recent_days_makes_a_surprise_ordinary():
+    from linkband_historyd.trends.phase_rate import PhaseRate
+    rate = PhaseRate()
+    night = 3 * 3600 + 1800                                            # 03:30
+    for day in range(6):
+        for i in range(PER_DAY):
+            t = T0 + day * DAY + i * STEP
+            rate.learn(t, 1e-4 if t % DAY == night else 0.5)           # one event a night
+    assert rate.factor(T0 + 6 * DAY + night) > 3                        # the nightly job
+    assert rate.factor(T0 + 6 * DAY + night + 40 * 60) > 3              # ... a little late
+    assert rate.factor(T0 + 6 * DAY + 15 * 3600) == 1.0                 # the afternoon
+    once = PhaseRate()
+    for i in range(2 * PER_DAY):
+        t = T0 + i * STEP
+        once.learn(t, 1e-4 if i == 42 else 0.5)                         # one event, one day
+    assert once.factor(T0 + 2 * DAY + 42 * STEP) == 1.0
+
+
+def test_a_state_saved_before_the_recent_tail_and_phase_rate_resumes():
+    series, _ = daily_series(random.Random(9), days=3)
+    state = anomaly_detector.scan(series[:500], step=STEP)["state"]
+    state["tails"] = state["tails"][:2]                                 # the round-4 state
+    del state["phase"]
+    out = anomaly_detector.scan(series[500:], state, step=STEP)
+    assert len(out["state"]["tails"]) == 3 and out["state"]["phase"]["points"][0] > 0
+    assert out["episodes"] == []

@@ -12,7 +12,12 @@ Three published ideas, put together:
 * Calibrated tails (``tail_model``): the surprise and its short mean get a tail
   probability under the series' own past, a generalised Pareto fitted above the
   1 % quantile (peaks over threshold, Siffer et al., KDD 2017), so one threshold
-  means about the same false rate on every series. The score is that probability
+  means about the same false rate on every series. The point's surprise also has
+  a tail over the last ~300 points, and the larger probability counts (a burst
+  as large as the recent ones is not rare however quiet the days before were);
+  and a surprise at an hour of the day that has been surprising on several
+  recent days counts as that much more ordinary (``phase_rate``: a nightly
+  job's spike). The score is that probability
   on the log scale of Numenta's likelihood, ``log(p) / log(1e-10)``: 0.5 at
   p = 1e-5, 1.0 at 1e-10, scaled down where the point is off by less than 5 %
   of the range seen so far (on bursty counts a rare surprise of a few units is
@@ -36,8 +41,9 @@ from __future__ import annotations
 
 import math
 
+from linkband_historyd.trends.phase_rate import PhaseRate
 from linkband_historyd.trends.shape_novelty import ShapeNovelty
-from linkband_historyd.trends.tail_model import TailHistogram
+from linkband_historyd.trends.tail_model import RecentTail, TailHistogram
 
 SCORE_THRESHOLD = 0.4        # the shipped threshold (p = 1e-4): an alert where a score reaches it
 P_FLOOR = 1e-10              # score 1.0 at this tail probability (log scale)
@@ -77,11 +83,12 @@ class AnomalyDetector:
     ON = 0.25                # an episode is open while the raw score is at least this
     HOLD_S = 12 * 3600       # ... and until this long in a row falls below it
     HOLD_MIN = 24            # ... and at least this many points
-    DELTA = 0.025            # in an episode, a score only where it beats the peak by this
+    DELTA = 0.04             # in an episode, a score only where it beats the peak by this
     SHORT_P_SCALE = 100      # the short mean is a second look at the same surprises: on
                              # bursty counts it alone fired as often as the point
     RANGE_SHARE = 0.05       # a tail score is scaled down where the point is off the expected
                              # value by less than this share of the range seen so far
+    RECENT_MIN_N = 300       # points before the recent tail may lower a surprise
     SHAPE_FLOOR = 20         # shapes are compared on a range of at least this many spread
                              # floors (not the quantum: after a flat stretch, that is the jump)
 
@@ -95,14 +102,17 @@ class AnomalyDetector:
         self.quiet = self.quiet or 0
         self.err = list(self.err or [0.0, 0.0])
         self.alerted = bool(self.alerted)
-        self.tails = [TailHistogram(x) for x in s.get("tails") or (None, None)]
+        tails = list(s.get("tails") or []) + [None] * 3
+        self.tails = [TailHistogram(tails[0]), TailHistogram(tails[1]), RecentTail(tails[2])]
+        self.phase = PhaseRate(s.get("phase"))
         self.shape = ShapeNovelty(s.get("shape"))
         self.likelihood_now, self.expected = 0.0, None
 
     def state(self) -> dict:
-        """The whole state, JSON-safe: numbers and lists (at most about 16 KB)."""
+        """The whole state, JSON-safe: numbers and lists (at most about 18 KB)."""
         return {**{f: getattr(self, f) for f in self.FIELDS},
-                "tails": [h.state() for h in self.tails], "shape": self.shape.state()}
+                "tails": [h.state() for h in self.tails], "shape": self.shape.state(),
+                "phase": self.phase.state()}
 
     @property
     def episode_open(self) -> bool:
@@ -144,8 +154,12 @@ class AnomalyDetector:
         self.n += 1
         novelty = self.shape.update(v, self.SHAPE_FLOOR * max(
             self.LONG_FLOOR * self.dev_long, self.REL_FLOOR * self.mag))
+        ordinary = self.phase.factor(t)
+        if self.n > self.HLEARN:
+            self.phase.learn(t, p)
         if self.n <= self.MINN or self.n * (self.step or 0) < self.WARM_S:
             return 0.0
+        p = min(1.0, p * ordinary)
         tail = min(1.0, math.log(max(p, 1e-300)) / math.log(P_FLOOR))
         return max(tail * min(1.0, share / self.RANGE_SHARE), NOVELTY_WEIGHT * novelty)
 
@@ -157,15 +171,17 @@ class AnomalyDetector:
         return abs(v - (self.expected if self.expected is not None else v)) / (hi - lo)
 
     def _tail_probability(self, u: float, ubar: float) -> float:
-        """The smaller tail probability of the point's surprise and of its short
-        mean (counted SHORT_P_SCALE times as likely), each under its own past;
-        then both are learned."""
+        """The smaller tail probability of the point's surprise (the larger of its
+        probability over ~1,000 points and over the last ~300, once that many are
+        seen) and of its short mean (counted SHORT_P_SCALE times as likely), each
+        under its own past; then all are learned."""
         p = []
-        for hist, x in zip(self.tails, (u, ubar)):
+        for hist, x in zip(self.tails, (u, ubar, u)):
             p.append(hist.tail(x))
             if self.n >= self.HLEARN:
                 hist.learn(x)
-        return min(1.0, p[0], self.SHORT_P_SCALE * p[1])
+        recent = p[2] if self.n >= self.RECENT_MIN_N else 0.0
+        return min(1.0, max(p[0], recent), self.SHORT_P_SCALE * p[1])
 
     def _track_time(self, t: float) -> None:
         """Step estimate from increasing times only; a long gap widens the spread."""
