@@ -100,25 +100,6 @@ def _watch_list(v):
     return out
 
 
-def _int_list(v):
-    items = values.string_list(v) if isinstance(v, str) else v
-    try:
-        return [int(x) for x in items]
-    except (TypeError, ValueError):
-        raise ValueError("must be a list of integers") from None
-
-
-def _clock(v):
-    s = values.string(v)
-    try:
-        h, m = (int(x) for x in s.split(":"))
-    except ValueError:
-        raise ValueError("must be HH:MM") from None
-    if not (0 <= h < 24 and 0 <= m < 60):
-        raise ValueError("must be HH:MM")
-    return f"{h:02d}:{m:02d}"
-
-
 def _file_name(v):
     """A plain file name: the data directory holds the daemon's lock and archives too,
     so the database lives in it, never elsewhere."""
@@ -276,7 +257,7 @@ OPTIONS: tuple[Option, ...] = (
            "LINKBAND_HISTORY_RETENTION_INTERVAL_S", None, "how often retention and archiving run", applies=CHILD),
     Option("scheduler.budget_interval_s", 60.0, values.number(1, 86400), "LINKBAND_HISTORY_BUDGET_INTERVAL_S",
            None, "how often the size budget and free disk are checked", applies=CHILD),
-    Option("scheduler.optimize_at", "03:30", _clock, "LINKBAND_HISTORY_OPTIMIZE_AT", None,
+    Option("scheduler.optimize_at", "03:30", values.clock, "LINKBAND_HISTORY_OPTIMIZE_AT", None,
            "local time of the daily optimize (ANALYZE, FTS merge, incremental vacuum)", applies=CHILD),
     Option("collector.enabled", True, values.boolean, "LINKBAND_HISTORY_COLLECTOR", None,
            "sample system metrics with psutil (a job of the scheduler process)", applies=CHILD),
@@ -284,7 +265,7 @@ OPTIONS: tuple[Option, ...] = (
            "seconds between two samples", applies=CHILD),
     Option("collector.process_names", [], values.string_list, "LINKBAND_HISTORY_COLLECTOR_PROCESSES", None,
            "SDK processes to follow by name (cpu, rss, threads, open files)", applies=CHILD),
-    Option("collector.pids", [], _int_list, "LINKBAND_HISTORY_COLLECTOR_PIDS", None,
+    Option("collector.pids", [], values.integer_list, "LINKBAND_HISTORY_COLLECTOR_PIDS", None,
            "SDK processes to follow by pid", applies=CHILD),
     Option("collector.mounts", [], values.string_list, "LINKBAND_HISTORY_COLLECTOR_MOUNTS", None,
            "mount points whose usage is sampled; empty: every physical mount", applies=CHILD),

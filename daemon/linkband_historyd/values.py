@@ -126,6 +126,27 @@ def string_list(v) -> list[str]:
     return [x.strip() for x in items if x.strip()]
 
 
+def integer_list(v) -> list[int]:
+    """A list of integers, or one comma-separated string of them."""
+    items = string_list(v) if isinstance(v, str) else v
+    try:
+        return [int(x) for x in items]
+    except (TypeError, ValueError):
+        raise ValueError("must be a list of integers") from None
+
+
+def clock(v) -> str:
+    """A time of day, HH:MM (24 hours), written back with two digits each."""
+    s = string(v)
+    try:
+        h, m = (int(x) for x in s.split(":"))
+    except ValueError:
+        raise ValueError("must be HH:MM") from None
+    if not (0 <= h < 24 and 0 <= m < 60):
+        raise ValueError("must be HH:MM")
+    return f"{h:02d}:{m:02d}"
+
+
 boolean.json_schema = {"type": "boolean"}
 string.json_schema = text.json_schema = {"type": "string"}
 string_list.json_schema = {"type": "array", "items": {"type": "string"}}
