@@ -49,14 +49,8 @@ class SideReaders:
         futures = [self._pool.submit(fn, c, piece) for c, piece in zip(self.conns, pieces[1:])]
         try:
             first = fn(conn, pieces[0])
-        except BaseException:
-            for c in self.conns:
-                c.interrupt()
-            concurrent.futures.wait(futures)
-            raise
-        try:
             return [first] + [self.budget.wait(f) for f in futures]
-        except BaseException:
+        except BaseException:            # the other parts stop too, before the next request
             for c in self.conns:
                 c.interrupt()
             concurrent.futures.wait(futures)
