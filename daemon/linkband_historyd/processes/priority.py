@@ -8,13 +8,6 @@ default). The supervisor lowers its own priority once, at start, before it start
 any child: every child inherits it, on POSIX (the nice value) as on Windows (the
 below-normal and idle priority classes are inherited by child processes).
 
-On Linux a lowered daemon is also put under ``SCHED_BATCH``
-(``linkband_history.thread_policy``, which the client's sender thread uses
-too): a nice value lowers the daemon's share of a busy core, but its
-processes could still preempt an SDK thread each time a message wakes them;
-under ``SCHED_BATCH`` they never do, and wait for a free core, the SDK thread
-to block, or the next scheduler tick.
-
 Only ever lowered: a daemon started at a lower priority than asked keeps it, and
 no privilege is needed.
 """
@@ -23,20 +16,17 @@ from __future__ import annotations
 import os
 
 import psutil
-from linkband_history import thread_policy
 
 
 def lower_priority(nice: int) -> int | None:
     """Lower this process's CPU priority to the POSIX nice value ``nice`` (0: leave
-    it; on Linux any ``nice`` > 0 adds ``SCHED_BATCH``); on Windows, any ``nice`` > 0
-    is the below-normal priority class and ``nice`` >= 15 the idle class. Returns
-    the nice value now in force (None on Windows)."""
+    it); on Windows, any ``nice`` > 0 is the below-normal priority class and
+    ``nice`` >= 15 the idle class. Returns the nice value now in force (None on
+    Windows)."""
     if hasattr(os, "getpriority"):
         now = os.getpriority(os.PRIO_PROCESS, 0)
         if nice > now:
             os.setpriority(os.PRIO_PROCESS, 0, nice)
-        if nice > 0:
-            thread_policy.stay_behind_callers()
         return os.getpriority(os.PRIO_PROCESS, 0)
     if nice > 0 and hasattr(psutil, "BELOW_NORMAL_PRIORITY_CLASS"):
         wanted = psutil.IDLE_PRIORITY_CLASS if nice >= 15 else psutil.BELOW_NORMAL_PRIORITY_CLASS
