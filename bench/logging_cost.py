@@ -62,6 +62,9 @@ class FormatOnly(logging.Handler):
 
 
 SLOW_NS = 1_000_000
+# A new thread's first moments overlap the main thread's return from Thread.start()
+# (a perf sched trace showed it holding the core for ms then, in floor and ours alike).
+SETTLE_S = 0.05
 
 
 def _thread_switches():
@@ -97,6 +100,7 @@ def timed_calls(logger: logging.Logger, n: int, rate: float, start: int, slow: C
         pc = time.perf_counter_ns
         info = logger.info
         tick = 1e9 / rate if rate else 0
+        time.sleep(SETTLE_S)        # the main thread is in join() by then, not starting us
         t_next = pc()
         before = None
         for i in range(n):
