@@ -138,10 +138,14 @@ class Writer(Child):
         if self.sock in ready:
             with gc_paused(), self.held.timing("commit"):   # decoding makes lists by the thousand
                 self.commit(self.receive())
+            _YIELD()
         if self.control in ready:
             self.control_once()                   # one bounded operation between batches
+            _YIELD()
         with self.held.timing("fts_merge") as t:
             t.ran = self.merger.step(self.ingest_waiting)   # paced, gives way to ingest
+        if t.ran:
+            _YIELD()
         with self.held.timing("checkpoint") as t:
             t.ran = self.checkpointer.finish(self.conn, self.ingest_waiting)
         self.converter.step()                     # paced, while schema 6's rows are left
@@ -352,6 +356,14 @@ class BatchAborted(Exception):
     def __init__(self, full: bool):
         super().__init__("storage full" if full else "transaction rolled back")
         self.full = full
+
+
+# Between two pieces of its work the writer offers its core to whatever waits for it:
+# woken by a batch it may have preempted an SDK thread, and without this the SDK thread
+# waited until the writer slept or the next scheduler tick, through the commit, the FTS
+# merge step and the checkpoint copy in a row (bench/README, issue 14). When nothing
+# waits the call returns at once.
+_YIELD = getattr(os, "sched_yield", lambda: None)
 
 
 def _caused_by(exc, cls, aborted=None) -> bool:
