@@ -1,6 +1,7 @@
 """The client library on its own: conversion at the edge, threads, bad records."""
 from __future__ import annotations
 
+import os
 import threading
 from datetime import datetime, timedelta, timezone
 
@@ -69,6 +70,31 @@ def test_one_client_shared_by_many_threads(daemon):
         values = [r["value"] for r in all_rows(daemon, "metrics", metric_name=f"t{k}", limit=5000)]
         assert values == [float(i) for i in range(per_thread)]
     assert c.stats()["dropped"] == 0
+
+
+def _threads() -> set[int]:
+    return {int(t) for t in os.listdir("/proc/self/task")}
+
+
+@pytest.mark.skipif(not (hasattr(os, "SCHED_BATCH") and os.path.isdir("/proc/self/task")),
+                    reason="Linux scheduling policies")
+@pytest.mark.parametrize("spooled", [False, True], ids=["plain", "spooled"])
+def test_the_sender_and_zeromqs_io_thread_never_preempt_the_thread_that_logs(daemon, tmp_path,
+                                                                          spooled):
+    """Every thread a client starts (its sender, and the I/O threads of its ZeroMQ
+    context) is under SCHED_BATCH, which never preempts a running thread on
+    wake-up; the thread that made the client keeps its own policy."""
+    mine = os.sched_getscheduler(0)
+    before = _threads()
+    c = daemon.client(**({"spool_dir": str(tmp_path / "spool")} if spooled else {}))
+    started = _threads() - before
+    c.store_logs([{"level": "INFO", "logger_name": "t", "message": "한 줄"}])
+    assert c.flush(timeout=10)
+    names = {open(f"/proc/self/task/{t}/comm").read().strip() for t in started & _threads()}
+    assert c._thread.native_id in started
+    assert any(n.startswith("ZMQbg/IO") for n in names), names
+    assert {t: os.sched_getscheduler(t) for t in started} == dict.fromkeys(started, os.SCHED_BATCH)
+    assert os.sched_getscheduler(0) == mine != os.SCHED_BATCH
 
 
 def test_a_batch_is_split_by_encoded_size_in_order_and_a_record_too_long_alone_is_named():

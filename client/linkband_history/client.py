@@ -15,6 +15,7 @@ when the daemon is back (``spool_sender.py``, ``spool.py``).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -23,7 +24,7 @@ from collections import deque
 
 import zmq
 
-from . import curve_keys, protocol, rpc
+from . import curve_keys, protocol, rpc, thread_policy
 from .endpoints import check_ipc_endpoint, resolve_endpoint
 from .spool import Spool
 from .spool_sender import SpoolSender
@@ -92,9 +93,12 @@ class HistoryClient:
         self._too_large_flushed = 0             # ... as of the previous flush()
         self._too_large_kinds: set = set()      # kinds already logged
         self._held_since = 0.0                  # the sender holds the GIL since (monotonic)
-        target = self._sender if self._spool is None else lambda: SpoolSender(self).run()
-        self._thread = threading.Thread(target=target, name="linkband-history-sender", daemon=True)
+        self._socket_open = threading.Event()   # the sender's first socket exists
+        self._thread = threading.Thread(target=self._sender_main, name="linkband-history-sender",
+                                        daemon=True)
         self._thread.start()
+        # a query socket opened first would start ZeroMQ's I/O thread outside the policy
+        self._socket_open.wait(5.0)
 
     # -- storing -------------------------------------------------------------
     def store_metrics(self, records) -> None:
@@ -154,12 +158,28 @@ class HistoryClient:
             raise ValueError(f"{len(errors)} {kind} record(s) not stored: " + "; ".join(errors[:5]))
 
     # -- the sender thread ---------------------------------------------------
-    def _sender(self) -> None:
+    def _sender_main(self) -> None:
+        """The sender thread: under the policy of ``thread_policy`` from its start, so
+        the ZeroMQ I/O thread its first socket starts inherits it too."""
+        try:
+            thread_policy.stay_behind_callers()
+            if self._spool is None:
+                run = functools.partial(self._sender, self._push_socket())
+            else:
+                run = SpoolSender(self).run
+        finally:
+            self._socket_open.set()     # also when a socket could not be opened
+        run()
+
+    def _push_socket(self) -> zmq.Socket:
         sock = self._ctx.socket(zmq.PUSH)
         sock.setsockopt(zmq.SNDHWM, self._send_hwm)
         sock.setsockopt(zmq.LINGER, self._linger_ms)
         curve_keys.apply(sock, self.ingest_endpoint, self._curve)
         sock.connect(self.ingest_endpoint)
+        return sock
+
+    def _sender(self, sock: zmq.Socket) -> None:
         pending: deque = deque()              # encoded messages zmq has not taken yet
         try:
             while True:
