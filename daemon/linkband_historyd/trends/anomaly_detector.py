@@ -35,7 +35,9 @@ level follows in a few dozen points and the tails absorb the burst, so a shift
 alarms once then becomes normal); gaps (a gap of more than GAP_STEPS steps
 widens the spread so the level re-learns); duplicate and out-of-order
 timestamps (a point is scored but a non-increasing time does not move the step
-estimate).
+estimate); a young tail (in the first two days a tail's fit is not allowed a
+finite end: fitted on the excesses of one or two daily rises it ended just past
+the largest, and the next day's rise, a little larger, had probability 0).
 """
 from __future__ import annotations
 
@@ -79,6 +81,10 @@ class AnomalyDetector:
     ERR_ALPHA = 0.005        # which predictor has been better lately
     MINN = 100               # points scored 0 while the tails form,
     WARM_S = 86_400          # ... and a day: the tails have seen a daily cycle's surprises
+    BOUND_S = 2 * 86_400     # the point's tails may claim a largest surprise (a bounded fit)
+                             # only after this long: before, they have seen one daily cycle
+    SHORT_BOUND_S = 2.5 * 86_400  # ... the short mean's after this: its excesses are runs
+                             # of one or two events (the mean of SHORT neighbours)
     HLEARN = 50              # points before the tails learn (the spread is forming)
     ON = 0.25                # an episode is open while the raw score is at least this
     HOLD_S = 12 * 3600       # ... and until this long in a row falls below it
@@ -176,8 +182,10 @@ class AnomalyDetector:
         seen) and of its short mean (counted SHORT_P_SCALE times as likely), each
         under its own past; then all are learned."""
         p = []
-        for hist, x in zip(self.tails, (u, ubar, u)):
-            p.append(hist.tail(x))
+        seen = self.n * (self.step or 0)
+        bounded = (seen >= self.BOUND_S, seen >= self.SHORT_BOUND_S, seen >= self.BOUND_S)
+        for hist, x, b in zip(self.tails, (u, ubar, u), bounded):
+            p.append(hist.tail(x, b))
             if self.n >= self.HLEARN:
                 hist.learn(x)
         recent = p[2] if self.n >= self.RECENT_MIN_N else 0.0

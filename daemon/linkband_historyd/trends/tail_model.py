@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 
 
-def gpd_tail(x: float, mean: float, var: float, g_max: float = 0.5) -> float:
+def gpd_tail(x: float, mean: float, var: float, g_max: float = 0.5,
+             g_min: float = -0.5) -> float:
     """Survival at excess x of a generalised Pareto with this mean and variance
-    (shape bounded to [-0.5, g_max] so a few points cannot make it absurd)."""
-    g = min(max(0.5 * (1 - mean * mean / var), -0.5), g_max)
+    (shape bounded to [g_min, g_max] so a few points cannot make it absurd)."""
+    g = min(max(0.5 * (1 - mean * mean / var), g_min), g_max)
     sig = max(0.5 * mean * (mean * mean / var + 1), 1e-6)
     if abs(g) < 1e-6:
         return math.exp(-x / sig)
@@ -46,9 +47,11 @@ class TailHistogram:
     def state(self) -> dict:
         return {"h": self.h, "w": self.w, "top": self.top}
 
-    def tail(self, u: float) -> float:
+    def tail(self, u: float, bounded: bool = True) -> float:
         """P(statistic >= u) under the past: 1 below the QT quantile, else QT times
-        the fitted tail at u's excess over it."""
+        the fitted tail at u's excess over it. ``bounded=False``: the fit may not be
+        lighter than exponential (a bounded fit on the excesses of one or two events
+        ends just past the largest and gives probability 0 to the next a little larger)."""
         if self.total <= 0:
             return 1.0
         h = self.h
@@ -70,7 +73,7 @@ class TailHistogram:
             return 1.0
         mean = max(s1 / need - q, self.BIN / 2)
         var = max(s2 / need - (s1 / need) ** 2, 1e-12)
-        return self.QT * gpd_tail(u - q, mean, var, self.G_MAX)
+        return self.QT * gpd_tail(u - q, mean, var, self.G_MAX, -0.5 if bounded else 0.0)
 
     def learn(self, u: float) -> None:
         """Count u; older counts weigh less by raising the weight of new ones
