@@ -444,15 +444,18 @@ def square_daily(start, days, seed=5):
             for t in range(start, start + days * DAY, STEP)]
 
 
-@pytest.mark.parametrize("start", ["00:00", "06:15", "06:45", "08:55", "12:00", "17:10", "19:00",
-                                   "20:45"])
-def test_a_clean_daily_step_raises_nothing_whatever_the_hour_the_series_starts(start):
+@pytest.mark.parametrize("start, seed", [
+    ("00:00", 5), ("06:15", 5), ("06:45", 5), ("08:55", 5), ("12:00", 5), ("17:10", 5),
+    ("19:00", 5), ("20:45", 5), ("19:35", 6), ("14:40", 10), ("17:45", 12), ("18:35", 12)])
+def test_a_clean_daily_step_raises_nothing_whatever_the_hour_the_series_starts(start, seed):
     """From these start hours the second or third day's 09:00 rise scored 1.0: the
     tails had seen one or two rises and falls (the first may fall in the HLEARN
     points), a bounded tail fitted on those few excesses ends just past the largest,
-    and a rise a little larger had probability 0. No bounded fit in the first days."""
+    and a rise a little larger had probability 0. No bounded fit in the first days;
+    and in the third (seeds 6, 10, 12), the short mean's bounded fit ends no nearer
+    than its largest excess of three or four events implies (declustered events)."""
     hours, minutes = map(int, start.split(":"))
-    series = square_daily(T0 + hours * 3600 + minutes * 60, days=4)
+    series = square_daily(T0 + hours * 3600 + minutes * 60, days=4, seed=seed)
     out = anomaly_detector.scan(series, step=STEP)
     assert out["episodes"] == []
     assert all(s < anomaly_detector.SCORE_THRESHOLD for _, s in out["scores"])
@@ -498,7 +501,7 @@ def test_the_detector_state_is_small_json_and_resumes_exactly():
     whole = anomaly_detector.scan(series, step=STEP)
     half = anomaly_detector.scan(series[:700], step=STEP)
     text = json.dumps(half["state"], allow_nan=False)
-    assert len(text) < 16_384
+    assert len(text) < 18_432                  # the class docstring: at most about 18 KB
     rest = anomaly_detector.scan(series[700:], json.loads(text), step=STEP)
     assert half["scores"] + rest["scores"] == whole["scores"]
     assert rest["state"] == whole["state"]

@@ -37,7 +37,10 @@ widens the spread so the level re-learns); duplicate and out-of-order
 timestamps (a point is scored but a non-increasing time does not move the step
 estimate); a young tail (in the first two days a tail's fit is not allowed a
 finite end: fitted on the excesses of one or two daily rises it ended just past
-the largest, and the next day's rise, a little larger, had probability 0).
+the largest, and the next day's rise, a little larger, had probability 0; in the
+third day the short mean's finite end lies past its largest excess as far as the
+largest of its few independent events implies, the events counted by runs
+declustering).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ import math
 
 from linkband_historyd.trends.phase_rate import PhaseRate
 from linkband_historyd.trends.shape_novelty import ShapeNovelty
-from linkband_historyd.trends.tail_model import RecentTail, TailHistogram
+from linkband_historyd.trends.tail_model import EventTail, RecentTail, TailHistogram
 
 SCORE_THRESHOLD = 0.4        # the shipped threshold (p = 1e-4): an alert where a score reaches it
 P_FLOOR = 1e-10              # score 1.0 at this tail probability (log scale)
@@ -85,6 +88,8 @@ class AnomalyDetector:
                              # only after this long: before, they have seen one daily cycle
     SHORT_BOUND_S = 2.5 * 86_400  # ... the short mean's after this: its excesses are runs
                              # of one or two events (the mean of SHORT neighbours)
+    MARGIN_S = 3 * 86_400    # ... and until this long its end is put past the largest excess
+                             # as far as the number of independent events implies
     HLEARN = 50              # points before the tails learn (the spread is forming)
     ON = 0.25                # an episode is open while the raw score is at least this
     HOLD_S = 12 * 3600       # ... and until this long in a row falls below it
@@ -109,7 +114,7 @@ class AnomalyDetector:
         self.err = list(self.err or [0.0, 0.0])
         self.alerted = bool(self.alerted)
         tails = list(s.get("tails") or []) + [None] * 3
-        self.tails = [TailHistogram(tails[0]), TailHistogram(tails[1]), RecentTail(tails[2])]
+        self.tails = [TailHistogram(tails[0]), EventTail(tails[1]), RecentTail(tails[2])]
         self.phase = PhaseRate(s.get("phase"))
         self.shape = ShapeNovelty(s.get("shape"))
         self.likelihood_now, self.expected = 0.0, None
@@ -184,8 +189,9 @@ class AnomalyDetector:
         p = []
         seen = self.n * (self.step or 0)
         bounded = (seen >= self.BOUND_S, seen >= self.SHORT_BOUND_S, seen >= self.BOUND_S)
-        for hist, x, b in zip(self.tails, (u, ubar, u), bounded):
-            p.append(hist.tail(x, b))
+        young = (False, seen < self.MARGIN_S, False)
+        for hist, x, b, y in zip(self.tails, (u, ubar, u), bounded, young):
+            p.append(hist.tail(x, b, y))
             if self.n >= self.HLEARN:
                 hist.learn(x)
         recent = p[2] if self.n >= self.RECENT_MIN_N else 0.0
