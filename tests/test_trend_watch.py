@@ -20,9 +20,9 @@ STEP = 300
 
 def _daily(now, days=14, spike_at=None, seed=5):
     """At least ``days`` of a clean daily cycle up to ``now``, from a midnight UTC: the
-    detector's first day then always holds the same part of the cycle. (From other
-    starts, e.g. 17:00-21:00 UTC, its second day's 09:00 rise can score as an anomaly:
-    noted on issue 15; these tests are about the watch, not that.)"""
+    detector's first day then always holds the same part of the cycle, whatever hour
+    the tests run. (How the detector itself fares from other start hours is
+    ``test_trends.py``'s ``test_a_clean_daily_step_raises_nothing_whatever_the_hour_the_series_starts``.)"""
     rng = random.Random(seed)
     start = int((now - days * 86400) // 86400) * 86400
     out = []
